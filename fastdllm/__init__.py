@@ -1,0 +1,21 @@
+"""fastdllm: fast inference for masked diffusion language models (Fast-dLLM, arXiv 2505.22618)."""
+
+from fastdllm import caches, samplers  # noqa: F401  (registers the built-in policies)
+from fastdllm.core.config import DecodeConfig
+from fastdllm.core.decoder import DiffusionDecoder, StepEvent, generate
+from fastdllm.core.policy import (CachePolicy, ConfigError, PolicyConfig, UnmaskPolicy, at_least_one,
+                                  cache_policies, unmask_policies)
+from fastdllm.core.proposal import Proposal
+from fastdllm.core.registry import UnknownNameError
+from fastdllm.core.result import GenerationResult
+from fastdllm.core.step import Layout, Plan, Step
+from fastdllm.models import DiffusionLM, LLaDA, llada_config, model_adapters
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "generate", "DiffusionDecoder", "DecodeConfig", "GenerationResult", "StepEvent",
+    "CachePolicy", "UnmaskPolicy", "PolicyConfig", "Proposal", "Step", "Plan", "Layout", "at_least_one",
+    "cache_policies", "unmask_policies", "model_adapters", "ConfigError", "UnknownNameError",
+    "DiffusionLM", "LLaDA", "llada_config",
+]

@@ -1,0 +1,8 @@
+"""Cache policies: which canvas positions each forward recomputes. One policy per file."""
+
+from fastdllm.caches.dual import DualCache
+from fastdllm.caches.no_cache import NoCache
+from fastdllm.caches.prefix import PrefixCache
+from fastdllm.caches.refresh_interval import RefreshIntervalCache
+
+__all__ = ["NoCache", "PrefixCache", "DualCache", "RefreshIntervalCache"]

@@ -1,0 +1,179 @@
+"""The decoding loop: blocks left to right; inside a block, forward → propose → select → commit.
+
+Fast-dLLM (arXiv 2505.22618), Algorithm 1: a cache policy picks which positions each forward
+recomputes (the rest come from the KV store), an unmask policy picks which still-masked
+positions of the current block to commit. Every block finishes within ``steps_bound`` forwards
+because each forward commits at least one token in every row that still has masks.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+import torch
+
+from fastdllm.core.config import DecodeConfig, decode_config
+from fastdllm.core.kv_store import NoStore
+from fastdllm.core.model_api import DiffusionModel, left_pad
+from fastdllm.core.policy import CachePolicy, UnmaskPolicy, at_least_one
+from fastdllm.core.proposal import Proposal
+from fastdllm.core.result import GenerationResult
+from fastdllm.core.step import Layout, Plan, Step
+
+
+class StepEvent:
+    """What a per-step callback sees (after the commit). Tensors are live views: copy to keep them."""
+
+    __slots__ = ("step", "plan", "canvas", "commit", "proposal")
+
+    def __init__(self, step: Step, plan: Plan, canvas: torch.Tensor, commit: torch.Tensor, proposal: Proposal):
+        self.step, self.plan, self.canvas, self.commit, self.proposal = step, plan, canvas, commit, proposal
+
+
+Callback = Callable[[StepEvent], Any]
+
+
+class DiffusionDecoder:
+    """Decodes batches of prompts with one model, one cache policy and one unmask policy.
+
+    ``DiffusionDecoder(model, cache="dual", unmask="threshold", gen_length=256, block_length=32)``;
+    ``cache``/``unmask`` take a registered name, a ``{"name": ..., **fields}`` dict, a config or an instance.
+    """
+
+    def __init__(self, model: DiffusionModel, config: DecodeConfig | None = None, **options: Any) -> None:
+        if config is None:
+            config = decode_config(**options)
+        elif options:
+            config = decode_config(**{**config.model_dump(), **options})
+        self.model = model
+        self.config = config
+        self.cache, self.unmask = self._policies(options)
+
+    def _policies(self, options: dict[str, Any]) -> tuple[CachePolicy, UnmaskPolicy]:
+        # keep instances the user passed (they may carry state or overridden methods)
+        cache, unmask = self.config.policies()
+        if isinstance(options.get("cache"), CachePolicy):
+            cache = options["cache"]
+        if isinstance(options.get("unmask"), UnmaskPolicy):
+            unmask = options["unmask"]
+        return cache, unmask
+
+    @torch.inference_mode()
+    def generate(self, prompt_ids, attention_mask: torch.Tensor | None = None,
+                 callbacks: Sequence[Callback] = ()) -> GenerationResult:
+        model, cfg = self.model, self.config
+        prompt, prompt_mask = left_pad(prompt_ids, attention_mask, model.pad_token_id, model.device)
+        layout = Layout(prompt.shape[1], cfg.gen_length, cfg.block_length, model.logit_shift)
+        self._check_inputs(prompt, prompt_mask, layout)
+        batch, P, G, L = prompt.shape[0], layout.prompt_length, layout.gen_length, layout.canvas_length
+        device = prompt.device
+
+        generator = None
+        if cfg.seed is not None:
+            generator = torch.Generator(device=device).manual_seed(cfg.seed)
+        canvas = torch.cat([prompt, torch.full((batch, G), model.mask_token_id, device=device)], 1)  # [B, L]
+        real = torch.cat([prompt_mask, torch.ones((batch, G), dtype=torch.bool, device=device)], 1)  # [B, L]
+        position_ids = (real.long().cumsum(-1) - 1).clamp_min(0)  # [B, L]
+        key_mask = None if bool(prompt_mask.all()) else real
+        store = model.new_kv_store(batch, L) if self.cache.uses_store else NoStore()
+
+        nfe_per_row = torch.zeros(batch, dtype=torch.long, device=device)  # [B]
+        commit_forward = torch.zeros((batch, G), dtype=torch.long, device=device)  # [B, G]
+        forced = torch.zeros((), dtype=torch.long, device=device)
+        nfe = refreshes = blocks_done = 0
+        end_ids = torch.tensor(model.end_token_ids, device=device)  # [E]
+
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        for block in range(layout.num_blocks):
+            start, end = layout.block_bounds(block)
+            for index in range(cfg.steps_bound):
+                masked = canvas[:, start:end] == model.mask_token_id  # [B, block]
+                if index > 0 and not bool(masked.any()):  # the one host sync per step
+                    break
+                step = Step(layout, block, index, cfg.temperature, generator)
+                plan = self.cache.plan(step)
+                _check_plan(plan, step, filled=nfe > 0 or not self.cache.uses_store)
+                logits = model.forward_step(canvas, plan.start, plan.end, store, position_ids, key_mask,
+                                            start, end)  # [B, block, V]
+                proposal = self.unmask.propose(logits, masked, step)
+                chosen = self.unmask.select(proposal, step) & masked  # [B, block]
+                commit = at_least_one(chosen, proposal)
+                forced += (commit.any(-1) & ~chosen.any(-1)).sum()
+                canvas[:, start:end] = torch.where(commit, proposal.tokens, canvas[:, start:end])
+
+                active = masked.any(-1)  # [B]
+                nfe_per_row += active
+                gen_slice = commit_forward[:, start - P:end - P]
+                gen_slice.copy_(torch.where(commit, nfe_per_row[:, None], gen_slice))
+                nfe += 1
+                refreshes += plan.refresh
+                for callback in callbacks:
+                    callback(StepEvent(step, plan, canvas, commit, proposal))
+            else:
+                if bool((canvas[:, start:end] == model.mask_token_id).any()):
+                    raise RuntimeError(f"block {block} still has masks after {cfg.steps_bound} forwards; "
+                                       f"raise max_steps_per_block (now {cfg.steps_bound})")
+            blocks_done += 1
+            if cfg.stop_at_eos and bool(torch.isin(canvas[:, P:end], end_ids).any(-1).all()):
+                break
+        canvas[:, P:].masked_fill_(canvas[:, P:] == model.mask_token_id, model.pad_token_id)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        wall = time.perf_counter() - started
+
+        first_end, answer_nfe = _answer_stats(canvas[:, P:], end_ids, commit_forward)
+        decode = getattr(model, "decode", None)
+        return GenerationResult(
+            sequences=canvas, prompt_length=P, nfe=nfe, refresh_forwards=refreshes, nfe_per_row=nfe_per_row,
+            first_end=first_end, answer_nfe=answer_nfe, commit_forward=commit_forward,
+            forced_commits=int(forced), wall_time_s=wall, blocks_decoded=blocks_done,
+            decode_text=decode if getattr(model, "tokenizer", None) is not None else None,
+        )
+
+    def _check_inputs(self, prompt: torch.Tensor, prompt_mask: torch.Tensor, layout: Layout) -> None:
+        model = self.model
+        empty = (~prompt_mask.any(-1)).nonzero().flatten().tolist()
+        if prompt.shape[1] == 0 or empty:
+            raise ValueError(f"empty prompt at batch rows {empty or 'all'}: every prompt needs at least one token")
+        has_mask = ((prompt == model.mask_token_id) & prompt_mask).any(-1).nonzero().flatten().tolist()
+        if has_mask:
+            raise ValueError(f"prompt rows {has_mask} contain the mask token id {model.mask_token_id}; "
+                             "remove it from the prompts (it marks positions still to be generated)")
+        if layout.canvas_length > model.max_sequence_length:
+            raise ValueError(
+                f"prompt length {layout.prompt_length} + gen_length {layout.gen_length} = {layout.canvas_length} "
+                f"exceeds the model's max_sequence_length {model.max_sequence_length}; shorten the prompt or gen_length")
+        first = Step(layout, 0, 0)
+        self.cache.check(first)
+        self.unmask.check(first)
+
+
+def _check_plan(plan: Plan, step: Step, filled: bool) -> None:
+    """A plan must recompute the hidden states the block's logits come from, and refresh an empty store."""
+    need_start, need_end = step.block_start - step.layout.logit_shift, step.block_end - step.layout.logit_shift
+    if not (0 <= plan.start <= need_start and need_end <= plan.end <= step.layout.canvas_length):
+        raise RuntimeError(f"cache plan {plan} does not cover positions [{need_start}, {need_end}) that the "
+                           f"block's logits come from (block {step.block}, step {step.index})")
+    if not filled and not plan.refresh:
+        raise RuntimeError(f"cache plan {plan} reads an empty KV store: the first forward must be a refresh")
+
+
+def _answer_stats(generated: torch.Tensor, end_ids: torch.Tensor, commit_forward: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """First end-token index per row ([B], G if none) and the forwards until the answer was complete ([B])."""
+    G = generated.shape[1]
+    is_end = torch.isin(generated, end_ids)  # [B, G]
+    first_end = torch.where(is_end.any(-1), is_end.long().argmax(-1), torch.full_like(is_end[:, 0], G, dtype=torch.long))
+    upto = torch.arange(G, device=generated.device)[None, :] <= first_end[:, None]  # [B, G]
+    answer_nfe = (commit_forward * upto).amax(-1)
+    return first_end, answer_nfe
+
+
+def generate(model: DiffusionModel, prompt_ids, *, attention_mask: torch.Tensor | None = None,
+             callbacks: Sequence[Callback] = (), **options: Any) -> GenerationResult:
+    """One-call decoding: ``fastdllm.generate(model, ids, cache="dual", unmask="threshold",
+    gen_length=256, block_length=32)``. Options are ``DecodeConfig`` fields."""
+    return DiffusionDecoder(model, **options).generate(prompt_ids, attention_mask, callbacks)
