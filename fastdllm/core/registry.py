@@ -63,6 +63,7 @@ def describe_fields(config_cls: Any) -> list[tuple[str, str, Any]]:
     """(name, type, default) for each field of a pydantic config class, for ``fastdllm ls``."""
     rows = []
     for field_name, info in config_cls.model_fields.items():
-        annotation = getattr(info.annotation, "__name__", None) or str(info.annotation)
-        rows.append((field_name, annotation.replace("typing.", ""), info.default))
+        ann = info.annotation
+        text = ann.__name__ if isinstance(ann, type) else str(ann).replace("typing.", "")
+        rows.append((field_name, text, info.default))
     return rows

@@ -1,0 +1,102 @@
+"""Accuracy and speed of one decoding setting on a list of problems (the numbers the paper reports).
+
+NFE and tokens-per-forward are counted per sequence (the row's own forwards, not the batch's
+slowest row). TPF is reported over the canvas (generated positions / forwards) and over the
+answer (tokens before the first end token / forwards until that answer was complete).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from fastdllm.core.decoder import DiffusionDecoder
+from fastdllm.tasks import Problem, Task, get_task
+
+
+@dataclass
+class EvalReport:
+    setting: dict[str, Any]
+    n: int
+    accuracy: float
+    nfe_mean: float  # forwards per sequence
+    tpf_canvas: float  # mean over sequences of G / NFE
+    tpf_answer: float  # mean over sequences of answer tokens / forwards to finish the answer
+    answer_tokens_mean: float
+    refresh_share: float  # refresh forwards / all forwards (batch level)
+    wall_time_s: float
+    tokens_per_s_canvas: float
+    tokens_per_s_useful: float
+    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    def to_dict(self, with_rows: bool = False) -> dict[str, Any]:
+        d = asdict(self)
+        if not with_rows:
+            d.pop("rows")
+        return d
+
+
+def evaluate(model, problems: Sequence[Problem], task: Task | str | None = None, *, batch_size: int = 64,
+             progress: bool = False, keep_rows: bool = False, **decode_options: Any) -> EvalReport:
+    """Decode every problem's prompt (chat template) and score the answers with ``task``."""
+    if not problems:
+        raise ValueError("evaluate() needs at least one problem")
+    decoder = DiffusionDecoder(model, **decode_options)
+    order = sorted(range(len(problems)), key=lambda i: len(problems[i].prompt))  # less padding per batch
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc=f"{decoder.cache.name}+{decoder.unmask.name}", leave=False)
+    rows: list[dict[str, Any]] = [{} for _ in problems]
+    wall = 0.0
+    nfe_total = refresh_total = 0
+    for idx in batches:
+        ids, mask = model.encode([problems[i].prompt for i in idx], chat=True)
+        started = time.perf_counter()
+        result = decoder.generate(ids, mask)
+        wall += time.perf_counter() - started
+        nfe_total += result.nfe
+        refresh_total += result.refresh_forwards
+        texts = result.texts
+        for j, i in enumerate(idx):
+            problem = problems[i]
+            scorer = get_task(task or problem.task)
+            rows[i] = {
+                "prompt": problem.prompt, "answer": problem.answer, "output": texts[j],
+                "correct": bool(scorer.score(texts[j], problem)),
+                "nfe": int(result.nfe_per_row[j]), "tpf_canvas": float(result.tokens_per_forward[j]),
+                "tpf_answer": float(result.answer_tokens_per_forward[j]),
+                "answer_tokens": int(result.first_end[j]),
+            }
+    n, gen = len(problems), decoder.config.gen_length
+
+    def mean(key: str) -> float:
+        return float(sum(r[key] for r in rows) / n)
+
+    return EvalReport(
+        setting={"cache": decoder.cache.spec(), "unmask": decoder.unmask.spec(),
+                 **decoder.config.model_dump(exclude={"cache", "unmask"})},
+        n=n, accuracy=mean("correct"), nfe_mean=mean("nfe"), tpf_canvas=mean("tpf_canvas"),
+        tpf_answer=mean("tpf_answer"), answer_tokens_mean=mean("answer_tokens"),
+        refresh_share=refresh_total / max(nfe_total, 1), wall_time_s=wall,
+        tokens_per_s_canvas=n * gen / max(wall, 1e-9),
+        tokens_per_s_useful=sum(r["answer_tokens"] for r in rows) / max(wall, 1e-9),
+        rows=rows if keep_rows else [],
+    )
+
+
+def torch_info() -> dict[str, Any]:
+    """Device and versions, recorded with every result file."""
+    import platform
+
+    import transformers
+
+    info = {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info.update(gpu=torch.cuda.get_device_name(0), cuda=torch.version.cuda)
+    return info
