@@ -37,7 +37,7 @@ def run_demo(model_path=None, n: int = 50, device: str | None = None, batch_size
              settings=DEMO_SETTINGS, seed: int = 0) -> list[tuple[str, EvalReport]]:
     started = time.perf_counter()
     path = model_path or tiny_model_path()
-    model = fastdllm.load_model(path, device=device)
+    model = fastdllm.load_model(path, device=device, dtype=torch.float32 if (device or "cpu") == "cpu" else None)
     decode = default_decode_options(path) or {"gen_length": 64, "block_length": 16}
     task = get_task("arithmetic")
     problems = task.generate("test", n, seed=seed)

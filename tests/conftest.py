@@ -44,3 +44,54 @@ def random_prompts(batch: int, lengths: list[int] | None = None, seed: int = 0) 
 @pytest.fixture
 def llada():
     return tiny_llada()
+
+
+# ---- decoder-level helpers (tests/core, tests/caches, tests/samplers) --------------------------------
+
+
+class RecordingModel:
+    """Wraps a model that implements the decoder contract (``fastdllm.core.model_api.DiffusionModel``).
+
+    Counts ``forward_step`` calls and records the ``(start, end, logits_start, logits_end)`` of each;
+    with ``keep=True`` also keeps a copy of the canvas and the returned logits. ``forbid_mask=True``
+    sets the mask token's logit to -inf, as a trained model would never predict it (the tiny random
+    models do, now and then). Every other attribute is the wrapped model's.
+    """
+
+    def __init__(self, model, *, keep: bool = False, forbid_mask: bool = False) -> None:
+        self.model, self.keep, self.forbid_mask = model, keep, forbid_mask
+        self.calls: list[tuple[int, int, int, int]] = []
+        self.canvases: list[torch.Tensor] = []
+        self.logits: list[torch.Tensor] = []
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    @property
+    def forwards(self) -> int:
+        return len(self.calls)
+
+    def forward_step(self, canvas, start, end, store, position_ids, key_mask, logits_start, logits_end):
+        logits = self.model.forward_step(canvas, start, end, store, position_ids, key_mask, logits_start, logits_end)
+        if self.forbid_mask:
+            logits = logits.clone()
+            logits[..., self.model.mask_token_id] = float("-inf")
+        self.calls.append((start, end, logits_start, logits_end))
+        if self.keep:
+            self.canvases.append(canvas.clone())
+            self.logits.append(logits.clone())
+        return logits
+
+
+def mask_free_llada(seed: int = 0, **overrides) -> RecordingModel:
+    """``tiny_llada`` that never predicts the mask token, wrapped to record its forwards."""
+    return RecordingModel(tiny_llada(seed, **overrides), forbid_mask=True)
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny models run fastest on one intra-op thread (and far faster when the cores are shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

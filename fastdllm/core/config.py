@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from fastdllm.core.policy import (CachePolicy, ConfigError, Policy, UnmaskPolicy, cache_policies,
+from fastdllm.core.policy import (CachePolicy, ConfigError, UnmaskPolicy, cache_policies,
                                   resolve_policy, unmask_policies)
 
 
@@ -25,8 +25,8 @@ class DecodeConfig(BaseModel):
 
     gen_length: int = Field(128, gt=0, description="generated positions G")
     block_length: int = Field(32, gt=0, description="positions per semi-autoregressive block")
-    cache: dict[str, Any] = Field(default_factory=lambda: {"name": "dual"})
-    unmask: dict[str, Any] = Field(default_factory=lambda: {"name": "threshold"})
+    cache: dict[str, Any] = Field(default_factory=lambda: {"name": "dual"}, validate_default=True)
+    unmask: dict[str, Any] = Field(default_factory=lambda: {"name": "threshold"}, validate_default=True)
     temperature: float = Field(0.0, ge=0.0, description="0 = argmax; > 0 = Gumbel-max sampling")
     seed: int | None = Field(None, description="seeds the sampling generator (temperature > 0, random remasking)")
     stop_at_eos: bool = Field(False, description="stop after a block once every row has an end token")
@@ -57,17 +57,19 @@ class DecodeConfig(BaseModel):
         return self.max_steps_per_block or self.block_length
 
     def policies(self) -> tuple[CachePolicy, UnmaskPolicy]:
-        return (resolve_policy(cache_policies, CachePolicy, self.cache),  # type: ignore[return-value]
-                resolve_policy(unmask_policies, UnmaskPolicy, self.unmask))
+        return self.cache_policy(), self.unmask_policy()
+
+    def cache_policy(self) -> CachePolicy:
+        return resolve_policy(cache_policies, CachePolicy, self.cache)  # type: ignore[return-value]
+
+    def unmask_policy(self) -> UnmaskPolicy:
+        return resolve_policy(unmask_policies, UnmaskPolicy, self.unmask)  # type: ignore[return-value]
 
 
 def decode_config(**values: Any) -> DecodeConfig:
     """``DecodeConfig(**values)`` with policy instances allowed and errors that name the field."""
     from pydantic import ValidationError
 
-    for key in ("cache", "unmask"):
-        if isinstance(values.get(key), Policy):
-            values[key] = values[key].spec()
     try:
         return DecodeConfig(**values)
     except ValidationError as err:

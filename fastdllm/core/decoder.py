@@ -51,13 +51,10 @@ class DiffusionDecoder:
         self.cache, self.unmask = self._policies(options)
 
     def _policies(self, options: dict[str, Any]) -> tuple[CachePolicy, UnmaskPolicy]:
-        # keep instances the user passed (they may carry state or overridden methods)
-        cache, unmask = self.config.policies()
-        if isinstance(options.get("cache"), CachePolicy):
-            cache = options["cache"]
-        if isinstance(options.get("unmask"), UnmaskPolicy):
-            unmask = options["unmask"]
-        return cache, unmask
+        # keep instances the user passed (they may carry state, overridden methods, or no registered name)
+        cache, unmask = options.get("cache"), options.get("unmask")
+        return (cache if isinstance(cache, CachePolicy) else self.config.cache_policy(),
+                unmask if isinstance(unmask, UnmaskPolicy) else self.config.unmask_policy())
 
     @torch.inference_mode()
     def generate(self, prompt_ids, attention_mask: torch.Tensor | None = None,
@@ -98,6 +95,7 @@ class DiffusionDecoder:
                 _check_plan(plan, step, filled=nfe > 0 or not self.cache.uses_store)
                 logits = model.forward_step(canvas, plan.start, plan.end, store, position_ids, key_mask,
                                             start, end)  # [B, block, V]
+                logits[..., model.mask_token_id] = float("-inf")  # the mask token is never a candidate
                 proposal = self.unmask.propose(logits, masked, step)
                 chosen = self.unmask.select(proposal, step) & masked  # [B, block]
                 commit = at_least_one(chosen, proposal)

@@ -4,11 +4,14 @@ Example::
 
     prompt:   "Mia has 123 shells. She finds 45 more. She gives away 67.
                She triples them. How many shells now?"
-    response: "123+45=168. 168-67=101. 101*3=303. The answer is 303."
+    response: "123+45=168. 168-67=101. 3*101=303. The answer is 303."
     answer:   "303"
 
 Every operand and every intermediate result stays in ``0..max_value``; the
 operands are drawn directly from the range that keeps the result in bounds.
+Sums and products are written in a random operand order (``45+123`` or ``123+45``),
+so several responses are correct and the first operand of each such step is
+genuinely uncertain: decoding order matters, as it does in natural language.
 """
 
 from __future__ import annotations
@@ -99,7 +102,12 @@ class ArithmeticTask(Task):
                 choices = MUL_TEMPLATES.get(k, MUL_GENERIC)
                 template = choices[randint(0, len(choices) - 1)]
             sentences.append(template.format(p=pronoun, k=k))
-            steps.append(f"{value}{op}{k}={result}.")
+            # + and * are written in either operand order: several correct responses, as in natural
+            # language, so a model's confidence is split until it has committed to one of them
+            if op != "-" and randint(0, 1):
+                steps.append(f"{k}{op}{value}={result}.")
+            else:
+                steps.append(f"{value}{op}{k}={result}.")
             value = result
         sentences.append(QUESTION.format(obj=obj))
         answer = str(value)

@@ -36,6 +36,9 @@ def interpret_prompt(prompt: str) -> tuple[int, list[tuple[str, int]]]:
     return int(start.group(1)), ops
 
 
+swapped_seen: set[bool] = set()
+
+
 def check_problem(problem: Problem, task: ArithmeticTask) -> list[tuple[str, int]]:
     """Assert the response is a correct equation chain for the prompt."""
     start, ops = interpret_prompt(problem.prompt)
@@ -48,7 +51,12 @@ def check_problem(problem: Problem, task: ArithmeticTask) -> list[tuple[str, int
         match = EQUATION.match(text)
         assert match, text
         left, eq_op, right, result = match.groups()
-        assert (int(left), eq_op, int(right)) == (value, op, k)
+        assert eq_op == op
+        if op == "-":
+            assert (int(left), int(right)) == (value, k)
+        else:  # sums and products appear in either operand order
+            assert sorted((int(left), int(right))) == sorted((value, k))
+            swapped_seen.add((int(left), int(right)) == (k, value) and k != value)
         value = {"+": value + k, "-": value - k, "*": value * k}[op]
         assert int(result) == value
         assert 0 <= value <= task.max_value
@@ -65,6 +73,7 @@ def test_responses_are_correct_chains() -> None:
     task = ArithmeticTask()
     problems = task.generate("train", 2000, seed=0)
     op_counts, op_kinds = set(), set()
+    swapped_seen.clear()
     for problem in problems:
         ops = check_problem(problem, task)
         op_counts.add(len(ops))
@@ -72,6 +81,7 @@ def test_responses_are_correct_chains() -> None:
         assert task.score(problem.response, problem)
     assert op_counts == {2, 3, 4}
     assert op_kinds == {"+", "-", "*"}
+    assert swapped_seen == {True, False}  # both operand orders occur
 
 
 def test_difficulty_knobs() -> None:
