@@ -7,22 +7,19 @@ set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   && export PYTHONPATH=/tmp/site:$PWD || exit 1
 export WANDB_MODE=offline WANDB_SILENT=true PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-MINUTES=${MINUTES:-7}
-EXAMPLES=${EXAMPLES:-1000000}
+MINUTES=${MINUTES:-6.8}
+EXAMPLES=${EXAMPLES:-1200000}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $OUT/gpu.txt
 python3 -c "import torch, transformers; print(torch.__version__, torch.version.cuda, transformers.__version__)" | tee -a $OUT/gpu.txt
+git log -1 --format='commit %H' | tee -a $OUT/gpu.txt
 mkdir -p /tmp/work
-python3 experiments/train_tiny.py --out /tmp/work/tiny-llada --family llada --minutes $MINUTES --examples $EXAMPLES --workers 5 \
+python3 experiments/train_tiny.py --out /tmp/work/tiny-llada --family llada --minutes $MINUTES --examples $EXAMPLES --workers 7 \
   > $OUT/train-llada.log 2>&1 &
 pid_llada=$!
-python3 experiments/train_tiny.py --out /tmp/work/tiny-dream --family dream --minutes $MINUTES --examples $EXAMPLES --workers 5 --seed 1 \
+python3 experiments/train_tiny.py --out /tmp/work/tiny-dream --family dream --minutes $MINUTES --examples $EXAMPLES --workers 7 --seed 1 \
   > $OUT/train-dream.log 2>&1 &
 pid_dream=$!
-python3 experiments/train_tiny.py --out /tmp/work/tiny-llada-small --family llada --minutes $MINUTES --examples $EXAMPLES --workers 5 \
-  --d-model 160 --heads 5 --mlp 448 > $OUT/train-llada-small.log 2>&1 &
-pid_deep=$!
 wait $pid_llada; echo "llada exit $?" | tee -a $OUT/gpu.txt
-wait $pid_deep; echo "llada-small exit $?" | tee -a $OUT/gpu.txt
 wait $pid_dream; echo "dream exit $?" | tee -a $OUT/gpu.txt
 for f in $OUT/train-*.log; do tail -n 3 $f; done
 tar -C /tmp/work -czf $OUT/tiny-models.tgz .

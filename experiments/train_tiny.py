@@ -258,7 +258,7 @@ def main(argv=None) -> dict:
 
     from fastdllm.models.checkpoint import save_checkpoint
 
-    save_checkpoint(model, out, tokenizer=tokenizer, dtype=torch.bfloat16)
+    save_checkpoint(model, out, tokenizer=tokenizer, dtype=torch.float32)  # fp32: CPU runs see the trained weights
     summary = {"steps": step, "train_seconds": train_s, "prep_seconds": prep_s, "params": n_params,
                "examples": len(canvas), "prompt_len": P, "final": final, "history": history,
                "args": vars(args), "env": torch_info()}
