@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from typing import Any
 
 import fastdllm
@@ -39,16 +40,18 @@ def cmd_ls(args: argparse.Namespace) -> int:
             print(f"  {name:<18} {_summary(cls)}")
             for field, kind, default in describe_fields(cls.Config):
                 print(f"  {'':<18}   {field}: {kind} = {default!r}")
-    print("models:")
+    print("models (config.json fields read, with the full-size checkpoint's values):")
     for name, cls in fastdllm.model_adapters:
         print(f"  {name:<18} {_summary(cls)}")
+        fields = [f"{k}={v!r}" for k, v in cls.reference_config().items()]
+        for line in textwrap.wrap(", ".join(fields), width=96):
+            print(f"  {'':<18}   {line}")
     return 0
 
 
 def _summary(cls: type) -> str:
-    """A class docstring's first sentence, on one line."""
-    text = " ".join((cls.__doc__ or "").split())
-    return text.split(". ")[0].rstrip(".") + "." if text else ""
+    """A class docstring's first paragraph, on one line."""
+    return " ".join((cls.__doc__ or "").split("\n\n")[0].split())
 
 
 def add_decode_args(p: argparse.ArgumentParser) -> None:
@@ -76,8 +79,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     model, defaults = load(args)
     options = {
         "cache": policy_spec(args.cache, args.cache_opt), "unmask": policy_spec(args.unmask, args.unmask_opt),
-        "gen_length": args.gen_length or defaults.get("gen_length", 128),
-        "block_length": args.block_length or defaults.get("block_length", 32),
+        "gen_length": defaults.get("gen_length", 128) if args.gen_length is None else args.gen_length,
+        "block_length": defaults.get("block_length", 32) if args.block_length is None else args.block_length,
         "temperature": args.temperature, "seed": args.seed, "stop_at_eos": args.stop_at_eos,
     }
     ids, mask = model.encode(args.prompt, chat=not args.raw)

@@ -2,8 +2,10 @@
 
 Fast-dLLM (arXiv 2505.22618), Algorithm 1: a cache policy picks which positions each forward
 recomputes (the rest come from the KV store), an unmask policy picks which still-masked
-positions of the current block to commit. Every block finishes within ``steps_bound`` forwards
-because each forward commits at least one token in every row that still has masks.
+positions of the current block to commit. Every block finishes within ``steps_bound`` forwards:
+each forward commits at least one token in every row that still has masks, and the last allowed
+forward commits all of them (a bound below ``block_length`` is then a hard cap, counted in
+``bound_flushes``).
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ class DiffusionDecoder:
         store = model.new_kv_store(batch, L) if self.cache.uses_store else NoStore()
 
         nfe_per_row = torch.zeros(batch, dtype=torch.long, device=device)  # [B]
+        refresh_per_row = torch.zeros(batch, dtype=torch.long, device=device)  # [B]
+        flushes = torch.zeros((), dtype=torch.long, device=device)
         commit_forward = torch.zeros((batch, G), dtype=torch.long, device=device)  # [B, G]
         forced = torch.zeros((), dtype=torch.long, device=device)
         nfe = refreshes = blocks_done = 0
@@ -100,20 +104,20 @@ class DiffusionDecoder:
                 chosen = self.unmask.select(proposal, step) & masked  # [B, block]
                 commit = at_least_one(chosen, proposal)
                 forced += (commit.any(-1) & ~chosen.any(-1)).sum()
+                if index == cfg.steps_bound - 1:  # the bound: the last allowed forward commits every mask
+                    flushes += (masked & ~commit).any(-1).sum()
+                    commit = masked
                 canvas[:, start:end] = torch.where(commit, proposal.tokens, canvas[:, start:end])
 
                 active = masked.any(-1)  # [B]
                 nfe_per_row += active
+                refresh_per_row += active & plan.refresh
                 gen_slice = commit_forward[:, start - P:end - P]
                 gen_slice.copy_(torch.where(commit, nfe_per_row[:, None], gen_slice))
                 nfe += 1
                 refreshes += plan.refresh
                 for callback in callbacks:
                     callback(StepEvent(step, plan, canvas, commit, proposal))
-            else:
-                if bool((canvas[:, start:end] == model.mask_token_id).any()):
-                    raise RuntimeError(f"block {block} still has masks after {cfg.steps_bound} forwards; "
-                                       f"raise max_steps_per_block (now {cfg.steps_bound})")
             blocks_done += 1
             if cfg.stop_at_eos and bool(torch.isin(canvas[:, P:end], end_ids).any(-1).all()):
                 break
@@ -126,13 +130,20 @@ class DiffusionDecoder:
         decode = getattr(model, "decode", None)
         return GenerationResult(
             sequences=canvas, prompt_length=P, nfe=nfe, refresh_forwards=refreshes, nfe_per_row=nfe_per_row,
-            first_end=first_end, answer_nfe=answer_nfe, commit_forward=commit_forward,
-            forced_commits=int(forced), wall_time_s=wall, blocks_decoded=blocks_done,
+            refresh_per_row=refresh_per_row, first_end=first_end, answer_nfe=answer_nfe,
+            commit_forward=commit_forward, forced_commits=int(forced), bound_flushes=int(flushes),
+            wall_time_s=wall, blocks_decoded=blocks_done,
             decode_text=decode if getattr(model, "tokenizer", None) is not None else None,
         )
 
     def _check_inputs(self, prompt: torch.Tensor, prompt_mask: torch.Tensor, layout: Layout) -> None:
         model = self.model
+        vocab = getattr(model, "vocab_size", None)
+        if vocab is not None:
+            bad = (prompt_mask & ((prompt < 0) | (prompt >= vocab))).any(-1).nonzero().flatten().tolist()
+            if bad:
+                raise ValueError(f"prompt rows {bad} hold token ids outside the vocabulary [0, {vocab}); "
+                                 "encode the prompts with this model's tokenizer (model.encode)")
         empty = (~prompt_mask.any(-1)).nonzero().flatten().tolist()
         if prompt.shape[1] == 0 or empty:
             raise ValueError(f"empty prompt at batch rows {empty or 'all'}: every prompt needs at least one token")

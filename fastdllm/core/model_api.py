@@ -16,6 +16,7 @@ class DiffusionModel(Protocol):
     end_token_ids: tuple[int, ...]  # tokens that end an answer (EOS, end of turn)
     logit_shift: int  # 1 if token i is predicted from hidden state i-1 (Dream), else 0
     max_sequence_length: int
+    # optional: ``vocab_size: int`` — when present, prompt ids outside [0, vocab_size) are rejected up front
 
     @property
     def device(self) -> torch.device: ...
@@ -50,6 +51,9 @@ def left_pad(prompts, attention_mask, pad_token_id: int, device) -> tuple[torch.
             mask = mask.unsqueeze(0)
         if mask.shape != ids.shape:
             raise ValueError(f"attention_mask shape {tuple(mask.shape)} != prompt_ids shape {tuple(ids.shape)}")
+        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+            raise ValueError(f"prompt_ids must hold integer token ids, got dtype {ids.dtype}; pass a LongTensor "
+                             "(e.g. from model.encode)")
         return ids.to(device=device, dtype=torch.long), mask.to(device)
     if attention_mask is not None:
         raise ValueError("attention_mask is only taken with a prompt tensor; lists are padded here")

@@ -51,6 +51,12 @@ class Policy:
     name: ClassVar[str] = "unregistered"
     Config: ClassVar[type[PolicyConfig]] = PolicyConfig
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Config" not in cls.__dict__:  # a config class of its own, so a config names exactly one policy
+            cls.Config = type("Config", (cls.Config,), {"__module__": cls.__module__,
+                                                        "__qualname__": f"{cls.__qualname__}.Config"})
+
     def __init__(self, config: PolicyConfig | None = None, **fields: Any) -> None:
         owner = f"{type(self).__name__} ({self.name!r})"
         if config is None:

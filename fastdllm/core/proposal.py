@@ -35,7 +35,8 @@ def propose(
     """Tokens: argmax at temperature 0, else exact Gumbel-max sampling from ``softmax(logits / T)``.
 
     Confidence (as in LLaDA and Fast-dLLM, from the untempered distribution ``p = softmax(logits)``):
-    ``prob`` = p[token]; ``margin`` = p[top1] - p[top2]; ``neg_entropy`` = sum p log p.
+    ``prob`` = p[token]; ``margin`` = p[top1] - p[top2]; ``neg_entropy`` = exp(sum p log p) = exp(-H(p)),
+    the negative entropy mapped into (0, 1] (1 for a one-hot ``p``) so that the same thresholds apply.
     """
     logits = logits.float()  # [B, block, V]
     if temperature > 0:
@@ -50,7 +51,7 @@ def propose(
         top2 = probs.topk(2, dim=-1).values  # [B, block, 2]
         score = top2[..., 0] - top2[..., 1]
     elif confidence == "neg_entropy":
-        score = (probs * torch.log(probs.clamp_min(1e-30))).sum(-1)
+        score = (probs * torch.log(probs.clamp_min(1e-30))).sum(-1).exp()  # [B, block] in (0, 1]
     else:
         raise ValueError(f"unknown confidence {confidence!r}; use 'prob', 'margin' or 'neg_entropy'")
     return Proposal(tokens=tokens, confidence=score, masked=masked)

@@ -15,10 +15,12 @@ class GenerationResult:
     nfe: int  # forwards of the batch
     refresh_forwards: int  # full-canvas forwards among them
     nfe_per_row: torch.Tensor  # [B] long: forwards while the row still had masks in the current block
+    refresh_per_row: torch.Tensor  # [B] long: full-canvas (refresh) forwards among the row's forwards
     first_end: torch.Tensor  # [B] long: index in the generated region of the first end token (G if none)
     answer_nfe: torch.Tensor  # [B] long: forwards until the last token up to the first end token was committed
     commit_forward: torch.Tensor  # [B, G] long: the row's forward (1-based) that committed each position; 0 = filled at stop
     forced_commits: int  # rows the decoder forced to commit one token (a policy that broke progress)
+    bound_flushes: int  # rows whose block hit max_steps_per_block and had its remaining masks committed at once
     wall_time_s: float
     blocks_decoded: int
     decode_text: Callable[[torch.Tensor], list[str]] | None = field(default=None, repr=False)
@@ -36,9 +38,19 @@ class GenerationResult:
         return self.nfe - self.refresh_forwards
 
     @property
+    def cached_per_row(self) -> torch.Tensor:
+        """[B] long: the row's forwards that reused the KV store."""
+        return self.nfe_per_row - self.refresh_per_row
+
+    @property
+    def decoded_positions(self) -> torch.Tensor:
+        """[B] long: generated positions committed by a forward (not filled with pad at an early stop)."""
+        return (self.commit_forward > 0).sum(-1)
+
+    @property
     def tokens_per_forward(self) -> torch.Tensor:
-        """[B] float: generated positions / the row's forwards (TPF over the canvas)."""
-        return self.gen_length / self.nfe_per_row.clamp_min(1).float()
+        """[B] float: positions committed / the row's forwards (TPF over the decoded canvas)."""
+        return self.decoded_positions.float() / self.nfe_per_row.clamp_min(1).float()
 
     @property
     def answer_tokens(self) -> torch.Tensor:
@@ -79,4 +91,5 @@ class GenerationResult:
             "tokens_per_s_canvas": self.tokens_per_second,
             "tokens_per_s_useful": self.useful_tokens_per_second,
             "forced_commits": self.forced_commits,
+            "bound_flushes": self.bound_flushes,
         }

@@ -31,6 +31,7 @@ class DiffusionLM(nn.Module):
         self.net = Transformer(self.arch)
         self.mask_token_id, self.pad_token_id, self.end_token_ids = self.tokens_from_hf(hf_config)
         self.max_sequence_length = self.arch.max_sequence_length
+        self.vocab_size = self.arch.vocab_size
         self.tokenizer = None  # set by the loader when the folder has tokenizer files
 
     # ---- family hooks -------------------------------------------------------------------
@@ -42,6 +43,11 @@ class DiffusionLM(nn.Module):
     def tokens_from_hf(cls, hf_config: dict[str, Any]) -> tuple[int, int, tuple[int, ...]]:
         """(mask id, pad id, end-token ids) from the config."""
         raise NotImplementedError
+
+    @classmethod
+    def reference_config(cls) -> dict[str, Any]:
+        """The family's reference ``config.json`` (the full-size public checkpoint's), for ``fastdllm ls``."""
+        return {}
 
     @classmethod
     def hf_key_map(cls, n_layers: int) -> dict[str, str]:
@@ -104,9 +110,16 @@ class DiffusionLM(nn.Module):
 
         return left_pad(rows, None, self.pad_token_id, self.device)
 
-    def decode(self, generated: torch.Tensor) -> list[str]:
-        """Each row cut at its first end token, special tokens stripped."""
+    def decode(self, generated, prompt_length: int = 0) -> list[str]:
+        """Answer texts: each row cut at its first end token, special tokens stripped.
+
+        ``generated``: the generated ids ``[B, G]`` (``result.generated``), a ``GenerationResult``, or whole
+        sequences ``[B, P+G]`` with ``prompt_length=P`` (``result.prompt_length``).
+        """
         tok = self._need_tokenizer()
+        if hasattr(generated, "generated"):  # a GenerationResult
+            generated = generated.generated
+        generated = generated[:, prompt_length:]
         out = []
         end = set(self.end_token_ids)
         for row in generated.tolist():

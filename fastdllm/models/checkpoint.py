@@ -20,7 +20,6 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from fastdllm.models.base import DiffusionLM, model_adapters
-from fastdllm.models.transformer import rope_tables
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -53,7 +52,7 @@ def load_model(path_or_repo_id: str | Path, *, dtype: torch.dtype | str | None =
     key_map = cls.hf_key_map(model.arch.n_layers)  # checkpoint key -> state_dict key
     files = plan_shards(folder, model, key_map)  # shard file -> its keys, all checked
     model.to(dtype=dtype).to_empty(device=device)  # one allocation, on the target device and dtype
-    reset_rope(model)
+    model.net.reset_rope()  # the non-persistent fp32 RoPE tables, uninitialised by to_empty
     params = model.state_dict(keep_vars=True)
     with torch.no_grad():
         for file, keys in files.items():
@@ -61,10 +60,14 @@ def load_model(path_or_repo_id: str | Path, *, dtype: torch.dtype | str | None =
                 for key in keys:
                     params[key_map[key]].copy_(shard.get_tensor(key))  # one tensor at a time on the host
     gen = folder / "generation_config.json"
-    if gen.exists():
-        eos = read_json(gen, "generation_config.json").get("eos_token_id")
+    if gen.exists():  # adds end tokens; supplies mask/pad ids that config.json does not set
+        generation = read_json(gen, "generation_config.json")
+        eos = generation.get("eos_token_id")
         eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
         model.end_token_ids = tuple(dict.fromkeys([*model.end_token_ids, *eos]))
+        for field in ("mask_token_id", "pad_token_id"):
+            if hf_config.get(field) is None and generation.get(field) is not None:
+                setattr(model, field, int(generation[field]))
     model.tokenizer = load_tokenizer(folder, trust_remote_code)
     return model.eval()
 
@@ -219,13 +222,6 @@ def plan_shards(folder: Path, model: DiffusionLM, key_map: dict[str, str]) -> di
         raise ValueError(f"checkpoint {folder}: {_named(bad, 'shape mismatches')}. config.json does not describe "
                          "these weights (check hidden size, heads, layers, vocab_size)")
     return {file: keys for file, keys in files.items() if keys}
-
-
-def reset_rope(model: DiffusionLM) -> None:
-    """Recompute the non-persistent RoPE tables (fp32) on the model's device after ``to_empty``."""
-    a, net = model.arch, model.net
-    cos, sin = rope_tables(a.head_dim, a.max_sequence_length, a.rope_theta)
-    net.rope_cos, net.rope_sin = cos.to(model.device), sin.to(model.device)
 
 
 # ---- tokenizer ----------------------------------------------------------------------------------

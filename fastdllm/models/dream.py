@@ -90,6 +90,10 @@ class Dream(DiffusionLM):
         return mask, pad, tuple(dict.fromkeys(ends))
 
     @classmethod
+    def reference_config(cls) -> dict[str, Any]:
+        return dream_config()
+
+    @classmethod
     def hf_key_map(cls, n_layers: int) -> dict[str, str]:
         keys = {"model.embed_tokens.weight": "net.embed.weight", "model.norm.weight": "net.norm.weight",
                 "lm_head.weight": "net.lm_head.weight"}

@@ -54,6 +54,10 @@ class LLaDA(DiffusionLM):
         return mask, pad, tuple(dict.fromkeys(ends))
 
     @classmethod
+    def reference_config(cls) -> dict[str, Any]:
+        return llada_config()
+
+    @classmethod
     def hf_key_map(cls, n_layers: int) -> dict[str, str]:
         t = "model.transformer"
         keys = {f"{t}.wte.weight": "net.embed.weight", f"{t}.ln_f.weight": "net.norm.weight",

@@ -126,6 +126,18 @@ class Transformer(nn.Module):
         self.register_buffer("rope_cos", cos, persistent=False)  # [max_len, D] fp32
         self.register_buffer("rope_sin", sin, persistent=False)  # [max_len, D] fp32
 
+    def reset_rope(self) -> None:
+        """Recompute the RoPE tables in fp32 on the module's device (after ``to_empty`` or a dtype cast)."""
+        cfg, device = self.arch, self.rope_cos.device
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_sequence_length, cfg.rope_theta)
+        self.rope_cos, self.rope_sin = cos.to(device), sin.to(device)
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        if self.rope_cos.dtype != torch.float32 and self.rope_cos.device.type != "meta":
+            self.reset_rope()  # ``model.to(torch.bfloat16)`` must not round the rotation angles
+        return self
+
     def hidden(self, canvas: torch.Tensor, start: int, end: int, store, position_ids: torch.Tensor,
                key_mask: torch.Tensor | None) -> torch.Tensor:
         """Final-norm hidden states of canvas positions ``[start, end)``: ``[B, end-start, d_model]``."""

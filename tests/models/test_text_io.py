@@ -58,6 +58,23 @@ def test_generate_from_text(loaded):
     texts = result.texts
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
     assert texts == model.decode(result.generated)
+    assert model.decode(result) == texts  # a GenerationResult
+    assert model.decode(result.sequences, prompt_length=result.prompt_length) == texts  # whole [B, P+G] rows
+
+
+def test_hand_written_folder_with_tokenizer_files(tmp_path):
+    """A folder laid out by hand (real key names, 2 shards + index) plus the tokenizer files transformers
+    writes: the public loader gives a model whose text APIs work."""
+    from checkpoint_helpers import random_hf_weights, tiny_config, write_hf_folder
+
+    for family in FAMILIES:
+        cfg = tiny_config(family)
+        folder = write_hf_folder(tmp_path / family, family, random_hf_weights(family, cfg, seed=2), cfg)
+        tiny_tokenizer(family).save_pretrained(str(folder))
+        model = fastdllm.load_model(folder, device="cpu")
+        ids, mask = model.encode(["hello world", "a"])
+        assert model.tokenizer.decode(ids[0][mask[0]].tolist()) == EXPECTED_CHAT[family].format("hello world")
+        assert mask[1, 0].item() is False and mask[1, -1].item() is True
 
 
 def test_folder_without_tokenizer(tmp_path):

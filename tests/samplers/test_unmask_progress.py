@@ -181,7 +181,7 @@ def test_unregistered_policy_instance_is_accepted():
 
 
 def test_propose_shapes_and_confidences():
-    """Confidence of the candidate: prob = p[token]; margin = p1 - p2; neg_entropy = sum p log p."""
+    """Confidence of the candidate: prob = p[token]; margin = p1 - p2; neg_entropy = exp(sum p log p), in (0, 1]."""
     logits = torch.log(torch.tensor([[[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]]]))
     masked = torch.tensor([[True, True]])
     prob = propose(logits, masked)
@@ -190,6 +190,7 @@ def test_propose_shapes_and_confidences():
     torch.testing.assert_close(propose(logits, masked, confidence="margin").confidence, torch.tensor([[0.5, 0.3]]))
     ent = propose(logits, masked, confidence="neg_entropy").confidence
     p = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
-    torch.testing.assert_close(ent, (p * p.log()).sum(-1)[None])
+    torch.testing.assert_close(ent, (p * p.log()).sum(-1).exp()[None])
+    assert (ent > 0).all() and (ent <= 1).all()
     assert torch.equal(prob.masked_confidence()[0], prob.confidence[0])
     assert prob.__class__(prob.tokens, prob.confidence, ~masked).masked_confidence().isneginf().all()
