@@ -27,7 +27,7 @@ def policy_spec(name: str, options: list[str]) -> dict[str, Any] | str:
     for item in options:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"option {item!r} is not KEY=VALUE (e.g. threshold=0.8)")
+            raise ValueError(f"option {item!r} is not KEY=VALUE (e.g. threshold=0.8)")
         spec[key.strip()] = _value(value)
     return spec
 
