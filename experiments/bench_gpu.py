@@ -63,7 +63,9 @@ def ceilings(device: str) -> dict[str, float]:
     return {"copy_bytes_per_s": 2 * x.numel() / copy_s, "matmul_flop_per_s": 2 * 8192**3 / mm_s}
 
 
-def run_setting(model, prompt, cache: str, k: int, gen_length: int, block_length: int, repeats: int) -> dict:
+def run_setting(model, prompt, cache: str, k: int, gen_length: int, block_length: int, repeats: int,
+                graphs: bool) -> dict:
+    model.use_cuda_graphs(graphs)
     decoder = fastdllm.DiffusionDecoder(model, cache=cache, unmask={"name": "fixed", "steps": gen_length // k},
                                         gen_length=gen_length, block_length=block_length)
     decoder.generate(prompt)  # warm-up
@@ -71,7 +73,8 @@ def run_setting(model, prompt, cache: str, k: int, gen_length: int, block_length
     wall = statistics.median(r.wall_time_s for r in runs)
     first = runs[0]
     assert all(torch.equal(r.sequences, first.sequences) for r in runs), "decoding is not deterministic"
-    return {"cache": cache, "tokens_per_step": k, "nfe": first.nfe, "refresh_forwards": first.refresh_forwards,
+    model.use_cuda_graphs(False)
+    return {"cache": cache, "tokens_per_step": k, "cuda_graphs": graphs, "nfe": first.nfe, "refresh_forwards": first.refresh_forwards,
             "wall_s": wall, "walls_s": [r.wall_time_s for r in runs],
             "tokens_per_s": prompt.shape[0] * gen_length / wall, "ms_per_forward": 1000 * wall / first.nfe,
             "tokens_sha1": hashlib.sha1(first.sequences.cpu().numpy().tobytes()).hexdigest()}
@@ -105,14 +108,20 @@ def main(argv=None) -> dict:
         out["floors_ms"] = {"weight_read": 1000 * weight_bytes / out["ceilings"]["copy_bytes_per_s"],
                             "full_canvas_forward": 1000 * 2 * params * canvas * args.batch
                             / out["ceilings"]["matmul_flop_per_s"]}
+    modes = (False, True) if args.device == "cuda" else (False,)
     for k in (1, 4):
         for cache in ("none", "prefix", "dual"):
-            row = run_setting(model, prompt, cache, k, args.gen_length, args.block_length, args.repeats)
-            out["rows"].append(row)
-            print(f"{cache:>6} k={k}: NFE {row['nfe']:4d}  {row['tokens_per_s']:8.1f} tok/s  "
-                  f"{row['ms_per_forward']:6.2f} ms/forward", flush=True)
-    refresh_ms = next(r["ms_per_forward"] for r in out["rows"] if r["cache"] == "none" and r["tokens_per_step"] == 1)
+            for graphs in modes:
+                row = run_setting(model, prompt, cache, k, args.gen_length, args.block_length, args.repeats, graphs)
+                out["rows"].append(row)
+                print(f"{cache:>6} k={k} graphs={graphs!s:5}: NFE {row['nfe']:4d}  {row['tokens_per_s']:8.1f} tok/s  "
+                      f"{row['ms_per_forward']:6.2f} ms/forward", flush=True)
+            if graphs:  # the optimisation must not change a token
+                eager, graphed = out["rows"][-2:]
+                graphed["tokens_equal_eager"] = graphed["tokens_sha1"] == eager["tokens_sha1"]
     for row in out["rows"]:  # a cached forward's time, given that a refresh costs what a `none` forward costs
+        refresh_ms = next(r["ms_per_forward"] for r in out["rows"] if r["cache"] == "none"
+                          and r["tokens_per_step"] == 1 and r["cuda_graphs"] == row["cuda_graphs"])
         cached = row["nfe"] - row["refresh_forwards"]
         row["cached_ms_per_forward"] = ((1000 * row["wall_s"] - refresh_ms * row["refresh_forwards"]) / cached
                                         if cached else None)

@@ -17,20 +17,19 @@ class KVStore:
         self.keys = torch.zeros(shape, dtype=dtype, device=device)  # [n_layers, B, H_kv, L, D]
         self.values = torch.zeros(shape, dtype=dtype, device=device)  # [n_layers, B, H_kv, L, D]
 
-    def update(self, layer: int, start: int, keys: torch.Tensor, values: torch.Tensor
+    def update(self, layer: int, start: int, index: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write ``keys``/``values`` ``[B, H_kv, n, D]`` at positions ``[start, start+n)``; return the layer's
-        full ``[B, H_kv, L, D]`` keys and values (fresh where written, stale elsewhere)."""
-        end = start + keys.shape[2]
-        self.keys[layer, :, :, start:end] = keys
-        self.values[layer, :, :, start:end] = values
+        """Write ``keys``/``values`` ``[B, H_kv, n, D]`` at positions ``index`` (``[n]``, = ``start + arange(n)``);
+        return the layer's full ``[B, H_kv, L, D]`` keys and values (fresh where written, stale elsewhere)."""
+        self.keys[layer].index_copy_(2, index, keys)
+        self.values[layer].index_copy_(2, index, values)
         return self.keys[layer], self.values[layer]
 
 
 class NoStore:
     """No cache: every forward covers the whole canvas and attends to its own fresh keys/values."""
 
-    def update(self, layer: int, start: int, keys: torch.Tensor, values: torch.Tensor
+    def update(self, layer: int, start: int, index: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
         if start != 0:
             raise RuntimeError("NoStore needs a full-canvas forward (start=0); this cache plan reuses a store")

@@ -33,6 +33,7 @@ class DiffusionLM(nn.Module):
         self.max_sequence_length = self.arch.max_sequence_length
         self.vocab_size = self.arch.vocab_size
         self.tokenizer = None  # set by the loader when the folder has tokenizer files
+        self.cuda_graphs = None  # a CudaGraphSteps after use_cuda_graphs()
 
     # ---- family hooks -------------------------------------------------------------------
     @classmethod
@@ -69,10 +70,29 @@ class DiffusionLM(nn.Module):
 
     def forward_step(self, canvas, start, end, store, position_ids, key_mask, logits_start, logits_end):
         """Recompute ``[start, end)`` and return logits ``[B, logits_end - logits_start, V]`` whose row j
-        predicts the token at canvas position ``logits_start + j``."""
-        h = self.net.hidden(canvas, start, end, store, position_ids, key_mask)  # [B, end-start, d]
+        predicts the token at canvas position ``logits_start + j``. Replayed from a CUDA graph after
+        ``use_cuda_graphs()`` (same kernels, same tokens, without the per-kernel launch cost)."""
+        if self.cuda_graphs is not None and canvas.is_cuda:
+            return self.cuda_graphs(canvas, start, end, store, position_ids, key_mask, logits_start, logits_end)
         first = logits_start - self.logit_shift - start
-        return self.net.lm_head(h[:, first:first + logits_end - logits_start])
+        index = torch.arange(start, end, device=canvas.device)  # [n]
+        rows = torch.arange(first, first + logits_end - logits_start, device=canvas.device)  # [m]
+        return self.step_logits(canvas, start, index, store, position_ids, key_mask, rows)
+
+    def step_logits(self, canvas, start, index, store, position_ids, key_mask, rows):
+        """The forward of ``forward_step`` on device index tensors: recompute positions ``index`` ``[n]``
+        (= ``start + arange(n)``) and apply the LM head to hidden rows ``rows`` ``[m]``: ``[B, m, V]``."""
+        h = self.net.hidden(canvas, start, start + index.numel(), store, position_ids, key_mask, index)  # [B, n, d]
+        return self.net.lm_head(h.index_select(1, rows))
+
+    def use_cuda_graphs(self, enabled: bool = True) -> "DiffusionLM":
+        """Replay each forward shape from a CUDA graph (gpt-fast's remedy for launch-bound decoding): one
+        graph per (recomputed positions, logit rows) shape, captured at its first use in a ``generate``
+        call. Tokens are unchanged; CPU forwards are unaffected."""
+        from fastdllm.models.cuda_graphs import CudaGraphSteps
+
+        self.cuda_graphs = CudaGraphSteps(self) if enabled else None
+        return self
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Full-canvas forward without cache: logits ``[B, L, V]``, row i predicts the token at position i

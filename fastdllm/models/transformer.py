@@ -76,13 +76,13 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=cfg.qkv_bias)
         self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
 
-    def forward(self, x, cos, sin, layer: int, start: int, store, attn_mask) -> torch.Tensor:
+    def forward(self, x, cos, sin, layer: int, start: int, index, store, attn_mask) -> torch.Tensor:
         B, n, _ = x.shape
         q = self.q_proj(x).view(B, n, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, n, D]
         k = self.k_proj(x).view(B, n, self.n_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, n, D]
         v = self.v_proj(x).view(B, n, self.n_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, n, D]
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        keys, values = store.update(layer, start, k, v)  # [B, Hkv, L, D] each
+        keys, values = store.update(layer, start, index, k, v)  # [B, Hkv, L, D] each
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask,
                                              enable_gqa=self.n_kv_heads != self.n_heads)  # [B, H, n, D]
         return self.o_proj(out.transpose(1, 2).reshape(B, n, self.n_heads * self.head_dim))
@@ -107,8 +107,8 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = SwiGLU(cfg)
 
-    def forward(self, x, cos, sin, layer, start, store, attn_mask) -> torch.Tensor:
-        h = x + self.attn(self.attn_norm(x), cos, sin, layer, start, store, attn_mask)
+    def forward(self, x, cos, sin, layer, start, index, store, attn_mask) -> torch.Tensor:
+        h = x + self.attn(self.attn_norm(x), cos, sin, layer, start, index, store, attn_mask)
         return h + self.mlp(self.mlp_norm(h))
 
 
@@ -139,12 +139,19 @@ class Transformer(nn.Module):
         return self
 
     def hidden(self, canvas: torch.Tensor, start: int, end: int, store, position_ids: torch.Tensor,
-               key_mask: torch.Tensor | None) -> torch.Tensor:
-        """Final-norm hidden states of canvas positions ``[start, end)``: ``[B, end-start, d_model]``."""
-        x = self.embed(canvas[:, start:end])  # [B, n, d]
-        pos = position_ids[:, start:end]  # [B, n]
+               key_mask: torch.Tensor | None, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Final-norm hidden states of canvas positions ``[start, end)``: ``[B, end-start, d_model]``.
+
+        The positions are read and written through ``index`` (``arange(start, end)`` on the device, made
+        here when not given), never through slices at ``start``: a CUDA graph captured for one window
+        then serves every window of the same size, the caller refilling ``index`` before each replay.
+        """
+        if index is None:
+            index = torch.arange(start, end, device=canvas.device)  # [n]
+        x = self.embed(canvas.index_select(1, index))  # [B, n, d]
+        pos = position_ids.index_select(1, index)  # [B, n]
         cos, sin = self.rope_cos[pos].unsqueeze(1), self.rope_sin[pos].unsqueeze(1)  # [B, 1, n, D]
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]  # [B, 1, 1, L]
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, i, start, store, attn_mask)
+            x = layer(x, cos, sin, i, start, index, store, attn_mask)
         return self.norm(x)
