@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def main(argv=None) -> dict:
     gen = torch.Generator().manual_seed(1)
     prompt = torch.randint(0, model.mask_token_id, (args.batch, args.prompt_length), generator=gen)
     out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d"), "command": "python experiments/bench_gpu.py "
-           + " ".join(argv or []), "model": "LLaDA-8B shape, random weights" if not args.small else "tiny",
+           + " ".join(sys.argv[1:] if argv is None else argv), "model": "LLaDA-8B shape, random weights" if not args.small else "tiny",
            "params": params, "dtype": str(dtype), "batch": args.batch, "prompt_length": args.prompt_length,
            "gen_length": args.gen_length, "block_length": args.block_length, "ceilings": ceilings(args.device),
            "rows": []}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def main(argv=None) -> None:
                                                           "sweep": sweep_settings(decode["gen_length"])}
     out: dict = {"model": str(path), "family": model.name, "task": args.task, "n": args.n, "decode": decode,
                  "env": torch_info(), "date": time.strftime("%Y-%m-%d"), "command": "python experiments/bench_tiny.py "
-                 + " ".join(argv or []), "main": [], "sweep": []}
+                 + " ".join(sys.argv[1:] if argv is None else argv), "main": [], "sweep": []}
     for group, settings in groups.items():
         for label, setting in settings:
             report = evaluate(model, problems, task, batch_size=args.batch_size, progress=True, **decode, **setting)

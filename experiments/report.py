@@ -1,0 +1,60 @@
+"""Markdown tables for the README from the committed result files (so no figure is typed by hand).
+
+    python experiments/report.py            # prints the tiny-model table and the GPU table
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+# the Fast-dLLM reference implementation on the same GPU (BENCHMARKS.md): (cache, k) -> tokens/s
+REFERENCE_TOK_S = {("none", 1): 25.1, ("prefix", 1): 25.4, ("dual", 1): 23.0,
+                   ("none", 4): 93.0, ("prefix", 4): 115.0, ("dual", 4): 71.9}
+
+
+def tiny_table(path: Path) -> str:
+    d = json.loads(path.read_text())
+    env = d["env"]
+    lines = [f"`{d['command']}` — {d['n']} held-out {d['task']} problems, {d['family']} tiny model, gen_length "
+             f"{d['decode']['gen_length']}, block_length {d['decode']['block_length']}, batch 100, CPU "
+             f"({env['cpu']}, {env['threads']} threads), torch {env['torch']}, {d['date']}.", "",
+             "| setting | exact match | NFE / seq | TPF canvas | TPF answer | tokens/s (canvas) | speedup |",
+             "|---|---|---|---|---|---|---|"]
+    for r in d["main"]:
+        lines.append(f"| {r['label']} | {100 * r['accuracy']:.1f} % | {r['nfe_mean']:.1f} | {r['tpf_canvas']:.2f} | "
+                     f"{r['tpf_answer']:.2f} | {r['tokens_per_s_canvas']:.0f} | {r['speedup']:.1f}× |")
+    if d.get("sweep"):
+        lines += ["", "Sweep (no cache): " + ", ".join(
+            f"{r['label']} → {100 * r['accuracy']:.1f} % at TPF {r['tpf_answer']:.2f}" for r in d["sweep"]) + "."]
+    return "\n".join(lines)
+
+
+def gpu_table(path: Path) -> str:
+    d = json.loads(path.read_text())
+    env, floors = d["env"], d["floors_ms"]
+    lines = [f"`{d['command']}` — {env['gpu']}, torch {env['torch']}, CUDA {env['cuda']}, {d['date']}; "
+             f"{d['model']} ({d['params'] / 1e9:.2f} B params, bf16), batch {d['batch']}, prompt "
+             f"{d['prompt_length']}, {d['gen_length']} generated, block {d['block_length']}, fixed k tokens per "
+             f"step. Floors measured in the same run: weight read {floors['weight_read']:.1f} ms per forward, "
+             f"full-canvas forward {floors['full_canvas_forward']:.1f} ms.", "",
+             "| cache | k | NFE | reference tok/s | eager tok/s | CUDA graphs tok/s | graphs: ms / cached forward "
+             "(× floor) | tokens equal |", "|---|---|---|---|---|---|---|---|"]
+    rows = {(r["cache"], r["tokens_per_step"], r["cuda_graphs"]): r for r in d["rows"]}
+    for (cache, k, graphs), r in rows.items():
+        if graphs:
+            continue
+        g = rows[(cache, k, True)]
+        cached = g["cached_ms_per_forward"]
+        cell = f"{cached:.1f} ({cached / floors['weight_read']:.1f}×)" if cached else "—"
+        lines.append(f"| {cache} | {k} | {r['nfe']} | {REFERENCE_TOK_S[(cache, k)]} | {r['tokens_per_s']:.1f} | "
+                     f"{g['tokens_per_s']:.1f} | {cell} | {g['tokens_equal_eager']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    for path in sorted(RESULTS.glob("tiny_*_cpu.json")):
+        print(tiny_table(path), end="\n\n")
+    for path in sorted(RESULTS.glob("gpu_*.json")):
+        print(gpu_table(path), end="\n\n")
