@@ -69,14 +69,14 @@ def run_setting(model, prompt, cache: str, k: int, gen_length: int, block_length
     model.use_cuda_graphs(graphs)
     decoder = fastdllm.DiffusionDecoder(model, cache=cache, unmask={"name": "fixed", "steps": gen_length // k},
                                         gen_length=gen_length, block_length=block_length)
-    decoder.generate(prompt)  # warm-up
+    warmup = decoder.generate(prompt)  # warm-up; with graphs it captures them (replayed by the runs below)
     runs = [decoder.generate(prompt) for _ in range(repeats)]
     wall = statistics.median(r.wall_time_s for r in runs)
     first = runs[0]
     assert all(torch.equal(r.sequences, first.sequences) for r in runs), "decoding is not deterministic"
     model.use_cuda_graphs(False)
     return {"cache": cache, "tokens_per_step": k, "cuda_graphs": graphs, "nfe": first.nfe, "refresh_forwards": first.refresh_forwards,
-            "wall_s": wall, "walls_s": [r.wall_time_s for r in runs],
+            "wall_s": wall, "walls_s": [r.wall_time_s for r in runs], "warmup_wall_s": warmup.wall_time_s,
             "tokens_per_s": prompt.shape[0] * gen_length / wall, "ms_per_forward": 1000 * wall / first.nfe,
             "tokens_sha1": hashlib.sha1(first.sequences.cpu().numpy().tobytes()).hexdigest()}
 
@@ -91,6 +91,8 @@ def main(argv=None) -> dict:
     p.add_argument("--block-length", type=int, default=32)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--ks", default="1,4", help="tokens per step to run, comma-separated")
+    p.add_argument("--caches", default="none,prefix,dual", help="cache policies to run, comma-separated")
     args = p.parse_args(argv)
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
     model = build_model(args.small, args.device, dtype)
@@ -110,8 +112,8 @@ def main(argv=None) -> dict:
                             "full_canvas_forward": 1000 * 2 * params * canvas * args.batch
                             / out["ceilings"]["matmul_flop_per_s"]}
     modes = (False, True) if args.device == "cuda" else (False,)
-    for k in (1, 4):
-        for cache in ("none", "prefix", "dual"):
+    for k in (int(k) for k in args.ks.split(",")):
+        for cache in args.caches.split(","):
             for graphs in modes:
                 row = run_setting(model, prompt, cache, k, args.gen_length, args.block_length, args.repeats, graphs)
                 out["rows"].append(row)
@@ -121,8 +123,11 @@ def main(argv=None) -> dict:
                 eager, graphed = out["rows"][-2:]
                 graphed["tokens_equal_eager"] = graphed["tokens_sha1"] == eager["tokens_sha1"]
     for row in out["rows"]:  # a cached forward's time, given that a refresh costs what a `none` forward costs
-        refresh_ms = next(r["ms_per_forward"] for r in out["rows"] if r["cache"] == "none"
-                          and r["tokens_per_step"] == 1 and r["cuda_graphs"] == row["cuda_graphs"])
+        refresh_ms = next((r["ms_per_forward"] for r in out["rows"] if r["cache"] == "none"
+                           and r["tokens_per_step"] == row["tokens_per_step"]
+                           and r["cuda_graphs"] == row["cuda_graphs"]), None)
+        if refresh_ms is None:
+            continue
         cached = row["nfe"] - row["refresh_forwards"]
         row["cached_ms_per_forward"] = ((1000 * row["wall_s"] - refresh_ms * row["refresh_forwards"]) / cached
                                         if cached else None)

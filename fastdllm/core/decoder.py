@@ -51,6 +51,7 @@ class DiffusionDecoder:
         self.model = model
         self.config = config
         self.cache, self.unmask = self._policies(options)
+        self._buffers: tuple = ()  # (shape key, canvas, real, position_ids, store), kept across calls
 
     def _policies(self, options: dict[str, Any]) -> tuple[CachePolicy, UnmaskPolicy]:
         # keep instances the user passed (they may carry state, overridden methods, or no registered name)
@@ -71,11 +72,13 @@ class DiffusionDecoder:
         generator = None
         if cfg.seed is not None:
             generator = torch.Generator(device=device).manual_seed(cfg.seed)
-        canvas = torch.cat([prompt, torch.full((batch, G), model.mask_token_id, device=device)], 1)  # [B, L]
-        real = torch.cat([prompt_mask, torch.ones((batch, G), dtype=torch.bool, device=device)], 1)  # [B, L]
-        position_ids = (real.long().cumsum(-1) - 1).clamp_min(0)  # [B, L]
+        canvas, real, position_ids, store = self._static_buffers(batch, L, device)
+        canvas[:, :P].copy_(prompt)
+        canvas[:, P:].fill_(model.mask_token_id)
+        real[:, :P].copy_(prompt_mask)
+        real[:, P:].fill_(True)
+        torch.sub(real.long().cumsum(-1), 1, out=position_ids).clamp_min_(0)
         key_mask = None if bool(prompt_mask.all()) else real
-        store = model.new_kv_store(batch, L) if self.cache.uses_store else NoStore()
 
         nfe_per_row = torch.zeros(batch, dtype=torch.long, device=device)  # [B]
         refresh_per_row = torch.zeros(batch, dtype=torch.long, device=device)  # [B]
@@ -129,12 +132,28 @@ class DiffusionDecoder:
         first_end, answer_nfe = _answer_stats(canvas[:, P:], end_ids, commit_forward)
         decode = getattr(model, "decode", None)
         return GenerationResult(
-            sequences=canvas, prompt_length=P, nfe=nfe, refresh_forwards=refreshes, nfe_per_row=nfe_per_row,
+            sequences=canvas.clone(), prompt_length=P, nfe=nfe, refresh_forwards=refreshes, nfe_per_row=nfe_per_row,
             refresh_per_row=refresh_per_row, first_end=first_end, answer_nfe=answer_nfe,
             commit_forward=commit_forward, forced_commits=int(forced), bound_flushes=int(flushes),
             wall_time_s=wall, blocks_decoded=blocks_done,
             decode_text=decode if getattr(model, "tokenizer", None) is not None else None,
         )
+
+    def _static_buffers(self, batch: int, length: int, device: torch.device) -> tuple:
+        """Canvas ``[B, L]`` long, real-token mask ``[B, L]`` bool, position ids ``[B, L]`` long and the KV
+        store, reused by calls of the same shape (as gpt-fast's static caches): their addresses stay put,
+        so CUDA graphs captured in one call replay in the next. Every call overwrites them in full."""
+        key = (batch, length, device)
+        if not self._buffers or self._buffers[0] != key:
+            self._buffers = ()  # free the old ones first
+            self._buffers = (
+                key,
+                torch.empty((batch, length), dtype=torch.long, device=device),  # canvas [B, L]
+                torch.empty((batch, length), dtype=torch.bool, device=device),  # real [B, L]
+                torch.empty((batch, length), dtype=torch.long, device=device),  # position ids [B, L]
+                self.model.new_kv_store(batch, length) if self.cache.uses_store else NoStore(),
+            )
+        return self._buffers[1:]
 
     def _check_inputs(self, prompt: torch.Tensor, prompt_mask: torch.Tensor, layout: Layout) -> None:
         model = self.model

@@ -24,10 +24,27 @@ def test_graphed_tokens_equal_eager(family, cache, unmask):
     model.use_cuda_graphs()
     graphed = fastdllm.generate(model, ids.cuda(), attention_mask=real.cuda(), **options)
     again = fastdllm.generate(model, ids.cuda(), attention_mask=real.cuda(), **options)  # fresh buffers, recapture
+    decoder = fastdllm.DiffusionDecoder(model, **options)  # static buffers: graphs replay across its calls
+    first = decoder.generate(ids.cuda(), real.cuda())
+    captures = model.cuda_graphs.captures
+    second = decoder.generate(ids.cuda(), real.cuda())
     model.use_cuda_graphs(False)
     assert torch.equal(graphed.sequences, eager.sequences)
     assert torch.equal(again.sequences, eager.sequences)
+    assert torch.equal(first.sequences, eager.sequences) and torch.equal(second.sequences, eager.sequences)
+    assert model.cuda_graphs is None and captures > 0
     assert graphed.nfe == eager.nfe
+
+
+@cuda
+def test_a_decoder_reuses_its_graphs():
+    model = tiny_model("llada", seed=5).cuda().use_cuda_graphs()
+    ids, real = padded_batch([5, 9, 3], seed=6)
+    decoder = fastdllm.DiffusionDecoder(model, cache="prefix", unmask="fixed", gen_length=16, block_length=8)
+    decoder.generate(ids.cuda(), real.cuda())
+    captures = model.cuda_graphs.captures
+    decoder.generate(ids.cuda(), real.cuda())
+    assert model.cuda_graphs.captures == captures == 3  # refresh + one window per block
 
 
 def test_cpu_forward_ignores_graphs():
