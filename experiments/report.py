@@ -46,9 +46,10 @@ def gpu_table(path: Path) -> str:
         if graphs:
             continue
         g = rows[(cache, k, True)]
-        cached = g["cached_ms_per_forward"]
+        cached = g.get("cached_ms_per_forward")
         cell = f"{cached:.1f} ({cached / floors['weight_read']:.1f}×)" if cached else "—"
-        lines.append(f"| {cache} | {k} | {r['nfe']} | {REFERENCE_TOK_S[(cache, k)]} | {r['tokens_per_s']:.1f} | "
+        reference = REFERENCE_TOK_S[(cache, k)] if d["batch"] == 1 else "—"
+        lines.append(f"| {cache} | {k} | {r['nfe']} | {reference} | {r['tokens_per_s']:.1f} | "
                      f"{g['tokens_per_s']:.1f} | {cell} | {g['tokens_equal_eager']} |")
     return "\n".join(lines)
 
