@@ -82,14 +82,14 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     path = args.model or tiny_model_path()
     model = fastdllm.load_model(path, device="cpu", dtype=torch.float32)
-    decode = default_decode_options(path) or {"gen_length": 64, "block_length": 16}
+    decode = default_decode_options(path)
     task = get_task(args.task)
     problems = task.generate("test", args.n, seed=0)
     run = start_run(project="fastdllm", name=f"bench-tiny-{model.name}-{args.task}", job_type="bench",
                     config={"model": str(path), "n": args.n, "task": args.task, **decode, **torch_info()})
     groups = {"main": main_settings()} if args.quick else {"main": main_settings(),
                                                           "sweep": sweep_settings(decode["gen_length"])}
-    out: dict = {"model": str(path), "family": model.name, "task": args.task, "n": args.n, "decode": decode,
+    out: dict = {"model": str(path), "family": model.name, "task": args.task, "n": args.n, "batch_size": args.batch_size, "decode": decode,
                  "env": torch_info(), "date": time.strftime("%Y-%m-%d"), "command": "python experiments/bench_tiny.py "
                  + " ".join(sys.argv[1:] if argv is None else argv), "main": [], "sweep": []}
     for group, settings in groups.items():

@@ -18,7 +18,7 @@ def tiny_table(path: Path) -> str:
     d = json.loads(path.read_text())
     env = d["env"]
     lines = [f"`{d['command']}` — {d['n']} held-out {d['task']} problems, {d['family']} tiny model, gen_length "
-             f"{d['decode']['gen_length']}, block_length {d['decode']['block_length']}, batch 100, CPU "
+             f"{d['decode']['gen_length']}, block_length {d['decode']['block_length']}, batch {d['batch_size']}, CPU "
              f"({env['cpu']}, {env['threads']} threads), torch {env['torch']}, {d['date']}.", "",
              "| setting | exact match | NFE / seq | TPF canvas | TPF answer | tokens/s (canvas) | speedup |",
              "|---|---|---|---|---|---|---|"]
@@ -35,7 +35,7 @@ def gpu_table(path: Path) -> str:
     d = json.loads(path.read_text())
     env, floors = d["env"], d["floors_ms"]
     lines = [f"`{d['command']}` — {env['gpu']}, torch {env['torch']}, CUDA {env['cuda']}, {d['date']}; "
-             f"{d['model']} ({d['params'] / 1e9:.2f} B params, bf16), batch {d['batch']}, prompt "
+             f"{d['model']} ({d['params'] / 1e9:.2f} B params, {d['dtype'].removeprefix('torch.')}), batch {d['batch']}, prompt "
              f"{d['prompt_length']}, {d['gen_length']} generated, block {d['block_length']}, fixed k tokens per "
              f"step. Floors measured in the same run: weight read {floors['weight_read']:.1f} ms per forward, "
              f"full-canvas forward {floors['full_canvas_forward']:.1f} ms.", "",

@@ -22,7 +22,11 @@ def _value(text: str) -> Any:
 def policy_spec(name: str, options: list[str]) -> dict[str, Any] | str:
     """``--unmask threshold --unmask-opt threshold=0.8`` → ``{"name": "threshold", "threshold": 0.8}``."""
     if name.lstrip().startswith("{"):
-        return json.loads(name)
+        try:
+            return json.loads(name)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"policy spec {name!r} is not valid JSON ({err}); e.g. "
+                             '\'{"name": "threshold", "threshold": 0.8}\'') from None
     spec: dict[str, Any] = {"name": name}
     for item in options:
         key, sep, value = item.partition("=")
@@ -79,8 +83,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     model, defaults = load(args)
     options = {
         "cache": policy_spec(args.cache, args.cache_opt), "unmask": policy_spec(args.unmask, args.unmask_opt),
-        "gen_length": defaults.get("gen_length", 128) if args.gen_length is None else args.gen_length,
-        "block_length": defaults.get("block_length", 32) if args.block_length is None else args.block_length,
+        "gen_length": defaults["gen_length"] if args.gen_length is None else args.gen_length,
+        "block_length": defaults["block_length"] if args.block_length is None else args.block_length,
         "temperature": args.temperature, "seed": args.seed, "stop_at_eos": args.stop_at_eos,
     }
     ids, mask = model.encode(args.prompt, chat=not args.raw)

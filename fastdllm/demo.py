@@ -38,7 +38,7 @@ def run_demo(model_path=None, n: int = 50, device: str | None = None, batch_size
     started = time.perf_counter()
     path = model_path or tiny_model_path()
     model = fastdllm.load_model(path, device=device, dtype=torch.float32 if (device or "cpu") == "cpu" else None)
-    decode = default_decode_options(path) or {"gen_length": 64, "block_length": 16}
+    decode = default_decode_options(path)
     task = get_task("arithmetic")
     problems = task.generate("test", n, seed=seed)
     print(f"fastdllm demo: {model.name} model from {path} on {model.device}, {torch.get_num_threads()} threads; "

@@ -23,7 +23,7 @@ class EvalReport:
     n: int
     accuracy: float
     nfe_mean: float  # forwards per sequence
-    tpf_canvas: float  # mean over sequences of G / NFE
+    tpf_canvas: float  # mean over sequences of decoded positions / NFE
     tpf_answer: float  # mean over sequences of answer tokens / forwards to finish the answer
     answer_tokens_mean: float
     refresh_share: float  # refresh forwards / all forwards (batch level)
@@ -44,6 +44,7 @@ def evaluate(model, problems: Sequence[Problem], task: Task | str | None = None,
     """Decode every problem's prompt (chat template) and score the answers with ``task``."""
     if not problems:
         raise ValueError("evaluate() needs at least one problem")
+    scorers = _scorers(problems, task)  # before any decoding: a task that cannot be built fails now
     decoder = DiffusionDecoder(model, **decode_options)
     order = sorted(range(len(problems)), key=lambda i: len(problems[i].prompt))  # less padding per batch
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
@@ -62,15 +63,14 @@ def evaluate(model, problems: Sequence[Problem], task: Task | str | None = None,
         nfe_total += result.nfe
         refresh_total += result.refresh_forwards
         texts = result.texts
-        for j, i in enumerate(idx):
+        stats = zip(result.nfe_per_row.tolist(), result.tokens_per_forward.tolist(),
+                    result.answer_tokens_per_forward.tolist(), result.first_end.tolist())
+        for j, (i, (nfe, tpf, tpf_answer, answer_tokens)) in enumerate(zip(idx, stats)):
             problem = problems[i]
-            scorer = get_task(task or problem.task)
             rows[i] = {
                 "prompt": problem.prompt, "answer": problem.answer, "output": texts[j],
-                "correct": bool(scorer.score(texts[j], problem)),
-                "nfe": int(result.nfe_per_row[j]), "tpf_canvas": float(result.tokens_per_forward[j]),
-                "tpf_answer": float(result.answer_tokens_per_forward[j]),
-                "answer_tokens": int(result.first_end[j]),
+                "correct": bool(scorers[problem.task].score(texts[j], problem)),
+                "nfe": nfe, "tpf_canvas": tpf, "tpf_answer": tpf_answer, "answer_tokens": answer_tokens,
             }
     n, gen = len(problems), decoder.config.gen_length
 
@@ -87,6 +87,21 @@ def evaluate(model, problems: Sequence[Problem], task: Task | str | None = None,
         tokens_per_s_useful=sum(r["answer_tokens"] for r in rows) / max(wall, 1e-9),
         rows=rows if keep_rows else [],
     )
+
+
+def _scorers(problems: Sequence[Problem], task: Task | str | None) -> dict[str, Task]:
+    """The scoring task for each problem's ``task`` name: ``task`` for all when given, else by name."""
+    if task is not None:
+        scorer = get_task(task)
+        return {p.task: scorer for p in problems}
+    scorers = {}
+    for name in dict.fromkeys(p.task for p in problems):
+        try:
+            scorers[name] = get_task(name)
+        except Exception as err:
+            raise ValueError(f"problems of task {name!r} name no registered task ({err}); pass task= the Task "
+                             "or the .jsonl path they came from") from None
+    return scorers
 
 
 def torch_info() -> dict[str, Any]:

@@ -16,6 +16,11 @@ def tiny_model_path() -> Path:
 
 
 def default_decode_options(folder) -> dict:
-    """Recommended ``gen_length``/``block_length`` stored beside a checkpoint (``fastdllm.json``), if any."""
+    """``gen_length``/``block_length`` recommended beside a checkpoint (``fastdllm.json``), else the
+    ``DecodeConfig`` defaults."""
+    from fastdllm.core.config import DecodeConfig
+
     path = Path(str(folder)) / "fastdllm.json"
-    return json.loads(path.read_text()).get("decode", {}) if path.exists() else {}
+    stored = json.loads(path.read_text()).get("decode", {}) if path.exists() else {}
+    defaults = {k: DecodeConfig.model_fields[k].default for k in ("gen_length", "block_length")}
+    return {**defaults, **stored}

@@ -57,6 +57,7 @@ class DecodeConfig(BaseModel):
         return self.max_steps_per_block or self.block_length
 
     def policies(self) -> tuple[CachePolicy, UnmaskPolicy]:
+        """The two policies this config describes (built from the registries)."""
         return self.cache_policy(), self.unmask_policy()
 
     def cache_policy(self) -> CachePolicy:

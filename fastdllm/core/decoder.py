@@ -99,7 +99,7 @@ class DiffusionDecoder:
                     break
                 step = Step(layout, block, index, cfg.temperature, generator)
                 plan = self.cache.plan(step)
-                _check_plan(plan, step, filled=nfe > 0 or not self.cache.uses_store)
+                _check_plan(plan, step, self.cache, first_forward=nfe == 0)
                 logits = model.forward_step(canvas, plan.start, plan.end, store, position_ids, key_mask,
                                             start, end)  # [B, block, V]
                 logits[..., model.mask_token_id] = float("-inf")  # the mask token is never a candidate
@@ -142,7 +142,8 @@ class DiffusionDecoder:
     def _static_buffers(self, batch: int, length: int, device: torch.device) -> tuple:
         """Canvas ``[B, L]`` long, real-token mask ``[B, L]`` bool, position ids ``[B, L]`` long and the KV
         store, reused by calls of the same shape (as gpt-fast's static caches): their addresses stay put,
-        so CUDA graphs captured in one call replay in the next. Every call overwrites them in full."""
+        so CUDA graphs captured in one call replay in the next. Every call overwrites them in full;
+        ``release()`` frees them."""
         key = (batch, length, device)
         if not self._buffers or self._buffers[0] != key:
             self._buffers = ()  # free the old ones first
@@ -155,14 +156,20 @@ class DiffusionDecoder:
             )
         return self._buffers[1:]
 
+    def release(self) -> None:
+        """Free the buffers kept between calls (the KV store: 2 · layers · B · L · H_kv · D elements)."""
+        self._buffers = ()
+
     def _check_inputs(self, prompt: torch.Tensor, prompt_mask: torch.Tensor, layout: Layout) -> None:
         model = self.model
         vocab = getattr(model, "vocab_size", None)
         if vocab is not None:
             bad = (prompt_mask & ((prompt < 0) | (prompt >= vocab))).any(-1).nonzero().flatten().tolist()
             if bad:
-                raise ValueError(f"prompt rows {bad} hold token ids outside the vocabulary [0, {vocab}); "
-                                 "encode the prompts with this model's tokenizer (model.encode)")
+                ids = prompt[bad[0]][prompt_mask[bad[0]]]
+                value = int(ids[(ids < 0) | (ids >= vocab)][0])
+                raise ValueError(f"prompt rows {bad} hold token ids outside the vocabulary [0, {vocab}) (row "
+                                 f"{bad[0]}: {value}); encode the prompts with this model's tokenizer (model.encode)")
         empty = (~prompt_mask.any(-1)).nonzero().flatten().tolist()
         if prompt.shape[1] == 0 or empty:
             raise ValueError(f"empty prompt at batch rows {empty or 'all'}: every prompt needs at least one token")
@@ -179,14 +186,21 @@ class DiffusionDecoder:
         self.unmask.check(first)
 
 
-def _check_plan(plan: Plan, step: Step, filled: bool) -> None:
-    """A plan must recompute the hidden states the block's logits come from, and refresh an empty store."""
+def _check_plan(plan: Plan, step: Step, cache: CachePolicy, first_forward: bool) -> None:
+    """A plan must recompute the hidden states the block's logits come from, say ``refresh`` exactly when it
+    covers the whole canvas, refresh an empty store, and cover the whole canvas when there is no store."""
+    L = step.layout.canvas_length
     need_start, need_end = step.block_start - step.layout.logit_shift, step.block_end - step.layout.logit_shift
-    if not (0 <= plan.start <= need_start and need_end <= plan.end <= step.layout.canvas_length):
-        raise RuntimeError(f"cache plan {plan} does not cover positions [{need_start}, {need_end}) that the "
-                           f"block's logits come from (block {step.block}, step {step.index})")
-    if not filled and not plan.refresh:
-        raise RuntimeError(f"cache plan {plan} reads an empty KV store: the first forward must be a refresh")
+    where = f"cache policy {cache.name!r} planned {plan} at block {step.block}, step {step.index}"
+    if not (0 <= plan.start <= need_start and need_end <= plan.end <= L):
+        raise RuntimeError(f"{where}: it does not cover positions [{need_start}, {need_end}) that the block's "
+                           "logits come from")
+    if plan.refresh != (plan.start == 0 and plan.end == L):
+        raise RuntimeError(f"{where}: refresh must be True exactly for the whole canvas [0, {L}) (use Plan.full)")
+    if not plan.refresh and (first_forward or not cache.uses_store):
+        raise RuntimeError(f"{where}: " + ("the first forward must be a refresh (the KV store is empty)"
+                                           if cache.uses_store else "a policy with uses_store = False must "
+                                           "recompute the whole canvas; set uses_store = True to reuse a store"))
 
 
 def _answer_stats(generated: torch.Tensor, end_ids: torch.Tensor, commit_forward: torch.Tensor

@@ -1,4 +1,5 @@
-"""The KV store: keys and values of every canvas position, per layer, allocated once per ``generate``."""
+"""The KV store: keys and values of every canvas position, per layer, allocated once per canvas shape
+(``DiffusionDecoder`` keeps it across calls of the same shape)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ class KVStore:
     def __init__(self, n_layers: int, batch: int, n_kv_heads: int, length: int, head_dim: int,
                  dtype: torch.dtype, device: torch.device | str) -> None:
         shape = (n_layers, batch, n_kv_heads, length, head_dim)
-        self.keys = torch.zeros(shape, dtype=dtype, device=device)  # [n_layers, B, H_kv, L, D]
-        self.values = torch.zeros(shape, dtype=dtype, device=device)  # [n_layers, B, H_kv, L, D]
+        # uninitialised: every decode starts with a refresh that writes all of it (the decoder checks)
+        self.keys = torch.empty(shape, dtype=dtype, device=device)  # [n_layers, B, H_kv, L, D]
+        self.values = torch.empty(shape, dtype=dtype, device=device)  # [n_layers, B, H_kv, L, D]
 
     def update(self, layer: int, start: int, index: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -51,13 +51,21 @@ def left_pad(prompts, attention_mask, pad_token_id: int, device) -> tuple[torch.
             mask = mask.unsqueeze(0)
         if mask.shape != ids.shape:
             raise ValueError(f"attention_mask shape {tuple(mask.shape)} != prompt_ids shape {tuple(ids.shape)}")
+        not_left = (mask[:, :-1] & ~mask[:, 1:]).any(-1).nonzero().flatten().tolist()
+        if not_left:
+            raise ValueError(f"attention_mask rows {not_left} are not left-padded (a real token before a pad); "
+                             "pad on the left (tokenizer.padding_side='left'), or pass a list of id lists")
         if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
             raise ValueError(f"prompt_ids must hold integer token ids, got dtype {ids.dtype}; pass a LongTensor "
                              "(e.g. from model.encode)")
         return ids.to(device=device, dtype=torch.long), mask.to(device)
     if attention_mask is not None:
         raise ValueError("attention_mask is only taken with a prompt tensor; lists are padded here")
-    rows = [torch.as_tensor(p, dtype=torch.long).reshape(-1) for p in prompts]
+    rows = [torch.as_tensor(p).reshape(-1) for p in prompts]
+    bad = [i for i, r in enumerate(rows) if r.numel() and (r.is_floating_point() or r.dtype == torch.bool)]
+    if bad:
+        raise ValueError(f"prompts {bad} hold non-integer values; token ids must be integers (use model.encode)")
+    rows = [r.long() for r in rows]
     if not rows:
         raise ValueError("no prompts given: pass at least one prompt")
     width = max(len(r) for r in rows)

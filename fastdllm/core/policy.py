@@ -53,6 +53,8 @@ class Policy:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:  # a subclass is not its registered parent (its spec must not say so)
+            cls.name = "unregistered"
         if "Config" not in cls.__dict__:  # a config class of its own, so a config names exactly one policy
             cls.Config = type("Config", (cls.Config,), {"__module__": cls.__module__,
                                                         "__qualname__": f"{cls.__qualname__}.Config"})

@@ -44,10 +44,11 @@ def propose(
         tokens = noisy.argmax(dim=-1)  # [B, block]
     else:
         tokens = logits.argmax(dim=-1)  # [B, block]
+    if confidence == "prob":  # p[token] = exp(logit[token] - logsumexp(logits)): no [B, block, V] softmax
+        score = (logits.gather(-1, tokens.unsqueeze(-1)) - logits.logsumexp(-1, keepdim=True)).exp().squeeze(-1)
+        return Proposal(tokens=tokens, confidence=score, masked=masked)
     probs = torch.softmax(logits, dim=-1)  # [B, block, V]
-    if confidence == "prob":
-        score = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    elif confidence == "margin":
+    if confidence == "margin":
         top2 = probs.topk(2, dim=-1).values  # [B, block, 2]
         score = top2[..., 0] - top2[..., 1]
     elif confidence == "neg_entropy":

@@ -5,8 +5,9 @@ more than the GPU work (BENCHMARKS.md: the reference's dual-cache step is 12.9 m
 43 ms of wall time). A graph replays the same kernels with one launch. The forward reads and writes
 canvas positions through index tensors (``Transformer.hidden``), so a graph captured for one window
 of ``n`` positions serves every window of that size: before each replay only the graph's own
-``index`` and ``rows`` tensors are refilled. Graphs hold the addresses of one ``generate`` call's
-canvas, KV store and masks; a call with new buffers drops them and captures afresh.
+``index`` and ``rows`` tensors are refilled. Graphs hold the shapes and addresses of the canvas, KV
+store and masks they were captured on (``DiffusionDecoder`` keeps those across calls of one shape);
+a call with other buffers drops them and captures afresh.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ class CudaGraphSteps:
     def __call__(self, canvas, start, end, store, position_ids, key_mask, logits_start, logits_end):
         first = logits_start - self.model.logit_shift - start
         n, m = end - start, logits_end - logits_start
-        buffers = (canvas.data_ptr(), id(store), position_ids.data_ptr(),
-                   None if key_mask is None else key_mask.data_ptr())
+        buffers = (tuple(canvas.shape), canvas.data_ptr(), position_ids.data_ptr(),
+                   None if key_mask is None else key_mask.data_ptr(), type(store).__name__,
+                   *(t.data_ptr() for t in (getattr(store, "keys", None), getattr(store, "values", None))
+                     if t is not None))
         if buffers != self.buffers:  # a new generate call: its tensors live elsewhere
             self.graphs.clear()
             self.buffers, self.pool = buffers, None

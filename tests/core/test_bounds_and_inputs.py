@@ -99,3 +99,67 @@ class _EosEverywhere:
         logits = self.model.forward_step(*args).clone()
         logits[..., self.model.pad_token_id] += 100.0
         return logits
+
+
+@pytest.mark.parametrize("mask", [[[1, 1, 0]], [[0, 1, 0]], [[1, 0, 1]]])
+def test_attention_mask_must_be_left_padded(mask):
+    model = RecordingModel(tiny_llada())
+    with pytest.raises(ValueError, match=r"rows \[0\] are not left-padded"):
+        fastdllm.generate(model, torch.tensor([[5, 6, 7]]), attention_mask=torch.tensor(mask), gen_length=8,
+                          block_length=4)
+    assert model.forwards == 0
+
+
+def test_float_ids_in_a_list_are_rejected():
+    with pytest.raises(ValueError, match="non-integer"):
+        fastdllm.generate(RecordingModel(tiny_llada()), [[1.7, 2.9]], gen_length=8, block_length=4)
+
+
+def test_vocabulary_error_names_the_id():
+    with pytest.raises(ValueError, match=r"row 1: 999"):
+        fastdllm.generate(RecordingModel(tiny_llada()), [[5, 6], [7, 999]], gen_length=8, block_length=4)
+
+
+def test_a_subclass_does_not_claim_its_parents_name():
+    class MyPrefix(fastdllm.cache_policies.get("prefix")):
+        pass
+
+    assert MyPrefix().spec()["name"] == "unregistered"
+    decoder = fastdllm.DiffusionDecoder(tiny_llada(), cache=MyPrefix(), gen_length=8, block_length=4)
+    assert isinstance(decoder.cache, MyPrefix) and decoder.config.cache["name"] == "unregistered"
+
+
+class _MislabelledRefresh(fastdllm.CachePolicy):
+    def plan(self, step):
+        return fastdllm.Plan(step.block_start, step.layout.canvas_length, refresh=True)
+
+
+class _StorelessPartial(fastdllm.CachePolicy):
+    uses_store = False
+
+    def plan(self, step):
+        return fastdllm.Plan(step.block_start, step.layout.canvas_length)
+
+
+@pytest.mark.parametrize("policy, message", [(_MislabelledRefresh(), "refresh must be True exactly"),
+                                             (_StorelessPartial(), "uses_store = False must recompute")])
+def test_inconsistent_cache_plans_are_named(policy, message):
+    with pytest.raises(RuntimeError, match=message):
+        fastdllm.generate(mask_free_llada(), PROMPTS, gen_length=8, block_length=4, cache=policy, unmask="fixed")
+
+
+def test_decoder_reuses_and_releases_its_buffers():
+    model = mask_free_llada()
+    decoder = fastdllm.DiffusionDecoder(model, cache="dual", unmask="threshold", gen_length=8, block_length=4)
+    first = decoder.generate(PROMPTS)
+    canvas = decoder._buffers[1]
+    second = decoder.generate(PROMPTS)
+    assert decoder._buffers[1] is canvas  # same shape: same buffers
+    assert torch.equal(first.sequences, second.sequences)
+    assert first.sequences.data_ptr() != canvas.data_ptr()  # results never alias the buffers
+    other = decoder.generate(random_prompts(2, [9, 2], seed=1))  # another shape: fresh buffers, still right
+    alone = fastdllm.generate(model, random_prompts(2, [9, 2], seed=1), cache="dual", unmask="threshold",
+                              gen_length=8, block_length=4)
+    assert torch.equal(other.sequences, alone.sequences)
+    decoder.release()
+    assert decoder._buffers == ()

@@ -54,3 +54,16 @@ def test_cpu_forward_ignores_graphs():
     result = fastdllm.generate(model, ids, attention_mask=real, cache="dual", unmask="fixed", gen_length=8,
                                block_length=4)
     assert result.nfe == 8 and model.cuda_graphs.captures == 0
+
+
+@cuda
+def test_graphs_follow_a_change_of_prompt_length():
+    """Buffers of a new shape may reuse freed addresses: graphs must be keyed by shape, not address only."""
+    model = tiny_model("llada", seed=5).cuda()
+    decoder = fastdllm.DiffusionDecoder(model, cache="dual", unmask="fixed", gen_length=16, block_length=8)
+    batches = [padded_batch(lengths, seed=i) for i, lengths in enumerate([[5, 9], [4, 3], [12, 6], [5, 9]])]
+    eager = [decoder.generate(ids.cuda(), real.cuda()).sequences for ids, real in batches]
+    model.use_cuda_graphs()
+    graphed = [decoder.generate(ids.cuda(), real.cuda()).sequences for ids, real in batches]
+    model.use_cuda_graphs(False)
+    assert all(torch.equal(a, b) for a, b in zip(eager, graphed))
