@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -99,7 +100,7 @@ def main(argv=None) -> dict:
     params = sum(t.numel() for t in model.parameters())
     gen = torch.Generator().manual_seed(1)
     prompt = torch.randint(0, model.mask_token_id, (args.batch, args.prompt_length), generator=gen)
-    out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d"), "command": "python experiments/bench_gpu.py "
+    out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d"), "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/bench_gpu.py "
            + " ".join(sys.argv[1:] if argv is None else argv), "model": "LLaDA-8B shape, random weights" if not args.small else "tiny",
            "params": params, "dtype": str(dtype), "batch": args.batch, "prompt_length": args.prompt_length,
            "gen_length": args.gen_length, "block_length": args.block_length, "ceilings": ceilings(args.device),
