@@ -16,7 +16,6 @@ from fastdllm.tasks import get_task
 
 DEMO_SETTINGS: list[tuple[str, dict]] = [
     ("baseline: no cache, 1 token/step", {"cache": "none", "unmask": "fixed"}),
-    ("prefix cache, 1 token/step", {"cache": "prefix", "unmask": "fixed"}),
     ("prefix cache + threshold 0.9", {"cache": "prefix", "unmask": {"name": "threshold", "threshold": 0.9}}),
     ("dual cache + threshold 0.9", {"cache": "dual", "unmask": {"name": "threshold", "threshold": 0.9}}),
     ("dual cache + factor 1.0", {"cache": "dual", "unmask": {"name": "factor", "factor": 1.0}}),
