@@ -1,6 +1,6 @@
 """Markdown tables for the README from the committed result files (so no figure is typed by hand).
 
-    python experiments/report.py            # prints the tiny-model table and the GPU table
+    python experiments/report.py    # prints the tiny-model and GPU tables, draws results/gpu_llada8b_b1.png
 """
 
 from __future__ import annotations
@@ -54,8 +54,35 @@ def gpu_table(path: Path) -> str:
     return "\n".join(lines)
 
 
+def plot_gpu(path: Path, out: Path) -> None:
+    """Bars of tokens/s per setting: the reference implementation, eager, CUDA graphs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = json.loads(path.read_text())
+    rows = {(r["cache"], r["tokens_per_step"], r["cuda_graphs"]): r for r in d["rows"]}
+    settings = [(c, k) for (c, k, g) in rows if not g]
+    x = range(len(settings))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    width = 0.27
+    ax.bar([i - width for i in x], [REFERENCE_TOK_S[s] for s in settings], width, label="Fast-dLLM reference")
+    ax.bar(list(x), [rows[(*s, False)]["tokens_per_s"] for s in settings], width, label="fastdllm eager")
+    ax.bar([i + width for i in x], [rows[(*s, True)]["tokens_per_s"] for s in settings], width,
+           label="fastdllm + CUDA graphs")
+    ax.set_xticks(list(x), [f"{c}\nk={k}" for c, k in settings])
+    ax.set_ylabel("tokens / s (batch 1)")
+    ax.set_title(f"LLaDA-8B shape, {d['env']['gpu']}, 256 tokens, block 32")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=130)
+
+
 if __name__ == "__main__":
     for path in sorted(RESULTS.glob("tiny_*_cpu.json")):
         print(tiny_table(path), end="\n\n")
     for path in sorted(RESULTS.glob("gpu_*.json")):
         print(gpu_table(path), end="\n\n")
+    plot_gpu(RESULTS / "gpu_llada8b_b1.json", RESULTS / "gpu_llada8b_b1.png")
