@@ -1,4 +1,4 @@
-"""Speed of the decoder at full LLaDA-8B shape on one GPU, against the physical floors measured in the same run.
+"""Speed of the decoder at full LLaDA-8B (or Dream-7B) shape on one GPU, against the physical floors measured in the same run.
 
 Random bf16 weights at LLaDA-8B's shapes: with fixed-k unmasking the work of every forward does not
 depend on the weights, so the figures are honest speed figures (BENCHMARKS.md). The settings are
@@ -27,18 +27,31 @@ import fastdllm
 from fastdllm.evaluation import torch_info
 
 
-def build_model(small: bool, device: str, dtype: torch.dtype) -> fastdllm.LLaDA:
-    """LLaDA-8B's config (or a tiny one with ``small``), random N(0, 0.02²) weights, built on ``device``."""
-    overrides = dict(d_model=64, n_layers=2, n_heads=4, mlp_hidden_size=128, vocab_size=512,
-                     mask_token_id=500, eos_token_id=1, pad_token_id=1) if small else {}
+def build_model(family: str, small: bool, device: str, dtype: torch.dtype) -> fastdllm.DiffusionLM:
+    """LLaDA-8B's or Dream-7B's config (or a tiny one with ``small``), random weights (matrices N(0, 0.02²),
+    norms 1, biases 0), built on ``device``."""
+    from fastdllm.models.dream import dream_config
+
+    if family == "llada":
+        overrides = dict(d_model=64, n_layers=2, n_heads=4, mlp_hidden_size=128, vocab_size=512,
+                         mask_token_id=500, eos_token_id=1, pad_token_id=1) if small else {}
+        config = fastdllm.llada_config(**overrides)
+    else:
+        overrides = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         intermediate_size=128, vocab_size=512, max_position_embeddings=4096, mask_token_id=500,
+                         eos_token_id=1, pad_token_id=1) if small else {}
+        config = dream_config(**overrides)
     with torch.device("meta"):
-        model = fastdllm.LLaDA(fastdllm.llada_config(**overrides))
+        model = fastdllm.model_adapters.get(family)(config)
     model.to(dtype=dtype).to_empty(device=device)
     model.net.reset_rope()
     gen = torch.Generator(device=device).manual_seed(0)
     with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.02, generator=gen) if p.dim() == 2 else p.fill_(1.0)
+        for name, p in model.named_parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.02, generator=gen)
+            else:
+                p.fill_(0.0 if name.endswith("bias") else 1.0)
     return model.eval()
 
 
@@ -86,6 +99,7 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--family", choices=["llada", "dream"], default="llada", help="LLaDA-8B or Dream-7B shapes")
     p.add_argument("--small", action="store_true", help="a tiny model (CPU smoke runs)")
     p.add_argument("--prompt-length", type=int, default=768)
     p.add_argument("--gen-length", type=int, default=256)
@@ -96,12 +110,13 @@ def main(argv=None) -> dict:
     p.add_argument("--caches", default="none,prefix,dual", help="cache policies to run, comma-separated")
     args = p.parse_args(argv)
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
-    model = build_model(args.small, args.device, dtype)
+    model = build_model(args.family, args.small, args.device, dtype)
     params = sum(t.numel() for t in model.parameters())
     gen = torch.Generator().manual_seed(1)
     prompt = torch.randint(0, model.mask_token_id, (args.batch, args.prompt_length), generator=gen)
     out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d"), "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/bench_gpu.py "
-           + " ".join(sys.argv[1:] if argv is None else argv), "model": "LLaDA-8B shape, random weights" if not args.small else "tiny",
+           + " ".join(sys.argv[1:] if argv is None else argv), "model": "tiny" if args.small else
+           f"{'LLaDA-8B' if args.family == 'llada' else 'Dream-7B'} shape, random weights", "family": args.family,
            "params": params, "dtype": str(dtype), "batch": args.batch, "prompt_length": args.prompt_length,
            "gen_length": args.gen_length, "block_length": args.block_length, "ceilings": ceilings(args.device),
            "rows": []}

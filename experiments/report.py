@@ -48,7 +48,7 @@ def gpu_table(path: Path) -> str:
         g = rows[(cache, k, True)]
         cached = g.get("cached_ms_per_forward")
         cell = f"{cached:.1f} ({cached / floors['weight_read']:.1f}×)" if cached else "—"
-        reference = REFERENCE_TOK_S[(cache, k)] if d["batch"] == 1 else "—"
+        reference = REFERENCE_TOK_S[(cache, k)] if d["batch"] == 1 and d.get("family", "llada") == "llada" else "—"
         lines.append(f"| {cache} | {k} | {r['nfe']} | {reference} | {r['tokens_per_s']:.1f} | "
                      f"{g['tokens_per_s']:.1f} | {cell} | {g['tokens_equal_eager']} |")
     return "\n".join(lines)
@@ -83,6 +83,6 @@ def plot_gpu(path: Path, out: Path) -> None:
 if __name__ == "__main__":
     for path in sorted(RESULTS.glob("tiny_*_cpu.json")):
         print(tiny_table(path), end="\n\n")
-    for path in sorted(RESULTS.glob("gpu_*.json")):
+    for path in sorted(RESULTS.glob("gpu_*.json")):  # LLaDA-8B batch 1 and 8, Dream-7B
         print(gpu_table(path), end="\n\n")
     plot_gpu(RESULTS / "gpu_llada8b_b1.json", RESULTS / "gpu_llada8b_b1.png")
