@@ -72,12 +72,11 @@ class DiffusionLM(nn.Module):
         """Recompute ``[start, end)`` and return logits ``[B, logits_end - logits_start, V]`` whose row j
         predicts the token at canvas position ``logits_start + j``. Replayed from a CUDA graph after
         ``use_cuda_graphs()`` (same kernels, same tokens, without the per-kernel launch cost)."""
-        if self.cuda_graphs is not None and canvas.is_cuda:
-            return self.cuda_graphs(canvas, start, end, store, position_ids, key_mask, logits_start, logits_end)
         first = logits_start - self.logit_shift - start
         index = torch.arange(start, end, device=canvas.device)  # [n]
         rows = torch.arange(first, first + logits_end - logits_start, device=canvas.device)  # [m]
-        return self.step_logits(canvas, start, index, store, position_ids, key_mask, rows)
+        run = self.cuda_graphs if self.cuda_graphs is not None and canvas.is_cuda else self.step_logits
+        return run(canvas, start, index, store, position_ids, key_mask, rows)
 
     def step_logits(self, canvas, start, index, store, position_ids, key_mask, rows):
         """The forward of ``forward_step`` on device index tensors: recompute positions ``index`` ``[n]``

@@ -26,7 +26,7 @@ class _Graph:
 
 
 class CudaGraphSteps:
-    """``forward_step`` with the signature of ``DiffusionLM.forward_step``, replayed from CUDA graphs."""
+    """``DiffusionLM.step_logits`` (same signature), replayed from CUDA graphs."""
 
     def __init__(self, model) -> None:
         self.model = model
@@ -35,9 +35,7 @@ class CudaGraphSteps:
         self.pool = None  # one memory pool shared by the graphs of a call
         self.captures = 0
 
-    def __call__(self, canvas, start, end, store, position_ids, key_mask, logits_start, logits_end):
-        first = logits_start - self.model.logit_shift - start
-        n, m = end - start, logits_end - logits_start
+    def __call__(self, canvas, start, index, store, position_ids, key_mask, rows):
         buffers = (tuple(canvas.shape), canvas.data_ptr(), position_ids.data_ptr(),
                    None if key_mask is None else key_mask.data_ptr(), type(store).__name__,
                    *(t.data_ptr() for t in (getattr(store, "keys", None), getattr(store, "values", None))
@@ -45,17 +43,18 @@ class CudaGraphSteps:
         if buffers != self.buffers:  # a new generate call: its tensors live elsewhere
             self.graphs.clear()
             self.buffers, self.pool = buffers, None
-        entry = self.graphs.get((n, m))
+        shape = (index.numel(), rows.numel())
+        entry = self.graphs.get(shape)
         if entry is None:
-            entry = self.graphs[(n, m)] = self._capture(canvas, start, end, store, position_ids, key_mask, first, m)
-        torch.arange(start, end, device=canvas.device, out=entry.index)
-        torch.arange(first, first + m, device=canvas.device, out=entry.rows)
+            entry = self.graphs[shape] = self._capture(canvas, start, index.clone(), store, position_ids, key_mask,
+                                                       rows.clone())
+        entry.index.copy_(index)
+        entry.rows.copy_(rows)
         entry.graph.replay()
         return entry.logits
 
-    def _capture(self, canvas, start, end, store, position_ids, key_mask, first, m) -> _Graph:
-        index = torch.arange(start, end, device=canvas.device)  # [n]
-        rows = torch.arange(first, first + m, device=canvas.device)  # [m]
+    def _capture(self, canvas, start, index, store, position_ids, key_mask, rows) -> _Graph:
+        """Capture ``step_logits`` on the graph's own ``index`` ``[n]`` and ``rows`` ``[m]`` tensors."""
 
         def forward():
             return self.model.step_logits(canvas, start, index, store, position_ids, key_mask, rows)
