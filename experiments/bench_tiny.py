@@ -6,6 +6,7 @@ Figure 5).
 
     python experiments/bench_tiny.py --n 500                 # the committed results
     python experiments/bench_tiny.py --n 20 --quick          # a smoke run
+    python experiments/bench_tiny.py --n 200 --quick --block-length 16 --out results/tiny_llada_block16.json
 """
 
 from __future__ import annotations
@@ -78,11 +79,14 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--task", default="arithmetic")
     p.add_argument("--quick", action="store_true", help="main settings only, no sweep")
+    p.add_argument("--block-length", type=int, default=None, help="override the model's stored block_length")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     path = args.model or tiny_model_path()
     model = fastdllm.load_model(path, device="cpu", dtype=torch.float32)
     decode = default_decode_options(path)
+    if args.block_length:
+        decode["block_length"] = args.block_length
     task = get_task(args.task)
     problems = task.generate("test", args.n, seed=0)
     run = start_run(project="fastdllm", name=f"bench-tiny-{model.name}-{args.task}", job_type="bench",
