@@ -267,7 +267,7 @@ def main(argv=None) -> dict:
            "family": args.family, "model": "tiny" if args.small else f"{args.family} reference shape, random weights",
            "params": params, "weight_bytes": floors.weight_bytes, "dtype": str(dtype),
            "prompt_length": args.prompt_length, "gen_length": args.gen_length, "block_length": args.block_length,
-           "modes": args.modes, "ceilings": ceil, "settings": [], "forwards": [], "profiles": []}
+           "modes": args.modes, "ceilings": ceil, "settings": [], "forwards": [], "profiles": [], "errors": []}
     if ceil:
         canvas = args.prompt_length + args.gen_length
         out["floors_ms"] = {"weight_read": 1000 * floors.forward_s(0),
@@ -279,20 +279,33 @@ def main(argv=None) -> dict:
             for cache in args.caches:
                 plain_tokens = None
                 for mode in args.modes:
-                    row, tokens = run_setting(model, prompt, cache, k, args, mode, floors, plain_tokens)
+                    try:
+                        row, tokens = run_setting(model, prompt, cache, k, args, mode, floors, plain_tokens)
+                    except Exception as err:  # noqa: BLE001 - recorded in the result, the other settings still run
+                        set_mode(model, "plain")
+                        out["errors"].append(f"b{batch} {cache} k={k} {mode}: {type(err).__name__}: {err}")
+                        print(out["errors"][-1], flush=True)
+                        continue
                     plain_tokens = tokens if mode == "plain" else plain_tokens
                     out["settings"].append(row)
                     ratio = f"{row['floor_ratio']:.2f}x floor" if "floor_ratio" in row else ""
                     print(f"b{batch} {cache:>6} k={k} {mode:>8}: NFE {row['nfe']:4d} {row['tokens_per_s']:8.1f} tok/s "
                           f"{row['ms_per_forward']:7.2f} ms/fwd {ratio} equal={row.get('tokens_equal_plain', '-')}",
                           flush=True)
+                    save(out, args.out)
         plain_logits = {}
         for mode in args.modes:
-            for f in time_forwards(model, batch, args, mode, floors, args.device):
+            try:
+                timed = time_forwards(model, batch, args, mode, floors, args.device)
+            except Exception as err:  # noqa: BLE001
+                set_mode(model, "plain")
+                out["errors"].append(f"b{batch} forwards {mode}: {type(err).__name__}: {err}")
+                continue
+            for f in timed:
                 logits = f.pop("logits")
                 if mode == "plain":
                     plain_logits[f["kind"]] = logits
-                else:
+                elif f["kind"] in plain_logits:
                     ref = plain_logits[f["kind"]]
                     f["logits_max_abs_diff_plain"] = (logits.float() - ref.float()).abs().max().item()
                     f["argmax_agreement_plain"] = (logits.argmax(-1) == ref.argmax(-1)).float().mean().item()
@@ -303,11 +316,20 @@ def main(argv=None) -> dict:
             cache = "dual" if "dual" in args.caches else args.caches[0]
             for mode in ("plain", args.modes[-1]):
                 path = Path(args.out).with_name(f"{Path(args.out).stem}_profile_b{batch}_{mode}.txt")
-                out["profiles"].append(profile_decode(model, prompt, cache, max(args.ks), args, mode, path))
-        if args.out:  # after every batch: a run cut short keeps what it measured
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps(out, indent=2))
+                try:
+                    out["profiles"].append(profile_decode(model, prompt, cache, max(args.ks), args, mode, path))
+                except Exception as err:  # noqa: BLE001
+                    set_mode(model, "plain")
+                    out["errors"].append(f"b{batch} profile {mode}: {type(err).__name__}: {err}")
+        save(out, args.out)
     return out
+
+
+def save(out: dict, path: str | None) -> None:
+    """Written after every setting: a run cut short keeps what it measured."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
