@@ -204,7 +204,7 @@ def profile_decode(model, prompt, cache: str, k: int, args, mode: str, path: Pat
         result = decoder.generate(prompt)
     events = prof.key_averages()
     key = "self_device_time_total" if hasattr(events[0], "self_device_time_total") else "self_cuda_time_total"
-    kernels_us = sum(getattr(e, key) for e in events)
+    kernels_us = sum(getattr(e, key) for e in events if e.device_type == torch.autograd.DeviceType.CUDA)  # kernels only
     table = events.table(sort_by=key, row_limit=30)
     path.write_text(f"# {mode} mode, batch {prompt.shape[0]}, cache {cache}, k={k}; wall {result.wall_time_s:.3f} s "
                     f"(profiled, no graphs); GPU kernel time {kernels_us / 1e6:.3f} s\n\n{table}\n")

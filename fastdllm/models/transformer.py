@@ -107,8 +107,9 @@ class LayerFunctions:
 
     def __init__(self, compiled: bool) -> None:
         fns = (attention_inputs, attention_output_and_mlp)
-        if compiled:  # automatic dynamic shapes: one recompile when a size first changes, then symbolic sizes
-            fns = tuple(torch.compile(f, dynamic=None) for f in fns)
+        if compiled:  # automatic dynamic shapes: one recompile when a size first changes, then symbolic sizes;
+            # emulate_precision_casts: round to bf16 where the eager ops do, so the fused kernels stay close
+            fns = tuple(torch.compile(f, dynamic=None, options={"emulate_precision_casts": True}) for f in fns)
         self.attention_inputs, self.attention_output_and_mlp = fns
 
 
