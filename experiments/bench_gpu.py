@@ -233,7 +233,9 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--ks", default="1,4", help="tokens per step, comma-separated")
     p.add_argument("--caches", default="none,prefix,dual", help="registered cache policies, comma-separated")
     p.add_argument("--modes", default="plain,graphs,compiled", help=f"of {', '.join(MODES)}; plain always runs")
-    p.add_argument("--profile", action="store_true", help="write a torch.profiler kernel table per batch")
+    p.add_argument("--profile", nargs="?", const="all", default=None,
+                   help="write torch.profiler kernel tables (plain and the last mode; dual cache, largest k) for "
+                        "every batch, or for the comma-separated batches given")
     args = p.parse_args(argv)
     if args.family not in fastdllm.model_adapters:
         p.error(f"--family {args.family!r} is not a registered model adapter: {fastdllm.model_adapters.names()}")
@@ -312,7 +314,7 @@ def main(argv=None) -> dict:
                 out["forwards"].append(f)
                 print(f"b{batch} {f['kind']:>7} forward {mode:>8}: {f['ms']:7.2f} ms"
                       + (f" ({f['floor_ratio']:.2f}x floor {f['floor_ms']:.2f} ms)" if f["floor_ms"] else ""), flush=True)
-        if args.profile and args.out:
+        if args.profile and args.out and (args.profile == "all" or str(batch) in _csv(args.profile)):
             cache = "dual" if "dual" in args.caches else args.caches[0]
             for mode in ("plain", args.modes[-1]):
                 path = Path(args.out).with_name(f"{Path(args.out).stem}_profile_b{batch}_{mode}.txt")

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The complete GPU speed measurement, in one run of under 540 s on an H100/H200 (both families at full
-# model shape, random bf16 weights): batch 1 for every cache x k = 1, 4; batch 4 / 16 / 32 at k = 4.
+# model shape, random bf16 weights): batch 1 for every cache x k = 1, 4; batch 16 (and LLaDA 4, 32) at k = 4.
 # Each bench_gpu.py run checks the optimised path's tokens against the plain eager path's in the run.
 #
 #   bash experiments/gpu_all.sh OUT_DIR [B1_CACHES] [BATCH_CACHES]
 #     B1_CACHES     registered cache names for batch 1 (default none,prefix,dual)
-#     BATCH_CACHES  cache names for batches 4, 16, 32 (default dual,prefix)
-# Writes OUT_DIR/gpu_{llada,dream}_b1.json, OUT_DIR/gpu_{llada,dream}_batch.json, profiles, and a log.
+#     BATCH_CACHES  cache names for LLaDA batch 16 (default dual,prefix; the other batches run dual)
+# Writes OUT_DIR/gpu_{llada,dream}_b1.json, gpu_{llada,dream}_b16.json, gpu_llada_b4_b32.json, profiles, a log.
 # Set FASTDLLM_COMMIT to the commit measured (recorded in every JSON).
 set -u
 OUT=${1:?usage: gpu_all.sh OUT_DIR [B1_CACHES] [BATCH_CACHES]}
@@ -27,7 +27,8 @@ bench() {  # name, time limit (s), arguments...
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu_all.log"
 bench gpu_llada_b1 150 --family llada --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled --repeats 2 --profile
-bench gpu_llada_batch 150 --family llada --batches 4,16,32 --ks 4 --caches "$BC" --modes plain,compiled --repeats 2 --forward-repeats 3 --profile
-bench gpu_dream_b1 130 --family dream --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled --repeats 2 --profile
-bench gpu_dream_batch 100 --family dream --batches 16 --ks 4 --caches "$BC" --modes plain,compiled --repeats 2 --forward-repeats 3
+bench gpu_llada_b16 120 --family llada --batches 16 --ks 4 --caches "$BC" --modes plain,compiled --repeats 2 --forward-repeats 2 --profile
+bench gpu_dream_b1 120 --family dream --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled --repeats 2
+bench gpu_dream_b16 60 --family dream --batches 16 --ks 4 --caches dual --modes plain,compiled --repeats 2 --forward-repeats 2
+bench gpu_llada_b4_b32 100 --family llada --batches 4,32 --ks 4 --caches dual --modes plain,compiled --repeats 2 --forward-repeats 2
 echo "total $(( $(date +%s) - T0 )) s" | tee -a "$OUT/gpu_all.log"
