@@ -314,6 +314,7 @@ def main(argv=None) -> dict:
                 out["forwards"].append(f)
                 print(f"b{batch} {f['kind']:>7} forward {mode:>8}: {f['ms']:7.2f} ms"
                       + (f" ({f['floor_ratio']:.2f}x floor {f['floor_ms']:.2f} ms)" if f["floor_ms"] else ""), flush=True)
+        save(out, args.out)
         if args.profile and args.out and (args.profile == "all" or str(batch) in _csv(args.profile)):
             cache = "dual" if "dual" in args.caches else args.caches[0]
             for mode in ("plain", args.modes[-1]):
