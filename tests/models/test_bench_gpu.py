@@ -44,3 +44,20 @@ def test_unknown_cache_refused_before_work(capsys):
     with pytest.raises(SystemExit):
         _bench().main(["--small", "--device", "cpu", "--caches", "duel"])
     assert "not a registered cache policy" in capsys.readouterr().err
+
+
+def test_report_renders_the_speed_tables(tmp_path):
+    """experiments/report.py's speed tables from bench_gpu.py's own result files (CPU: no floors)."""
+    _bench().main(["--small", "--device", "cpu", "--repeats", "1", "--forward-repeats", "1", "--prompt-length", "12",
+                   "--gen-length", "8", "--block-length", "4", "--ks", "4", "--caches", "dual",
+                   "--modes", "plain,eager,graphs", "--out", str(tmp_path / "speed" / "r.json")])
+    spec = importlib.util.spec_from_file_location("report", SCRIPT.with_name("report.py"))
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    report.RESULTS = tmp_path
+    text = report.speed_report(tmp_path / "speed")
+    setting = [line for line in text.splitlines() if line.startswith("| llada | 1 | dual | 4 |")]
+    assert len(setting) == 1 and setting[0].endswith("| identical |") and "no floor: CPU" in setting[0]
+    forwards = {(kind, mode) for kind in ("refresh", "dual") for mode in ("plain", "eager")}
+    assert sum(any(line.startswith(f"| llada | 1 | {kind} | {mode} |") for kind, mode in forwards)
+               for line in text.splitlines()) == 4  # the forward table: plain and eager, refresh and dual
