@@ -1,13 +1,24 @@
-"""Speed of the decoder at full LLaDA-8B (or Dream-7B) shape on one GPU, against the physical floors measured in the same run.
+"""Speed of the decoder at full model shape on one GPU, against the physical floors measured in the same run.
 
-Random bf16 weights at LLaDA-8B's shapes: with fixed-k unmasking the work of every forward does not
-depend on the weights, so the figures are honest speed figures (BENCHMARKS.md). The settings are
-those of the reference-implementation table in BENCHMARKS.md: batch 1, prompt 768, 256 generated,
-block 32, k = 1 and 4 tokens per step, caches none / prefix / dual. Wall time is ``generate``'s own
-(device synchronised), the median of ``--repeats`` runs after one warm-up.
+Random bf16 weights at a registered family's reference shape (LLaDA-8B, Dream-7B): with fixed-k
+unmasking the work of every forward does not depend on the weights, so the figures are honest speed
+figures. Default settings: prompt 768, 256 generated, block 32, k = 1 and 4 tokens per step, caches
+none / prefix / dual. Every setting runs in several modes:
 
-    python experiments/bench_gpu.py --out results/gpu_llada8b.json          # on the GPU machine
-    python experiments/bench_gpu.py --small --device cpu --repeats 1        # a CPU smoke run
+- ``plain``: every row through the whole network, eager (the reference the others are checked against);
+- ``eager``: the optimised forward (last layer / final norm / LM head only on the rows read), eager;
+- ``graphs``: the optimised forward replayed from CUDA graphs;
+- ``compiled``: the optimised forward with ``torch.compile``'d layer functions, replayed from CUDA graphs.
+
+Each setting records wall time (``generate``'s own, device synchronised; the median of ``--repeats``
+runs after a warm-up that captures graphs and compiles; ``plain`` runs once), tokens/s, the **floor
+sum** (over the forwards the decode ran, each forward's max(weight bytes / copy bandwidth,
+2 · params · rows / matmul rate), rows = batch × positions recomputed) and wall / floor sum, peak GPU
+memory, the KV store's size, and whether the tokens equal the plain path's (with the share of
+generated positions that agree). ``forwards`` times single refresh and dual-cache forwards directly.
+
+    python experiments/bench_gpu.py --family llada --batches 1 --out $OUT/gpu_llada.json   # on the GPU
+    python experiments/bench_gpu.py --small --device cpu --repeats 1                      # a CPU smoke run
 """
 
 from __future__ import annotations
@@ -24,25 +35,32 @@ from pathlib import Path
 import torch
 
 import fastdllm
+from fastdllm.core.policy import cache_policies
 from fastdllm.evaluation import torch_info
+
+MODES = ("plain", "eager", "graphs", "compiled")
+CUDA_MODES = ("graphs", "compiled")
+# tiny configs for CPU smoke runs, per family (field names are the family's config.json's)
+SMALL = {"llada": dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=512, mask_token_id=500,
+                       eos_token_id=1, pad_token_id=1),
+         "dream": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                       intermediate_size=128, vocab_size=512, max_position_embeddings=4096, mask_token_id=500,
+                       eos_token_id=1, pad_token_id=1)}
 
 
 def build_model(family: str, small: bool, device: str, dtype: torch.dtype) -> fastdllm.DiffusionLM:
-    """LLaDA-8B's or Dream-7B's config (or a tiny one with ``small``), random weights (matrices N(0, 0.02²),
+    """The family's reference config (or a tiny one with ``small``), random weights (matrices N(0, 0.02²),
     norms 1, biases 0), built on ``device``."""
-    from fastdllm.models.dream import dream_config
-
-    if family == "llada":
-        overrides = dict(d_model=64, n_layers=2, n_heads=4, mlp_hidden_size=128, vocab_size=512,
-                         mask_token_id=500, eos_token_id=1, pad_token_id=1) if small else {}
-        config = fastdllm.llada_config(**overrides)
-    else:
-        overrides = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         intermediate_size=128, vocab_size=512, max_position_embeddings=4096, mask_token_id=500,
-                         eos_token_id=1, pad_token_id=1) if small else {}
-        config = dream_config(**overrides)
+    cls = fastdllm.model_adapters.get(family)
+    config = cls.reference_config()
+    if small:
+        if family not in SMALL:
+            raise ValueError(f"no tiny config for family {family!r} (known: {', '.join(SMALL)}); drop --small")
+        config = {**config, **SMALL[family]}
+    if not config:
+        raise ValueError(f"model adapter {family!r} has no reference_config(); it cannot be benchmarked at full shape")
     with torch.device("meta"):
-        model = fastdllm.model_adapters.get(family)(config)
+        model = cls(config)
     model.to(dtype=dtype).to_empty(device=device)
     model.net.reset_rope()
     gen = torch.Generator(device=device).manual_seed(0)
@@ -78,79 +96,243 @@ def ceilings(device: str) -> dict[str, float]:
     return {"copy_bytes_per_s": 2 * x.numel() / copy_s, "matmul_flop_per_s": 2 * 8192**3 / mm_s}
 
 
-def run_setting(model, prompt, cache: str, k: int, gen_length: int, block_length: int, repeats: int,
-                graphs: bool) -> dict:
-    model.use_cuda_graphs(graphs)
-    decoder = fastdllm.DiffusionDecoder(model, cache=cache, unmask={"name": "fixed", "steps": gen_length // k},
-                                        gen_length=gen_length, block_length=block_length)
-    warmup = decoder.generate(prompt)  # warm-up; with graphs it captures them (replayed by the runs below)
-    runs = [decoder.generate(prompt) for _ in range(repeats)]
+class Floors:
+    """Per-forward floors: max(weight bytes / copy bandwidth, 2 · params · rows / matmul rate)."""
+
+    def __init__(self, params: int, weight_bytes: int, ceil: dict[str, float]) -> None:
+        self.params, self.weight_bytes, self.ceil = params, weight_bytes, ceil
+
+    def forward_s(self, rows: int) -> float | None:
+        if not self.ceil:
+            return None
+        return max(self.weight_bytes / self.ceil["copy_bytes_per_s"], 2 * self.params * rows / self.ceil["matmul_flop_per_s"])
+
+
+def set_mode(model, mode: str) -> None:
+    model.net.fast = mode != "plain"
+    model.use_compile(mode == "compiled")
+    model.use_cuda_graphs(mode in CUDA_MODES)
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floors, plain_tokens) -> dict:
+    set_mode(model, mode)
+    decoder = fastdllm.DiffusionDecoder(model, cache=cache, unmask={"name": "fixed", "steps": args.gen_length // k},
+                                        gen_length=args.gen_length, block_length=args.block_length)
+    cuda = prompt.is_cuda
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    plans = []
+    warmup = decoder.generate(prompt, callbacks=[lambda e: plans.append((e.plan.start, e.plan.end))])
+    runs = [decoder.generate(prompt) for _ in range(0 if mode == "plain" else args.repeats)] or [warmup]
     wall = statistics.median(r.wall_time_s for r in runs)
     first = runs[0]
     assert all(torch.equal(r.sequences, first.sequences) for r in runs), "decoding is not deterministic"
+    batch = prompt.shape[0]
+    row = {"batch": batch, "cache": cache, "tokens_per_step": k, "mode": mode, "nfe": first.nfe,
+           "refresh_forwards": first.refresh_forwards, "wall_s": wall, "walls_s": [r.wall_time_s for r in runs],
+           "warmup_wall_s": warmup.wall_time_s, "tokens_per_s": batch * args.gen_length / wall,
+           "ms_per_forward": 1000 * wall / first.nfe,
+           "tokens_sha1": hashlib.sha1(first.sequences.cpu().numpy().tobytes()).hexdigest()}
+    floor_sum = [floors.forward_s(batch * (end - start)) for start, end in plans]
+    if floor_sum and floor_sum[0] is not None:
+        row["floor_sum_s"] = sum(floor_sum)
+        row["floor_ratio"] = wall / row["floor_sum_s"]
+    store = decoder._buffers[-1] if decoder._buffers else None
+    keys = getattr(store, "keys", None)
+    row["kv_store_bytes"] = 0 if keys is None else 2 * keys.numel() * keys.element_size()
+    if cuda:
+        row["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
+    if plain_tokens is not None:
+        P = first.prompt_length
+        same = first.sequences[:, P:] == plain_tokens[:, P:]
+        row["tokens_equal_plain"] = bool(same.all())
+        row["token_agreement_plain"] = same.float().mean().item()
+    decoder.release()
+    set_mode(model, "plain")
+    return row, first.sequences
+
+
+def time_forwards(model, batch: int, args, mode: str, floors: Floors, device) -> list[dict]:
+    """Single forwards timed directly: a refresh (whole canvas) and a dual-cache block step, and the
+    refresh's logits against the plain path's (max |difference|, argmax agreement)."""
+    set_mode(model, mode)
+    L, P, blk, shift = args.prompt_length + args.gen_length, args.prompt_length, args.block_length, model.logit_shift
+    gen = torch.Generator().manual_seed(2)
+    canvas = torch.randint(0, model.mask_token_id, (batch, L), generator=gen).to(device)  # [B, L]
+    canvas[:, P:] = model.mask_token_id
+    position_ids = torch.arange(L, device=device).expand(batch, L).contiguous()  # [B, L]
+    store = model.new_kv_store(batch, L)
+    out = []
+    with torch.inference_mode():
+        for kind, (start, end) in (("refresh", (0, L)), ("dual", (P - shift, P + blk))):
+            step = lambda: model.forward_step(canvas, start, end, store, position_ids, None, P, P + blk)  # noqa: E731
+            if kind == "dual":
+                model.forward_step(canvas, 0, L, store, position_ids, None, P, P + blk)
+            logits = step().clone()  # warm-up (capture, compile)
+            for _ in range(2):
+                step()
+            _sync(device)
+            t0 = time.perf_counter()
+            n = args.forward_repeats
+            for _ in range(n):
+                step()
+            _sync(device)
+            ms = 1000 * (time.perf_counter() - t0) / n
+            floor = floors.forward_s(batch * (end - start))
+            out.append({"batch": batch, "mode": mode, "kind": kind, "rows": batch * (end - start), "ms": ms,
+                        "floor_ms": None if floor is None else 1000 * floor,
+                        "floor_ratio": None if floor is None else ms / (1000 * floor), "logits": logits})
+    set_mode(model, "plain")
+    return out
+
+
+def profile_decode(model, prompt, cache: str, k: int, args, mode: str, path: Path) -> dict:
+    """One decode under torch.profiler (CUDA graphs off so the kernels are visible): the kernel table."""
+    from torch.profiler import ProfilerActivity, profile
+
+    set_mode(model, mode)
     model.use_cuda_graphs(False)
-    return {"cache": cache, "tokens_per_step": k, "cuda_graphs": graphs, "nfe": first.nfe, "refresh_forwards": first.refresh_forwards,
-            "wall_s": wall, "walls_s": [r.wall_time_s for r in runs], "warmup_wall_s": warmup.wall_time_s,
-            "tokens_per_s": prompt.shape[0] * gen_length / wall, "ms_per_forward": 1000 * wall / first.nfe,
-            "tokens_sha1": hashlib.sha1(first.sequences.cpu().numpy().tobytes()).hexdigest()}
+    decoder = fastdllm.DiffusionDecoder(model, cache=cache, unmask={"name": "fixed", "steps": args.gen_length // k},
+                                        gen_length=args.gen_length, block_length=args.block_length)
+    decoder.generate(prompt)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        result = decoder.generate(prompt)
+    events = prof.key_averages()
+    key = "self_device_time_total" if hasattr(events[0], "self_device_time_total") else "self_cuda_time_total"
+    kernels_us = sum(getattr(e, key) for e in events if e.device_type == torch.autograd.DeviceType.CUDA)  # kernels only
+    table = events.table(sort_by=key, row_limit=30)
+    path.write_text(f"# {mode} mode, batch {prompt.shape[0]}, cache {cache}, k={k}; wall {result.wall_time_s:.3f} s "
+                    f"(profiled, no graphs); GPU kernel time {kernels_us / 1e6:.3f} s\n\n{table}\n")
+    decoder.release()
+    set_mode(model, "plain")
+    return {"batch": prompt.shape[0], "cache": cache, "tokens_per_step": k, "mode": mode, "file": path.name,
+            "kernel_s": kernels_us / 1e6, "profiled_wall_s": result.wall_time_s}
 
 
-def main(argv=None) -> dict:
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse(argv) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", default=None, help="result JSON path")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--family", choices=["llada", "dream"], default="llada", help="LLaDA-8B or Dream-7B shapes")
+    p.add_argument("--family", default="llada", help=f"a registered model adapter: {fastdllm.model_adapters.names()}")
     p.add_argument("--small", action="store_true", help="a tiny model (CPU smoke runs)")
     p.add_argument("--prompt-length", type=int, default=768)
     p.add_argument("--gen-length", type=int, default=256)
     p.add_argument("--block-length", type=int, default=32)
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batches", default="1", help="batch sizes, comma-separated")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--ks", default="1,4", help="tokens per step to run, comma-separated")
-    p.add_argument("--caches", default="none,prefix,dual", help="cache policies to run, comma-separated")
+    p.add_argument("--forward-repeats", type=int, default=10)
+    p.add_argument("--ks", default="1,4", help="tokens per step, comma-separated")
+    p.add_argument("--caches", default="none,prefix,dual", help="registered cache policies, comma-separated")
+    p.add_argument("--modes", default="plain,graphs,compiled", help=f"of {', '.join(MODES)}; plain always runs")
+    p.add_argument("--profile", nargs="?", const="all", default=None,
+                   help="write torch.profiler kernel tables (plain and the last mode; dual cache, largest k) for "
+                        "every batch, or for the comma-separated batches given")
     args = p.parse_args(argv)
+    if args.family not in fastdllm.model_adapters:
+        p.error(f"--family {args.family!r} is not a registered model adapter: {fastdllm.model_adapters.names()}")
+    for cache in _csv(args.caches):
+        if cache not in cache_policies:
+            p.error(f"--caches: {cache!r} is not a registered cache policy: {cache_policies.names()}")
+    modes = _csv(args.modes)
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        p.error(f"--modes: unknown {bad}; choose from {', '.join(MODES)}")
+    if args.device != "cuda":
+        modes = [m for m in modes if m not in CUDA_MODES]  # graphs and compile are CUDA-only
+    modes = [m for m in modes if m != "plain"] or ["eager"]
+    args.modes = ["plain"] + modes
+    args.batches, args.ks, args.caches = [int(b) for b in _csv(args.batches)], [int(k) for k in _csv(args.ks)], _csv(args.caches)
+    if any(b < 1 for b in args.batches) or any(k < 1 or args.gen_length % k for k in args.ks):
+        p.error("--batches must be >= 1 and every --ks must divide --gen-length")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse(argv)
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
     model = build_model(args.family, args.small, args.device, dtype)
     params = sum(t.numel() for t in model.parameters())
-    gen = torch.Generator().manual_seed(1)
-    prompt = torch.randint(0, model.mask_token_id, (args.batch, args.prompt_length), generator=gen)
-    out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d"), "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/bench_gpu.py "
-           + " ".join(sys.argv[1:] if argv is None else argv), "model": "tiny" if args.small else
-           f"{'LLaDA-8B' if args.family == 'llada' else 'Dream-7B'} shape, random weights", "family": args.family,
-           "params": params, "dtype": str(dtype), "batch": args.batch, "prompt_length": args.prompt_length,
-           "gen_length": args.gen_length, "block_length": args.block_length, "ceilings": ceilings(args.device),
-           "rows": []}
-    if out["ceilings"]:
-        weight_bytes = params * dtype.itemsize
+    ceil = ceilings(args.device)
+    floors = Floors(params, params * dtype.itemsize, ceil)
+    out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "commit": os.environ.get("FASTDLLM_COMMIT"),
+           "command": "python experiments/bench_gpu.py " + " ".join(sys.argv[1:] if argv is None else argv),
+           "family": args.family, "model": "tiny" if args.small else f"{args.family} reference shape, random weights",
+           "params": params, "weight_bytes": floors.weight_bytes, "dtype": str(dtype),
+           "prompt_length": args.prompt_length, "gen_length": args.gen_length, "block_length": args.block_length,
+           "modes": args.modes, "ceilings": ceil, "settings": [], "forwards": [], "profiles": [], "errors": []}
+    if ceil:
         canvas = args.prompt_length + args.gen_length
-        # BENCHMARKS.md's floors: weight bytes / copy bandwidth (read + written), 2 * params * tokens / matmul rate
-        out["floors_ms"] = {"weight_read": 1000 * weight_bytes / out["ceilings"]["copy_bytes_per_s"],
-                            "full_canvas_forward": 1000 * 2 * params * canvas * args.batch
-                            / out["ceilings"]["matmul_flop_per_s"]}
-    modes = (False, True) if args.device == "cuda" else (False,)
-    for k in (int(k) for k in args.ks.split(",")):
-        for cache in args.caches.split(","):
-            for graphs in modes:
-                row = run_setting(model, prompt, cache, k, args.gen_length, args.block_length, args.repeats, graphs)
-                out["rows"].append(row)
-                print(f"{cache:>6} k={k} graphs={graphs!s:5}: NFE {row['nfe']:4d}  {row['tokens_per_s']:8.1f} tok/s  "
-                      f"{row['ms_per_forward']:6.2f} ms/forward", flush=True)
-            if graphs:  # the optimisation must not change a token
-                eager, graphed = out["rows"][-2:]
-                graphed["tokens_equal_eager"] = graphed["tokens_sha1"] == eager["tokens_sha1"]
-    for row in out["rows"]:  # a cached forward's time, given that a refresh costs what a `none` forward costs
-        refresh_ms = next((r["ms_per_forward"] for r in out["rows"] if r["cache"] == "none"
-                           and r["tokens_per_step"] == row["tokens_per_step"]
-                           and r["cuda_graphs"] == row["cuda_graphs"]), None)
-        if refresh_ms is None:
-            continue
-        cached = row["nfe"] - row["refresh_forwards"]
-        row["cached_ms_per_forward"] = ((1000 * row["wall_s"] - refresh_ms * row["refresh_forwards"]) / cached
-                                        if cached else None)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2))
+        out["floors_ms"] = {"weight_read": 1000 * floors.forward_s(0),
+                            "full_canvas_forward_b1": 1000 * floors.forward_s(canvas)}
+    gen = torch.Generator().manual_seed(1)
+    for batch in args.batches:
+        prompt = torch.randint(0, model.mask_token_id, (batch, args.prompt_length), generator=gen).to(args.device)
+        for k in args.ks:
+            for cache in args.caches:
+                plain_tokens = None
+                for mode in args.modes:
+                    try:
+                        row, tokens = run_setting(model, prompt, cache, k, args, mode, floors, plain_tokens)
+                    except Exception as err:  # noqa: BLE001 - recorded in the result, the other settings still run
+                        set_mode(model, "plain")
+                        out["errors"].append(f"b{batch} {cache} k={k} {mode}: {type(err).__name__}: {err}")
+                        print(out["errors"][-1], flush=True)
+                        continue
+                    plain_tokens = tokens if mode == "plain" else plain_tokens
+                    out["settings"].append(row)
+                    ratio = f"{row['floor_ratio']:.2f}x floor" if "floor_ratio" in row else ""
+                    print(f"b{batch} {cache:>6} k={k} {mode:>8}: NFE {row['nfe']:4d} {row['tokens_per_s']:8.1f} tok/s "
+                          f"{row['ms_per_forward']:7.2f} ms/fwd {ratio} equal={row.get('tokens_equal_plain', '-')}",
+                          flush=True)
+                    save(out, args.out)
+        plain_logits = {}
+        for mode in args.modes:
+            try:
+                timed = time_forwards(model, batch, args, mode, floors, args.device)
+            except Exception as err:  # noqa: BLE001
+                set_mode(model, "plain")
+                out["errors"].append(f"b{batch} forwards {mode}: {type(err).__name__}: {err}")
+                continue
+            for f in timed:
+                logits = f.pop("logits")
+                if mode == "plain":
+                    plain_logits[f["kind"]] = logits
+                elif f["kind"] in plain_logits:
+                    ref = plain_logits[f["kind"]]
+                    f["logits_max_abs_diff_plain"] = (logits.float() - ref.float()).abs().max().item()
+                    f["argmax_agreement_plain"] = (logits.argmax(-1) == ref.argmax(-1)).float().mean().item()
+                out["forwards"].append(f)
+                print(f"b{batch} {f['kind']:>7} forward {mode:>8}: {f['ms']:7.2f} ms"
+                      + (f" ({f['floor_ratio']:.2f}x floor {f['floor_ms']:.2f} ms)" if f["floor_ms"] else ""), flush=True)
+        save(out, args.out)
+        if args.profile and args.out and (args.profile == "all" or str(batch) in _csv(args.profile)):
+            cache = "dual" if "dual" in args.caches else args.caches[0]
+            for mode in ("plain", args.modes[-1]):
+                path = Path(args.out).with_name(f"{Path(args.out).stem}_profile_b{batch}_{mode}.txt")
+                try:
+                    out["profiles"].append(profile_decode(model, prompt, cache, max(args.ks), args, mode, path))
+                except Exception as err:  # noqa: BLE001
+                    set_mode(model, "plain")
+                    out["errors"].append(f"b{batch} profile {mode}: {type(err).__name__}: {err}")
+        save(out, args.out)
     return out
+
+
+def save(out: dict, path: str | None) -> None:
+    """Written after every setting: a run cut short keeps what it measured."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Markdown tables for the README from the committed result files (so no figure is typed by hand).
 
     python experiments/report.py    # prints the tiny-model and GPU tables, draws results/gpu_llada8b_b1.png
+    python experiments/report.py speed   # only the speed tables from results/speed/ (bench_gpu.py's JSONs)
 """
 
 from __future__ import annotations
@@ -80,9 +81,112 @@ def plot_gpu(path: Path, out: Path) -> None:
     fig.savefig(out, dpi=130)
 
 
+# ---- speed tables from experiments/results/speed/*.json (bench_gpu.py, gpu_all.sh) -------------------
+SPEED = RESULTS / "speed"
+GB = 2**30
+
+
+def _speed_files(folder: Path = SPEED) -> list[dict]:
+    out = []
+    for path in sorted(folder.rglob("*.json")):
+        d = json.loads(path.read_text())
+        if "settings" in d:
+            d["_file"] = str(path.relative_to(RESULTS.parent))
+            d["_final"] = path.parent == folder  # results/speed/*.json: the gpu_all.sh run; subfolders: earlier runs
+            out.append(d)
+    return out
+
+
+def _agreement(r: dict) -> str:
+    if r.get("tokens_equal_plain"):
+        return "identical"
+    return f"{100 * r['token_agreement_plain']:.0f} % of positions" if "token_agreement_plain" in r else "—"
+
+
+def _ratio(r: dict) -> str:
+    return f"{r['floor_ratio']:.2f}×" if "floor_ratio" in r else "no floor: CPU"
+
+
+def _source(files: list[dict]) -> str:
+    d = files[0]
+    env = d["env"]
+    return (f"{env.get('gpu', env['cpu'])}, torch {env['torch']}, CUDA {env.get('cuda')}, commit "
+            f"{(d.get('commit') or '?')[:7]}, {d['date']}; prompt {d['prompt_length']}, {d['gen_length']} generated, "
+            f"block {d['block_length']}, fixed k tokens per step, random bf16 weights at full shape. Files: "
+            + ", ".join(f"`{f['_file']}`" for f in files) + ".")
+
+
+def speed_table(files: list[dict]) -> str:
+    """One row per (family, batch, cache, k): plain eager vs the file's last (most optimised) mode, each against
+    the floor sum."""
+    lines = [_source(files), "",
+             "| family | batch | cache | k | NFE | plain tok/s (× floor sum) | optimised tok/s (× floor sum) | "
+             "floor-sum tok/s | peak GPU mem | KV store | tokens vs plain |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for d in files:
+        rows = {(r["batch"], r["cache"], r["tokens_per_step"], r["mode"]): r for r in d["settings"]}
+        best = d["modes"][-1]
+        for (batch, cache, k, mode), plain in rows.items():
+            fast = rows.get((batch, cache, k, best))
+            if mode != "plain" or fast is None:
+                continue
+            floor_tok_s = f"{batch * d['gen_length'] / fast['floor_sum_s']:.0f}" if "floor_sum_s" in fast else "—"
+            peak = f"{fast['peak_memory_bytes'] / GB:.1f} GiB" if "peak_memory_bytes" in fast else "—"
+            lines.append(f"| {d['family']} | {batch} | {cache} | {k} | {fast['nfe']} | {plain['tokens_per_s']:.1f} "
+                         f"({_ratio(plain)}) | **{fast['tokens_per_s']:.1f}** ({_ratio(fast)}) | {floor_tok_s} | {peak} | "
+                         f"{fast['kv_store_bytes'] / GB:.2f} GiB | {_agreement(fast)} |")
+    return "\n".join(lines)
+
+
+def forward_table(files: list[dict]) -> str:
+    """Single forwards timed directly: ms and × the forward's own floor, logits against the plain path's."""
+    lines = ["| family | batch | forward | mode | ms | floor ms | × floor | logits max abs diff vs plain | "
+             "argmax agreement vs plain | commit |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for d in files:
+        for f in d["forwards"]:
+            diff = f.get("logits_max_abs_diff_plain")
+            agree = f.get("argmax_agreement_plain")
+            floor = "— | —" if f["floor_ms"] is None else f"{f['floor_ms']:.2f} | {f['floor_ratio']:.2f}×"
+            lines.append(f"| {d['family']} | {f['batch']} | {f['kind']} | {f['mode']} | {f['ms']:.2f} | "
+                         f"{floor} | {'—' if diff is None else f'{diff:.3f}'} | "
+                         f"{'—' if agree is None else f'{100 * agree:.1f} %'} | {(d.get('commit') or '?')[:7]} |")
+    return "\n".join(lines)
+
+
+def modes_table(d: dict) -> str:
+    """Every mode of one file (plain, graphs, compiled ...) per setting: what each step of the work gives."""
+    modes = d["modes"]
+    lines = [f"`{d['_file']}` ({d['env'].get('gpu')}, commit {(d.get('commit') or '?')[:7]}, batch "
+             f"{d['settings'][0]['batch']}): tokens/s (× floor sum; tokens vs plain)", "",
+             "| cache | k | " + " | ".join(modes) + " |", "|---|---|" + "---|" * len(modes)]
+    rows = {(r["cache"], r["tokens_per_step"], r["mode"]): r for r in d["settings"]}
+    for cache, k in dict.fromkeys((c, k) for c, k, _ in rows):
+        cells = []
+        for m in modes:
+            r = rows.get((cache, k, m))
+            cells.append("—" if r is None else f"{r['tokens_per_s']:.1f} ({_ratio(r)}"
+                         + ("" if m == "plain" else f"; {_agreement(r)}") + ")")
+        lines.append(f"| {cache} | {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def speed_report(folder: Path = SPEED) -> str:
+    files = _speed_files(folder)
+    final = [d for d in files if d["_final"]]
+    parts = [speed_table(final) if final else "", "", forward_table(files)]
+    parts += ["", *[modes_table(d) for d in files if len(d["modes"]) > 2]]
+    return "\n".join(parts)
+
+
 if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["speed"]:
+        print(speed_report())
+        raise SystemExit
     for path in sorted(RESULTS.glob("tiny_*_cpu.json")):
         print(tiny_table(path), end="\n\n")
     for path in sorted(RESULTS.glob("gpu_*.json")):  # LLaDA-8B batch 1 and 8, Dream-7B
         print(gpu_table(path), end="\n\n")
     plot_gpu(RESULTS / "gpu_llada8b_b1.json", RESULTS / "gpu_llada8b_b1.png")
+    if SPEED.exists():
+        print(speed_report())

@@ -31,6 +31,9 @@ class DecodeConfig(BaseModel):
     seed: int | None = Field(None, description="seeds the sampling generator (temperature > 0, random remasking)")
     stop_at_eos: bool = Field(False, description="stop after a block once every row has an end token")
     max_steps_per_block: int | None = Field(None, gt=0, description="hard bound; default block_length")
+    pad_prompt_to_multiple: int | None = Field(
+        None, gt=0, description="left-pad prompts to a multiple of this length (same tokens; CUDA graphs and "
+        "buffers then serve every batch whose longest prompt falls in the same bucket)")
 
     @field_validator("cache", mode="before")
     @classmethod

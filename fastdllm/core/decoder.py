@@ -64,6 +64,10 @@ class DiffusionDecoder:
                  callbacks: Sequence[Callback] = ()) -> GenerationResult:
         model, cfg = self.model, self.config
         prompt, prompt_mask = left_pad(prompt_ids, attention_mask, model.pad_token_id, model.device)
+        if cfg.pad_prompt_to_multiple and prompt.shape[1] % cfg.pad_prompt_to_multiple:
+            extra = cfg.pad_prompt_to_multiple - prompt.shape[1] % cfg.pad_prompt_to_multiple
+            prompt = torch.nn.functional.pad(prompt, (extra, 0), value=model.pad_token_id)  # [B, P + extra]
+            prompt_mask = torch.nn.functional.pad(prompt_mask, (extra, 0), value=False)
         layout = Layout(prompt.shape[1], cfg.gen_length, cfg.block_length, model.logit_shift)
         self._check_inputs(prompt, prompt_mask, layout)
         batch, P, G, L = prompt.shape[0], layout.prompt_length, layout.gen_length, layout.canvas_length

@@ -75,22 +75,32 @@ class DiffusionLM(nn.Module):
         first = logits_start - self.logit_shift - start
         index = torch.arange(start, end, device=canvas.device)  # [n]
         rows = torch.arange(first, first + logits_end - logits_start, device=canvas.device)  # [m]
-        run = self.cuda_graphs if self.cuda_graphs is not None and canvas.is_cuda else self.step_logits
+        run = self.cuda_graphs if self.cuda_graphs is not None and self.cuda_graphs.supports(canvas) else self.step_logits
         return run(canvas, start, index, store, position_ids, key_mask, rows)
 
     def step_logits(self, canvas, start, index, store, position_ids, key_mask, rows):
         """The forward of ``forward_step`` on device index tensors: recompute positions ``index`` ``[n]``
         (= ``start + arange(n)``) and apply the LM head to hidden rows ``rows`` ``[m]``: ``[B, m, V]``."""
-        h = self.net.hidden(canvas, start, start + index.numel(), store, position_ids, key_mask, index)  # [B, n, d]
-        return self.net.lm_head(h.index_select(1, rows))
+        h = self.net.hidden(canvas, start, start + index.numel(), store, position_ids, key_mask, index, rows)  # [B, m, d]
+        return self.net.lm_head(h)
 
-    def use_cuda_graphs(self, enabled: bool = True) -> "DiffusionLM":
+    def use_cuda_graphs(self, enabled: bool = True, backend=None) -> "DiffusionLM":
         """Replay each forward shape from a CUDA graph (gpt-fast's remedy for launch-bound decoding): one
         graph per (recomputed positions, logit rows) shape, captured at its first use in a ``generate``
-        call. Tokens are unchanged; CPU forwards are unaffected."""
+        call. Tokens are unchanged; CPU forwards are unaffected. ``backend`` replaces the capture (tests
+        pass a recording fake that runs on the CPU; see ``fastdllm.models.cuda_graphs``)."""
         from fastdllm.models.cuda_graphs import CudaGraphSteps
 
-        self.cuda_graphs = CudaGraphSteps(self) if enabled else None
+        self.cuda_graphs = CudaGraphSteps(self, backend) if enabled else None
+        return self
+
+    def use_compile(self, enabled: bool = True) -> "DiffusionLM":
+        """Run the per-layer work around the attention (norms, RoPE, SiLU-gate, residuals, projections)
+        through ``torch.compile`` on CUDA, fusing its elementwise kernels; combine with ``use_cuda_graphs``.
+        The first forward of each new shape compiles (seconds). CPU forwards stay eager. Fused kernels
+        round differently from the eager ones (bf16), so tokens can differ where two candidates tie
+        within rounding; ``experiments/bench_gpu.py`` measures the agreement."""
+        self.net.compiled = enabled
         return self
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

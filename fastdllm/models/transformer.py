@@ -3,7 +3,9 @@
 One network serves every family; the adapters (``llada.py``, ``dream.py``) map their config fields
 and checkpoint keys onto it. ``forward_step`` computes hidden states only at the requested canvas
 positions, writes their keys/values into the store, attends over every canvas key (padding masked)
-and applies the LM head only to the rows whose logits are read.
+and applies the LM head only to the rows whose logits are read (the last layer past its key/value
+projection and the final norm, too). The per-layer work around the attention is two pure functions,
+run eagerly or through ``torch.compile`` on CUDA.
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ class ArchConfig:
         return asdict(self)
 
 
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm in fp32, cast back, then scaled by ``weight`` in ``x``'s dtype (LLaDA's and Qwen2's order)."""
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * xf.to(x.dtype)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
@@ -46,9 +55,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(x.dtype)
+        return rms_norm(x, self.weight, self.eps)
 
 
 def rope_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,7 +74,59 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return (xf * cos + rotated * sin).to(x.dtype)
 
 
+# ---- the per-layer work around the attention, as pure functions of tensors ----------------------
+# ``Block`` calls them eagerly, or compiled (``Transformer.compiled``, CUDA only): one compiled graph
+# then serves every layer (weights are arguments, not module attributes) and fuses the norm, RoPE,
+# SiLU-gate and residual elementwise kernels that otherwise cost ~40 % of a forward's GPU time.
+
+def attention_inputs(x, norm_w, eps: float, wq, bq, wk, bk, wv, bv, cos, sin, q_rows,
+                     n_heads: int, n_kv_heads: int, head_dim: int):
+    """Pre-norm, q/k/v projections, RoPE. x ``[B, n, d]``, cos/sin ``[B, 1, n, D]``; ``q_rows`` ``[m]`` (or
+    None: every row) picks the rows that need queries. Returns q ``[B, H, m, D]``, k and v ``[B, H_kv, n, D]``."""
+    B, n, _ = x.shape
+    h = rms_norm(x, norm_w, eps)  # [B, n, d]
+    hq, cq, sq = h, cos, sin
+    if q_rows is not None:
+        hq, cq, sq = h.index_select(1, q_rows), cos.index_select(2, q_rows), sin.index_select(2, q_rows)
+    q = F.linear(hq, wq, bq).view(B, hq.shape[1], n_heads, head_dim).transpose(1, 2)  # [B, H, m, D]
+    k = F.linear(h, wk, bk).view(B, n, n_kv_heads, head_dim).transpose(1, 2)  # [B, H_kv, n, D]
+    v = F.linear(h, wv, bv).view(B, n, n_kv_heads, head_dim).transpose(1, 2)  # [B, H_kv, n, D]
+    return apply_rope(q, cq, sq), apply_rope(k, cos, sin), v
+
+
+def attention_output_and_mlp(x, attn, wo, norm_w, eps: float, w_gate, w_up, w_down):
+    """Output projection + residual, then the SwiGLU MLP + residual. x ``[B, m, d]``, attn ``[B, H, m, D]``."""
+    B, H, m, D = attn.shape
+    h = x + F.linear(attn.transpose(1, 2).reshape(B, m, H * D), wo)  # [B, m, d]
+    g = rms_norm(h, norm_w, eps)
+    return h + F.linear(F.silu(F.linear(g, w_gate)) * F.linear(g, w_up), w_down)
+
+
+class LayerFunctions:
+    """The two per-layer functions, eager or compiled."""
+
+    def __init__(self, compiled: bool) -> None:
+        fns = (attention_inputs, attention_output_and_mlp)
+        if compiled:  # automatic dynamic shapes: one recompile when a size first changes, then symbolic sizes;
+            # emulate_precision_casts: round to bf16 where the eager ops do, so the fused kernels stay close
+            fns = tuple(torch.compile(f, dynamic=None, options={"emulate_precision_casts": True}) for f in fns)
+        self.attention_inputs, self.attention_output_and_mlp = fns
+
+
+EAGER = LayerFunctions(compiled=False)
+_compiled: LayerFunctions | None = None
+
+
+def compiled_functions() -> LayerFunctions:
+    global _compiled
+    if _compiled is None:
+        _compiled = LayerFunctions(compiled=True)
+    return _compiled
+
+
 class Attention(nn.Module):
+    """Holds the q/k/v/o projections (the checkpoint's names); the work is in ``attention_inputs``/``Block``."""
+
     def __init__(self, cfg: ArchConfig) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
@@ -75,17 +134,6 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=cfg.qkv_bias)
         self.v_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=cfg.qkv_bias)
         self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
-
-    def forward(self, x, cos, sin, layer: int, start: int, index, store, attn_mask) -> torch.Tensor:
-        B, n, _ = x.shape
-        q = self.q_proj(x).view(B, n, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, n, D]
-        k = self.k_proj(x).view(B, n, self.n_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, n, D]
-        v = self.v_proj(x).view(B, n, self.n_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, n, D]
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        keys, values = store.update(layer, start, index, k, v)  # [B, Hkv, L, D] each
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask,
-                                             enable_gqa=self.n_kv_heads != self.n_heads)  # [B, H, n, D]
-        return self.o_proj(out.transpose(1, 2).reshape(B, n, self.n_heads * self.head_dim))
 
 
 class SwiGLU(nn.Module):
@@ -107,9 +155,20 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = SwiGLU(cfg)
 
-    def forward(self, x, cos, sin, layer, start, index, store, attn_mask) -> torch.Tensor:
-        h = x + self.attn(self.attn_norm(x), cos, sin, layer, start, index, store, attn_mask)
-        return h + self.mlp(self.mlp_norm(h))
+    def forward(self, x, cos, sin, layer, start, index, store, attn_mask, q_rows=None, fns: LayerFunctions = EAGER):
+        """x ``[B, n, d]`` → ``[B, n, d]``, or ``[B, m, d]`` for the rows ``q_rows`` ``[m]`` only (keys and values
+        of all ``n`` positions are still computed and stored: other positions attend to them later)."""
+        a, mlp = self.attn, self.mlp
+        q, k, v = fns.attention_inputs(x, self.attn_norm.weight, self.attn_norm.eps, a.q_proj.weight, a.q_proj.bias,
+                                       a.k_proj.weight, a.k_proj.bias, a.v_proj.weight, a.v_proj.bias, cos, sin,
+                                       q_rows, a.n_heads, a.n_kv_heads, a.head_dim)
+        keys, values = store.update(layer, start, index, k, v)  # [B, H_kv, L, D] each
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask,
+                                             enable_gqa=a.n_kv_heads != a.n_heads)  # [B, H, m, D]
+        if q_rows is not None:
+            x = x.index_select(1, q_rows)  # [B, m, d]
+        return fns.attention_output_and_mlp(x, out, a.o_proj.weight, self.mlp_norm.weight, self.mlp_norm.eps,
+                                            mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight)
 
 
 class Transformer(nn.Module):
@@ -125,6 +184,8 @@ class Transformer(nn.Module):
         cos, sin = rope_tables(cfg.head_dim, cfg.max_sequence_length, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)  # [max_len, D] fp32
         self.register_buffer("rope_sin", sin, persistent=False)  # [max_len, D] fp32
+        self.fast = True  # last layer and final norm only on the rows read (see ``hidden``); False: every row
+        self.compiled = False  # per-layer functions through torch.compile on CUDA (``DiffusionLM.use_compile``)
 
     def reset_rope(self) -> None:
         """Recompute the RoPE tables in fp32 on the module's device (after ``to_empty`` or a dtype cast)."""
@@ -139,19 +200,29 @@ class Transformer(nn.Module):
         return self
 
     def hidden(self, canvas: torch.Tensor, start: int, end: int, store, position_ids: torch.Tensor,
-               key_mask: torch.Tensor | None, index: torch.Tensor | None = None) -> torch.Tensor:
-        """Final-norm hidden states of canvas positions ``[start, end)``: ``[B, end-start, d_model]``.
+               key_mask: torch.Tensor | None, index: torch.Tensor | None = None,
+               rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Final-norm hidden states of canvas positions ``[start, end)``: ``[B, end-start, d_model]``, or with
+        ``rows`` (``[m]``, offsets into the window) only those rows ``[B, m, d_model]``.
 
         The positions are read and written through ``index`` (``arange(start, end)`` on the device, made
         here when not given), never through slices at ``start``: a CUDA graph captured for one window
         then serves every window of the same size, the caller refilling ``index`` before each replay.
+        With ``rows`` and ``fast`` (the default), the last layer computes queries, attention output and
+        MLP, and the final norm runs, only on those rows (their values are the same: every op after the
+        last layer's key/value projection is row-wise); ``fast = False`` runs every row (the plain path).
         """
         if index is None:
             index = torch.arange(start, end, device=canvas.device)  # [n]
+        fns = compiled_functions() if self.compiled and canvas.is_cuda else EAGER
         x = self.embed(canvas.index_select(1, index))  # [B, n, d]
         pos = position_ids.index_select(1, index)  # [B, n]
         cos, sin = self.rope_cos[pos].unsqueeze(1), self.rope_sin[pos].unsqueeze(1)  # [B, 1, n, D]
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]  # [B, 1, 1, L]
+        last = len(self.layers) - 1
+        narrow = rows is not None and self.fast
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, i, start, index, store, attn_mask)
+            x = layer(x, cos, sin, i, start, index, store, attn_mask, rows if narrow and i == last else None, fns)
+        if rows is not None and not narrow:
+            x = x.index_select(1, rows)  # [B, m, d]
         return self.norm(x)

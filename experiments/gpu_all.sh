@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The complete GPU speed measurement, in one run of under 540 s on an H100/H200 (both families at full
+# model shape, random bf16 weights): batch 1 for every cache x k = 1, 4; batch 16 (and LLaDA 4, 32) at k = 4.
+# Each bench_gpu.py run checks the optimised path's tokens against the plain eager path's in the run.
+#
+#   bash experiments/gpu_all.sh OUT_DIR [B1_CACHES] [BATCH_CACHES]
+#     B1_CACHES     registered cache names for batch 1 (default none,prefix,dual)
+#     BATCH_CACHES  cache names for LLaDA batch 16 (default dual,prefix; the other batches run dual)
+# Writes OUT_DIR/gpu_{llada,dream}_b1.json, gpu_{llada,dream}_b16.json, gpu_llada_b4_b32.json, profiles, a log.
+# Set FASTDLLM_COMMIT to the commit measured (recorded in every JSON). At 682b5fb on an H100 the five runs
+# took 151 and 120 s (both cut by their limits inside --profile, since dropped: profile in a call of its
+# own), 104, 56 and 99 s. Each run is capped so that the whole script ends by 530 s.
+set -u
+OUT=${1:?usage: gpu_all.sh OUT_DIR [B1_CACHES] [BATCH_CACHES]}
+B1=${2:-none,prefix,dual}
+BC=${3:-dual,prefix}
+HERE=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$OUT"
+T0=$(date +%s)
+left() { echo $(( 530 - ($(date +%s) - T0) )); }
+bench() {  # name, time limit (s), arguments...
+  local name=$1 limit=$2; shift 2
+  local budget; budget=$(left)
+  (( limit > budget )) && limit=$budget
+  if (( limit < 30 )); then echo "skipped $name: $budget s left" | tee -a "$OUT/gpu_all.log"; return; fi
+  echo "== $name (limit ${limit}s, $(left)s left)" | tee -a "$OUT/gpu_all.log"
+  timeout "$limit" python "$HERE/bench_gpu.py" --out "$OUT/$name.json" "$@" 2>&1 \
+    | grep -v -i "warn" | tee -a "$OUT/gpu_all.log"
+}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu_all.log"
+bench gpu_llada_b1 160 --family llada --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled --repeats 2
+bench gpu_llada_b16 115 --family llada --batches 16 --ks 4 --caches "$BC" --modes plain,compiled --repeats 2 --forward-repeats 2
+bench gpu_dream_b1 115 --family dream --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled --repeats 2
+bench gpu_dream_b16 65 --family dream --batches 16 --ks 4 --caches dual --modes plain,compiled --repeats 2 --forward-repeats 2
+bench gpu_llada_b4_b32 100 --family llada --batches 4,32 --ks 4 --caches dual --modes plain,compiled --repeats 2 --forward-repeats 2
+echo "total $(( $(date +%s) - T0 )) s" | tee -a "$OUT/gpu_all.log"

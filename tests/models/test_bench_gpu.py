@@ -1,0 +1,63 @@
+"""experiments/bench_gpu.py at a tiny shape on the CPU: the plain and optimised paths run, their tokens are
+compared in the run itself, and the result file holds what the speed tables read."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from checkpoint_helpers import FAMILIES, single_thread  # noqa: F401
+
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "bench_gpu.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_small_cpu_run(tmp_path, family):
+    out = tmp_path / "r.json"
+    _bench().main(["--small", "--device", "cpu", "--family", family, "--repeats", "1", "--forward-repeats", "1",
+                   "--batches", "1,2", "--prompt-length", "12", "--gen-length", "8", "--block-length", "4",
+                   "--ks", "2", "--caches", "none,dual", "--out", str(out)])
+    d = json.loads(out.read_text())
+    assert d["family"] == family and d["modes"] == ["plain", "eager"]
+    rows = {(r["batch"], r["cache"], r["mode"]): r for r in d["settings"]}
+    assert set(rows) == {(b, c, m) for b in (1, 2) for c in ("none", "dual") for m in ("plain", "eager")}
+    kv_heads = {"llada": 4, "dream": 2}[family]  # bench_gpu's tiny configs: 2 layers, head dim 16, fp32
+    for (batch, cache, mode), r in rows.items():
+        assert r["nfe"] == 4 and r["tokens_per_s"] > 0
+        assert r["tokens_equal_plain"] is True if mode == "eager" else "tokens_equal_plain" not in r
+        assert r["kv_store_bytes"] == (0 if cache == "none" else 2 * 2 * batch * kv_heads * 20 * 16 * 4)
+    assert {(f["batch"], f["mode"], f["kind"]) for f in d["forwards"]} == {
+        (b, m, k) for b in (1, 2) for m in ("plain", "eager") for k in ("refresh", "dual")}
+    assert all(f["argmax_agreement_plain"] == 1.0 for f in d["forwards"] if f["mode"] == "eager")
+
+
+def test_unknown_cache_refused_before_work(capsys):
+    with pytest.raises(SystemExit):
+        _bench().main(["--small", "--device", "cpu", "--caches", "duel"])
+    assert "not a registered cache policy" in capsys.readouterr().err
+
+
+def test_report_renders_the_speed_tables(tmp_path):
+    """experiments/report.py's speed tables from bench_gpu.py's own result files (CPU: no floors)."""
+    _bench().main(["--small", "--device", "cpu", "--repeats", "1", "--forward-repeats", "1", "--prompt-length", "12",
+                   "--gen-length", "8", "--block-length", "4", "--ks", "4", "--caches", "dual",
+                   "--modes", "plain,eager,graphs", "--out", str(tmp_path / "speed" / "r.json")])
+    spec = importlib.util.spec_from_file_location("report", SCRIPT.with_name("report.py"))
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    report.RESULTS = tmp_path
+    text = report.speed_report(tmp_path / "speed")
+    setting = [line for line in text.splitlines() if line.startswith("| llada | 1 | dual | 4 |")]
+    assert len(setting) == 1 and setting[0].endswith("| identical |") and "no floor: CPU" in setting[0]
+    forwards = {(kind, mode) for kind in ("refresh", "dual") for mode in ("plain", "eager")}
+    assert sum(any(line.startswith(f"| llada | 1 | {kind} | {mode} |") for kind, mode in forwards)
+               for line in text.splitlines()) == 4  # the forward table: plain and eager, refresh and dual

@@ -1,0 +1,90 @@
+"""The optimised forward (last layer and final norm only on the rows read; compiled layer functions on
+CUDA) against the plain one (every row through the whole network), on the CPU at a tiny shape."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from checkpoint_helpers import FAMILIES, padded_batch, single_thread, tiny_model  # noqa: F401
+
+import fastdllm
+from fastdllm.models import transformer
+
+CACHES = ["none", "prefix", "dual", {"name": "refresh-interval", "interval": 3}]
+
+
+def _generate(model, fast: bool, cache, ids, real):
+    model.net.fast = fast
+    try:
+        return fastdllm.generate(model, ids, attention_mask=real, cache=cache, unmask="fixed", gen_length=16,
+                                 block_length=8)
+    finally:
+        model.net.fast = True
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("cache", CACHES, ids=str)
+def test_fast_decode_equals_plain(family, cache):
+    model = tiny_model(family, seed=3)
+    ids, real = padded_batch([5, 9, 3], seed=4)
+    fast, plain = _generate(model, True, cache, ids, real), _generate(model, False, cache, ids, real)
+    assert torch.equal(fast.sequences, plain.sequences)
+    assert fast.nfe == plain.nfe
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("window", [(0, 20, 10, 14), (6, 20, 12, 20), (0, 20, 1, 20)], ids=str)
+def test_fast_step_logits_close_to_plain(family, window):
+    """One forward over ``[start, end)`` reading logits ``[a, b)``: the narrowed last layer gives the plain
+    path's logits (rows in the middle of the window, at its end, and all of it)."""
+    start, end, a, b = window
+    model = tiny_model(family, seed=3)
+    ids, real = padded_batch([20, 14], seed=5)
+    position_ids = (real.long().cumsum(-1) - 1).clamp_min(0)  # [B, L]
+    out = {}
+    for fast in (False, True):
+        model.net.fast = fast
+        store = model.new_kv_store(2, 20)
+        with torch.inference_mode():
+            if start:  # fill the store first: a window forward reads the rest of the canvas from it
+                model.forward_step(ids, 0, 20, store, position_ids, real, 1, 2)
+            out[fast] = (model.forward_step(ids, start, end, store, position_ids, real, a, b),
+                         store.keys.clone(), store.values.clone())
+    model.net.fast = True
+    torch.testing.assert_close(out[True][0], out[False][0], rtol=1e-5, atol=1e-5)
+    assert out[True][0].shape == (2, b - a, model.vocab_size)
+    torch.testing.assert_close(out[True][1], out[False][1])  # every position's keys/values still stored
+    torch.testing.assert_close(out[True][2], out[False][2])
+
+
+def test_compiled_layers_stay_eager_on_cpu(monkeypatch):
+    """``use_compile`` is CUDA-only: on the CPU the eager functions run and the tokens are the plain ones."""
+    model = tiny_model("dream", seed=3)
+    ids, real = padded_batch([5, 9], seed=4)
+    plain = _generate(model, False, "dual", ids, real)
+
+    def refuse():
+        raise AssertionError("compiled functions requested for a CPU forward")
+
+    monkeypatch.setattr(transformer, "compiled_functions", refuse)
+    model.use_compile()
+    try:
+        compiled = _generate(model, True, "dual", ids, real)
+    finally:
+        model.use_compile(False)
+    assert torch.equal(compiled.sequences, plain.sequences)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_compiled_graphed_decode_equals_eager_on_cuda(family):
+    """fp32 at a tiny shape: compiled layers under CUDA graphs decode the plain eager path's tokens."""
+    model = tiny_model(family, seed=3).cuda()
+    ids, real = padded_batch([5, 9, 3], seed=4)
+    plain = _generate(model, False, "dual", ids.cuda(), real.cuda())
+    model.use_compile().use_cuda_graphs()
+    try:
+        fast = _generate(model, True, "dual", ids.cuda(), real.cuda())
+    finally:
+        model.use_compile(False).use_cuda_graphs(False)
+    assert torch.equal(fast.sequences, plain.sequences)
