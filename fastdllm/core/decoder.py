@@ -21,7 +21,7 @@ from fastdllm.core.model_api import DiffusionModel, left_pad
 from fastdllm.core.policy import CachePolicy, UnmaskPolicy, at_least_one
 from fastdllm.core.proposal import Proposal
 from fastdllm.core.result import GenerationResult
-from fastdllm.core.step import Layout, Plan, Step
+from fastdllm.core.step import Layout, Observation, Plan, Step
 
 
 class StepEvent:
@@ -44,8 +44,9 @@ class DiffusionDecoder:
     """
 
     def __init__(self, model: DiffusionModel, config: DecodeConfig | None = None, **options: Any) -> None:
-        if config is None:
-            config = decode_config(**options)
+        _check_model(model)
+        if config is None:  # the checkpoint's stored settings (fastdllm.json) are the defaults; arguments win
+            config = decode_config(**{**dict(getattr(model, "decode_defaults", None) or {}), **options})
         elif options:
             config = decode_config(**{**config.model_dump(), **options})
         self.model = model
@@ -76,21 +77,27 @@ class DiffusionDecoder:
         generator = None
         if cfg.seed is not None:
             generator = torch.Generator(device=device).manual_seed(cfg.seed)
-        canvas, real, position_ids, store = self._static_buffers(batch, L, device)
-        canvas[:, :P].copy_(prompt)
+        guided = cfg.cfg_scale > 0  # classifier-free guidance: rows [B, 2B) are the unconditional copies
+        copies = 2 if guided else 1
+        canvas, real, position_ids, store = self._static_buffers(batch * copies, L, device)
+        canvas[:batch, :P].copy_(prompt)
+        if guided:  # LLaDA's unconditional input: the prompt's real tokens replaced by the mask token
+            canvas[batch:, :P].copy_(prompt.masked_fill(prompt_mask, model.mask_token_id))
         canvas[:, P:].fill_(model.mask_token_id)
-        real[:, :P].copy_(prompt_mask)
+        real[:, :P].copy_(prompt_mask.repeat(copies, 1))
         real[:, P:].fill_(True)
         torch.sub(real.long().cumsum(-1), 1, out=position_ids).clamp_min_(0)
         key_mask = None if bool(prompt_mask.all()) else real
+        rows = canvas[:batch]  # [B, L] view: the conditional rows, the ones returned
 
         nfe_per_row = torch.zeros(batch, dtype=torch.long, device=device)  # [B]
         refresh_per_row = torch.zeros(batch, dtype=torch.long, device=device)  # [B]
         flushes = torch.zeros((), dtype=torch.long, device=device)
         commit_forward = torch.zeros((batch, G), dtype=torch.long, device=device)  # [B, G]
         forced = torch.zeros((), dtype=torch.long, device=device)
-        nfe = refreshes = blocks_done = 0
+        nfe = refreshes = recomputed = blocks_done = 0
         end_ids = torch.tensor(model.end_token_ids, device=device)  # [E]
+        self.cache.begin(layout)
 
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -98,48 +105,57 @@ class DiffusionDecoder:
         for block in range(layout.num_blocks):
             start, end = layout.block_bounds(block)
             for index in range(cfg.steps_bound):
-                masked = canvas[:, start:end] == model.mask_token_id  # [B, block]
+                masked = rows[:, start:end] == model.mask_token_id  # [B, block]
                 if index > 0 and not bool(masked.any()):  # the one host sync per step
                     break
-                step = Step(layout, block, index, cfg.temperature, generator)
+                step = Step(layout, block, index, cfg.temperature, generator, cfg.top_k, cfg.top_p)
                 plan = self.cache.plan(step)
                 _check_plan(plan, step, self.cache, first_forward=nfe == 0)
+                extra = {} if plan.extra is None else {"extra": plan.extra}
                 logits = model.forward_step(canvas, plan.start, plan.end, store, position_ids, key_mask,
-                                            start, end)  # [B, block, V]
+                                            start, end, **extra)  # [B * copies, block, V]
+                if guided:
+                    cond, uncond = logits[:batch], logits[batch:]
+                    logits = uncond + (cfg.cfg_scale + 1) * (cond - uncond)  # [B, block, V]
                 logits[..., model.mask_token_id] = float("-inf")  # the mask token is never a candidate
                 proposal = self.unmask.propose(logits, masked, step)
-                chosen = self.unmask.select(proposal, step) & masked  # [B, block]
-                commit = at_least_one(chosen, proposal)
+                chosen = _checked_selection(self.unmask.select(proposal, step), masked, self.unmask) & masked
+                commit = at_least_one(chosen, proposal)  # progress, enforced here only
                 forced += (commit.any(-1) & ~chosen.any(-1)).sum()
                 if index == cfg.steps_bound - 1:  # the bound: the last allowed forward commits every mask
                     flushes += (masked & ~commit).any(-1).sum()
                     commit = masked
-                canvas[:, start:end] = torch.where(commit, proposal.tokens, canvas[:, start:end])
+                write, tokens = (commit.repeat(2, 1), proposal.tokens.repeat(2, 1)) if guided else (commit, proposal.tokens)
+                canvas[:, start:end] = torch.where(write, tokens, canvas[:, start:end])  # the one canvas write
 
                 active = masked.any(-1)  # [B]
                 nfe_per_row += active
                 refresh_per_row += active & plan.refresh
                 gen_slice = commit_forward[:, start - P:end - P]
                 gen_slice.copy_(torch.where(commit, nfe_per_row[:, None], gen_slice))
+                drift = nfe > 0 and self.cache.wants_drift  # the first forward overwrote an empty store
+                self.cache.observe(Observation(step, plan, proposal, commit, store.key_drift if drift else None,
+                                               store.value_drift if drift else None))
                 nfe += 1
                 refreshes += plan.refresh
+                recomputed += plan.size
                 for callback in callbacks:
-                    callback(StepEvent(step, plan, canvas, commit, proposal))
+                    callback(StepEvent(step, plan, rows, commit, proposal))
             blocks_done += 1
-            if cfg.stop_at_eos and bool(torch.isin(canvas[:, P:end], end_ids).any(-1).all()):
+            if cfg.stop_at_eos and bool(torch.isin(rows[:, P:end], end_ids).any(-1).all()):
                 break
-        canvas[:, P:].masked_fill_(canvas[:, P:] == model.mask_token_id, model.pad_token_id)
+        rows[:, P:].masked_fill_(rows[:, P:] == model.mask_token_id, model.pad_token_id)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         wall = time.perf_counter() - started
 
-        first_end, answer_nfe = _answer_stats(canvas[:, P:], end_ids, commit_forward)
+        first_end, answer_nfe = _answer_stats(rows[:, P:], end_ids, commit_forward)
         decode = getattr(model, "decode", None)
         return GenerationResult(
-            sequences=canvas.clone(), prompt_length=P, nfe=nfe, refresh_forwards=refreshes, nfe_per_row=nfe_per_row,
+            sequences=rows.clone(), prompt_length=P, nfe=nfe, refresh_forwards=refreshes, nfe_per_row=nfe_per_row,
             refresh_per_row=refresh_per_row, first_end=first_end, answer_nfe=answer_nfe,
             commit_forward=commit_forward, forced_commits=int(forced), bound_flushes=int(flushes),
-            wall_time_s=wall, blocks_decoded=blocks_done,
+            wall_time_s=wall, blocks_decoded=blocks_done, recomputed_positions=recomputed,
             decode_text=decode if getattr(model, "tokenizer", None) is not None else None,
         )
 
@@ -156,9 +172,20 @@ class DiffusionDecoder:
                 torch.empty((batch, length), dtype=torch.long, device=device),  # canvas [B, L]
                 torch.empty((batch, length), dtype=torch.bool, device=device),  # real [B, L]
                 torch.empty((batch, length), dtype=torch.long, device=device),  # position ids [B, L]
-                self.model.new_kv_store(batch, length) if self.cache.uses_store else NoStore(),
+                self._new_store(batch, length),
             )
         return self._buffers[1:]
+
+    def _new_store(self, batch: int, length: int):
+        if not self.cache.uses_store:
+            return NoStore()
+        store = self.model.new_kv_store(batch, length)
+        if self.cache.wants_drift:
+            if not hasattr(store, "track_drift"):
+                raise RuntimeError(f"cache policy {self.cache.name!r} sets wants_drift, but the model's store "
+                                   f"{type(store).__name__} cannot measure drift; use fastdllm.core.kv_store.KVStore")
+            store.track_drift()
+        return store
 
     def release(self) -> None:
         """Free the buffers kept between calls (the KV store: 2 · layers · B · L · H_kv · D elements)."""
@@ -191,20 +218,53 @@ class DiffusionDecoder:
 
 
 def _check_plan(plan: Plan, step: Step, cache: CachePolicy, first_forward: bool) -> None:
-    """A plan must recompute the hidden states the block's logits come from, say ``refresh`` exactly when it
-    covers the whole canvas, refresh an empty store, and cover the whole canvas when there is no store."""
+    """A plan must recompute (in its range) the hidden states the block's logits come from, say ``refresh``
+    exactly when it covers the whole canvas, refresh an empty store, and cover the whole canvas when there
+    is no store; extra positions must be a 1-D integer tensor. Host arithmetic only, no sync."""
     L = step.layout.canvas_length
     need_start, need_end = step.block_start - step.layout.logit_shift, step.block_end - step.layout.logit_shift
     where = f"cache policy {cache.name!r} planned {plan} at block {step.block}, step {step.index}"
     if not (0 <= plan.start <= need_start and need_end <= plan.end <= L):
-        raise RuntimeError(f"{where}: it does not cover positions [{need_start}, {need_end}) that the block's "
-                           "logits come from")
-    if plan.refresh != (plan.start == 0 and plan.end == L):
-        raise RuntimeError(f"{where}: refresh must be True exactly for the whole canvas [0, {L}) (use Plan.full)")
+        raise RuntimeError(f"{where}: its range does not cover positions [{need_start}, {need_end}) that the "
+                           "block's logits come from (build plans with Plan.block / Plan.from_block_to_end / "
+                           "Plan.range, which add the logit shift)")
+    whole = plan.start == 0 and plan.end == L and plan.extra is None
+    if plan.refresh != whole:
+        raise RuntimeError(f"{where}: refresh must be True exactly for the whole canvas [0, {L}) without extra "
+                           "positions (use Plan.full; a partial refresh such as Plan.generated has refresh=False)")
+    if plan.extra is not None and (not isinstance(plan.extra, torch.Tensor) or plan.extra.dim() != 1
+                                   or plan.extra.is_floating_point() or plan.extra.dtype == torch.bool):
+        raise RuntimeError(f"{where}: extra must be a 1-D integer tensor of canvas positions, got "
+                           f"{getattr(plan.extra, 'dtype', type(plan.extra).__name__)} "
+                           f"{tuple(getattr(plan.extra, 'shape', ()))}")
     if not plan.refresh and (first_forward or not cache.uses_store):
         raise RuntimeError(f"{where}: " + ("the first forward must be a refresh (the KV store is empty)"
                                            if cache.uses_store else "a policy with uses_store = False must "
                                            "recompute the whole canvas; set uses_store = True to reuse a store"))
+
+
+def _checked_selection(chosen: Any, masked: torch.Tensor, policy: UnmaskPolicy) -> torch.Tensor:
+    """``select``'s result, checked from metadata only (no sync): a bool tensor of the block's shape."""
+    if not isinstance(chosen, torch.Tensor) or chosen.dtype != torch.bool or chosen.shape != masked.shape:
+        got = (f"a {chosen.dtype} tensor of shape {list(chosen.shape)}" if isinstance(chosen, torch.Tensor)
+               else f"a {type(chosen).__name__}")
+        raise TypeError(f"unmask policy {policy.name!r} ({type(policy).__qualname__}.select) returned {got}; it must "
+                        f"return a bool tensor [B, block] = {list(masked.shape)} marking the positions to commit "
+                        "(e.g. `proposal.confidence >= tau`, or `.bool()` on a 0/1 tensor)")
+    return chosen
+
+
+def _check_model(model: Any) -> None:
+    """A model object, not a path or a name (a common first call: ``fastdllm.generate("path", ids)``)."""
+    import os
+
+    if isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"got {str(model)!r} ({type(model).__name__}) where a model is expected; load it first: "
+                        f"model = fastdllm.load_model({str(model)!r}), then fastdllm.generate(model, ids)")
+    missing = [a for a in ("mask_token_id", "pad_token_id", "forward_step") if not hasattr(model, a)]
+    if missing:
+        raise TypeError(f"{type(model).__qualname__} is not a diffusion model (it lacks {', '.join(missing)}); pass a "
+                        "model from fastdllm.load_model(...) or one implementing fastdllm.core.model_api.DiffusionModel")
 
 
 def _answer_stats(generated: torch.Tensor, end_ids: torch.Tensor, commit_forward: torch.Tensor
@@ -221,5 +281,6 @@ def _answer_stats(generated: torch.Tensor, end_ids: torch.Tensor, commit_forward
 def generate(model: DiffusionModel, prompt_ids, *, attention_mask: torch.Tensor | None = None,
              callbacks: Sequence[Callback] = (), **options: Any) -> GenerationResult:
     """One-call decoding: ``fastdllm.generate(model, ids, cache="dual", unmask="threshold",
-    gen_length=256, block_length=32)``. Options are ``DecodeConfig`` fields."""
+    gen_length=256, block_length=32)``. Options are ``DecodeConfig`` fields; those not given come from
+    the checkpoint's stored settings (``model.decode_defaults``), then the ``DecodeConfig`` defaults."""
     return DiffusionDecoder(model, **options).generate(prompt_ids, attention_mask, callbacks)
