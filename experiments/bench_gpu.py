@@ -8,7 +8,11 @@ none / prefix / dual. Every setting runs in several modes:
 - ``plain``: every row through the whole network, eager (the reference the others are checked against);
 - ``eager``: the optimised forward (last layer / final norm / LM head only on the rows read), eager;
 - ``graphs``: the optimised forward replayed from CUDA graphs;
-- ``compiled``: the optimised forward with ``torch.compile``'d layer functions, replayed from CUDA graphs.
+- ``fused``: ``graphs`` with the q/k/v and gate/up projections fused into one GEMM each
+  (``fuse_projections``; on the CPU, where graphs do not apply, the fused eager forward);
+- ``compiled-unfused``: the optimised forward with ``torch.compile``'d layer functions, replayed from CUDA
+  graphs, projections separate (the ``compiled`` mode before the projections were fused);
+- ``compiled``: ``compiled-unfused`` with fused projections (what ``use_compile()`` gives).
 
 Each setting records wall time (``generate``'s own, device synchronised; the median of ``--repeats``
 runs after a warm-up that captures graphs and compiles; ``plain`` runs once), tokens/s, the **floor
@@ -38,8 +42,11 @@ import fastdllm
 from fastdllm.core.policy import cache_policies
 from fastdllm.evaluation import torch_info
 
-MODES = ("plain", "eager", "graphs", "compiled")
-CUDA_MODES = ("graphs", "compiled")
+MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled")
+CUDA_MODES = ("graphs", "compiled-unfused", "compiled")  # dropped on the CPU
+GRAPHED_MODES = ("graphs", "fused", "compiled-unfused", "compiled")
+COMPILED_MODES = ("compiled-unfused", "compiled")
+FUSED_MODES = ("fused", "compiled")
 # tiny configs for CPU smoke runs, per family (field names are the family's config.json's)
 SMALL = {"llada": dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=512, mask_token_id=500,
                        eos_token_id=1, pad_token_id=1),
@@ -110,8 +117,9 @@ class Floors:
 
 def set_mode(model, mode: str) -> None:
     model.net.fast = mode != "plain"
-    model.use_compile(mode == "compiled")
-    model.use_cuda_graphs(mode in CUDA_MODES)
+    model.use_compile(mode in COMPILED_MODES, fuse=False)
+    model.fuse_projections(mode in FUSED_MODES)  # every other mode runs the separate projections
+    model.use_cuda_graphs(mode in GRAPHED_MODES)
 
 
 def _sync(device) -> None:
@@ -247,7 +255,7 @@ def parse(argv) -> argparse.Namespace:
     if bad:
         p.error(f"--modes: unknown {bad}; choose from {', '.join(MODES)}")
     if args.device != "cuda":
-        modes = [m for m in modes if m not in CUDA_MODES]  # graphs and compile are CUDA-only
+        modes = [m for m in modes if m not in CUDA_MODES]  # graphs and compile are CUDA-only; fused runs eagerly
     modes = [m for m in modes if m != "plain"] or ["eager"]
     args.modes = ["plain"] + modes
     args.batches, args.ks, args.caches = [int(b) for b in _csv(args.batches)], [int(k) for k in _csv(args.ks)], _csv(args.caches)

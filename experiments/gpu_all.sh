@@ -2,6 +2,8 @@
 # The complete GPU speed measurement, in one run of under 540 s on an H100/H200 (both families at full
 # model shape, random bf16 weights): batch 1 for every cache x k = 1, 4; batch 16 (and LLaDA 4, 32) at k = 4.
 # Each bench_gpu.py run checks the optimised path's tokens against the plain eager path's in the run.
+# `compiled` mode = torch.compile + CUDA graphs + fused q/k/v and gate/up projections (before the fuse
+# branch it ran the projections separately: bench_gpu.py --modes compiled-unfused).
 #
 #   bash experiments/gpu_all.sh OUT_DIR [B1_CACHES] [BATCH_CACHES]
 #     B1_CACHES     registered cache names for batch 1 (default none,prefix,dual)

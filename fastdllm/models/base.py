@@ -118,13 +118,28 @@ class DiffusionLM(nn.Module):
         self.cuda_graphs = CudaGraphSteps(self, backend) if enabled else None
         return self
 
-    def use_compile(self, enabled: bool = True) -> "DiffusionLM":
+    def use_compile(self, enabled: bool = True, fuse: bool = True) -> "DiffusionLM":
         """Run the per-layer work around the attention (norms, RoPE, SiLU-gate, residuals, projections)
         through ``torch.compile`` on CUDA, fusing its elementwise kernels; combine with ``use_cuda_graphs``.
-        The first forward of each new shape compiles (seconds). CPU forwards stay eager. Fused kernels
-        round differently from the eager ones (bf16), so tokens can differ where two candidates tie
-        within rounding; ``experiments/bench_gpu.py`` measures the agreement."""
+        With ``fuse`` (the default) enabling also calls ``fuse_projections()``; disabling leaves the
+        projections as they are. The first forward of each new shape compiles (seconds). CPU forwards stay
+        eager. Fused kernels round differently from the eager ones (bf16), so tokens can differ where two
+        candidates tie within rounding; ``experiments/bench_gpu.py`` measures the agreement."""
         self.net.compiled = enabled
+        if enabled and fuse:
+            self.fuse_projections()
+        return self
+
+    def fuse_projections(self, enabled: bool = True) -> "DiffusionLM":
+        """Compute each layer's q/k/v projections as one GEMM and its gate/up projections as one GEMM, over
+        fused weights that replace the separate ones in memory (the parameters become views into them:
+        one copy of the weights; ``state_dict``, ``load_state_dict`` and ``save_checkpoint`` keep the
+        checkpoint's key names). Idempotent; ``enabled=False`` splits them again. For inference only:
+        a fused forward does not propagate gradients to the parameters (train unfused, as
+        ``experiments/train_tiny.py`` does). CUDA graphs captured before a change are dropped (they read
+        the old weight addresses) and are captured again at their next use."""
+        if self.net.fuse_projections(enabled) and self.cuda_graphs is not None:
+            self.use_cuda_graphs(backend=self.cuda_graphs.backend)
         return self
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

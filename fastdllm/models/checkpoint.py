@@ -289,6 +289,14 @@ def _bytes(limit: int | str | None) -> int:
     return int(float(m.group(1)) * scale)
 
 
+def _own_storage(tensor: torch.Tensor) -> torch.Tensor:
+    """A contiguous tensor that owns its storage: fused projections (``fuse_projections``) make parameters
+    views into one shared tensor, and safetensors refuses tensors that share storage."""
+    if tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size():
+        return tensor.clone(memory_format=torch.contiguous_format)
+    return tensor.contiguous()
+
+
 def save_checkpoint(model: DiffusionLM, folder: str | Path, *, tokenizer=None, max_shard_bytes: int | str | None = None,
                     dtype: torch.dtype | str | None = None) -> Path:
     """Write ``model`` as an HF checkpoint folder that ``load_model`` (and the family's own code) reads.
@@ -323,7 +331,7 @@ def save_checkpoint(model: DiffusionLM, folder: str | Path, *, tokenizer=None, m
     weight_map = {}
     for i, names in enumerate(shards, 1):
         file = SINGLE_FILE if n == 1 else f"model-{i:05d}-of-{n:05d}.safetensors"
-        tensors = {theirs[k]: state[k].detach().to("cpu", dtype).contiguous() for k in names}
+        tensors = {theirs[k]: _own_storage(state[k].detach().to("cpu", dtype)) for k in names}
         save_file(tensors, str(folder / file), metadata={"format": "pt"})
         weight_map.update(dict.fromkeys(tensors, file))
     if n > 1:

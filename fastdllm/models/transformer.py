@@ -5,7 +5,8 @@ and checkpoint keys onto it. ``forward_step`` computes hidden states only at the
 positions, writes their keys/values into the store, attends over every canvas key (padding masked)
 and applies the LM head only to the rows whose logits are read (the last layer past its key/value
 projection and the final norm, too). The per-layer work around the attention is two pure functions,
-run eagerly or through ``torch.compile`` on CUDA.
+run eagerly or through ``torch.compile`` on CUDA. ``Transformer.fuse_projections`` concatenates the q/k/v
+and gate/up weights into one matrix each (one GEMM instead of three / two), keeping one copy in memory.
 """
 
 from __future__ import annotations
@@ -102,15 +103,47 @@ def attention_output_and_mlp(x, attn, wo, norm_w, eps: float, w_gate, w_up, w_do
     return h + F.linear(F.silu(F.linear(g, w_gate)) * F.linear(g, w_up), w_down)
 
 
+def fused_attention_inputs(x, norm_w, eps: float, w_qkv, b_qkv, cos, sin, q_rows,
+                           n_heads: int, n_kv_heads: int, head_dim: int):
+    """``attention_inputs`` with the q/k/v weights fused: ``w_qkv`` ``[(H + 2·H_kv)·D, d]`` (rows q, then k,
+    then v), ``b_qkv`` ``[(H + 2·H_kv)·D]`` or None. One GEMM for every row; with ``q_rows`` (the last
+    layer) the queries of those rows and the keys/values of every row, two GEMMs on row slices of ``w_qkv``."""
+    B, n, _ = x.shape
+    q_size, kv_size = n_heads * head_dim, n_kv_heads * head_dim
+    h = rms_norm(x, norm_w, eps)  # [B, n, d]
+    if q_rows is None:
+        q, kv = F.linear(h, w_qkv, b_qkv).split([q_size, 2 * kv_size], dim=-1)  # [B, n, H·D], [B, n, 2·H_kv·D]
+        cq, sq = cos, sin
+    else:
+        bq, bkv = (None, None) if b_qkv is None else (b_qkv[:q_size], b_qkv[q_size:])
+        q = F.linear(h.index_select(1, q_rows), w_qkv[:q_size], bq)  # [B, m, H·D]
+        kv = F.linear(h, w_qkv[q_size:], bkv)  # [B, n, 2·H_kv·D]
+        cq, sq = cos.index_select(2, q_rows), sin.index_select(2, q_rows)
+    k, v = kv.split(kv_size, dim=-1)  # [B, n, H_kv·D] each
+    q = q.unflatten(-1, (n_heads, head_dim)).transpose(1, 2)  # [B, H, m, D]
+    k = k.unflatten(-1, (n_kv_heads, head_dim)).transpose(1, 2)  # [B, H_kv, n, D]
+    v = v.unflatten(-1, (n_kv_heads, head_dim)).transpose(1, 2)  # [B, H_kv, n, D]
+    return apply_rope(q, cq, sq), apply_rope(k, cos, sin), v
+
+
+def fused_attention_output_and_mlp(x, attn, wo, norm_w, eps: float, w_gate_up, w_down):
+    """``attention_output_and_mlp`` with ``w_gate_up`` ``[2·F, d]`` (gate rows, then up rows): one GEMM."""
+    B, H, m, D = attn.shape
+    h = x + F.linear(attn.transpose(1, 2).reshape(B, m, H * D), wo)  # [B, m, d]
+    gate, up = F.linear(rms_norm(h, norm_w, eps), w_gate_up).chunk(2, dim=-1)  # [B, m, F] each
+    return h + F.linear(F.silu(gate) * up, w_down)
+
+
 class LayerFunctions:
-    """The two per-layer functions, eager or compiled."""
+    """The per-layer functions (separate and fused projections), eager or compiled."""
 
     def __init__(self, compiled: bool) -> None:
-        fns = (attention_inputs, attention_output_and_mlp)
+        fns = (attention_inputs, attention_output_and_mlp, fused_attention_inputs, fused_attention_output_and_mlp)
         if compiled:  # automatic dynamic shapes: one recompile when a size first changes, then symbolic sizes;
             # emulate_precision_casts: round to bf16 where the eager ops do, so the fused kernels stay close
             fns = tuple(torch.compile(f, dynamic=None, options={"emulate_precision_casts": True}) for f in fns)
-        self.attention_inputs, self.attention_output_and_mlp = fns
+        (self.attention_inputs, self.attention_output_and_mlp, self.fused_attention_inputs,
+         self.fused_attention_output_and_mlp) = fns
 
 
 EAGER = LayerFunctions(compiled=False)
@@ -124,7 +157,76 @@ def compiled_functions() -> LayerFunctions:
     return _compiled
 
 
-class Attention(nn.Module):
+# ---- fused projection weights: one storage, the checkpoint's parameters as row views into it ------
+def _views_of(fused: torch.Tensor | None, parts: list[torch.Tensor]) -> bool:
+    """Whether ``parts`` are, in order, the consecutive row blocks of ``fused`` (nothing to re-fuse)."""
+    if fused is None or fused.device.type == "meta":
+        return False
+    offset = 0
+    for p in parts:
+        if (p.device != fused.device or p.dtype != fused.dtype or p.shape[1:] != fused.shape[1:]
+                or p.stride() != fused.stride()
+                or p.data_ptr() != fused.data_ptr() + offset * fused.stride(0) * fused.element_size()):
+            return False
+        offset += p.shape[0]
+    return offset == fused.shape[0]
+
+
+def _point_into(fused: torch.Tensor, parts: list[torch.Tensor]) -> None:
+    """Make each parameter of ``parts`` the view of its rows of ``fused`` (the old storage is freed)."""
+    offset = 0
+    with torch.no_grad():
+        for p in parts:
+            p.data = fused[offset:offset + p.shape[0]]
+            offset += p.shape[0]
+
+
+class FusedProjections(nn.Module):
+    """A module whose projections can share one fused weight (a non-persistent buffer per group).
+
+    Fused, the checkpoint's parameters (``q_proj.weight``, ...) are row views into the fused tensor: the
+    weights are in memory once, ``state_dict``/``load_state_dict`` keep the checkpoint names, and an in-place
+    update of a parameter (``copy_``, the loader) is an update of the fused weight. The forward reads the
+    fused tensor, so gradients do not reach the parameters: train an unfused model (``fuse(False)``).
+    Replacing a parameter object after fusing leaves the fused copy stale until ``fuse()`` runs again
+    (it re-fuses every group whose parameters are no longer its views).
+    """
+
+    def fused_groups(self) -> dict[str, list[torch.Tensor]]:
+        """Buffer name → the parameters it concatenates (row order), e.g. ``{"qkv_weight": [q, k, v]}``."""
+        raise NotImplementedError
+
+    def fuse(self, enabled: bool = True) -> bool:
+        """Fuse (or unfuse) every group; idempotent. Returns whether anything changed."""
+        changed = False
+        for name, parts in self.fused_groups().items():
+            fused = getattr(self, name)
+            if enabled and not _views_of(fused, parts):
+                with torch.no_grad():
+                    fused = torch.cat([p.detach() for p in parts])  # [sum of rows, ...]
+                setattr(self, name, fused)
+                _point_into(fused, parts)
+                changed = True
+            elif not enabled and fused is not None:
+                with torch.no_grad():
+                    for p in parts:
+                        p.data = p.detach().clone()  # its own storage again
+                setattr(self, name, None)
+                changed = True
+        return changed
+
+    def _apply(self, fn, recurse=True):
+        """``to``/``half``/``cuda``/``to_empty``: convert, then point the parameters back into the converted
+        fused tensors (the separately converted copies are freed), so the weights stay in memory once."""
+        super()._apply(fn, recurse)
+        for name, parts in self.fused_groups().items():
+            fused = getattr(self, name)
+            if fused is not None and not _views_of(fused, parts):
+                _point_into(fused, parts)
+        return self
+
+
+class Attention(FusedProjections):
     """Holds the q/k/v/o projections (the checkpoint's names); the work is in ``attention_inputs``/``Block``."""
 
     def __init__(self, cfg: ArchConfig) -> None:
@@ -134,14 +236,27 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=cfg.qkv_bias)
         self.v_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=cfg.qkv_bias)
         self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
+        self.register_buffer("qkv_weight", None, persistent=False)  # [(H + 2·H_kv)·D, d] once fused
+        self.register_buffer("qkv_bias", None, persistent=False)  # [(H + 2·H_kv)·D] once fused (Dream)
+
+    def fused_groups(self) -> dict[str, list[torch.Tensor]]:
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        groups = {"qkv_weight": [p.weight for p in projections]}
+        if self.q_proj.bias is not None:
+            groups["qkv_bias"] = [p.bias for p in projections]
+        return groups
 
 
-class SwiGLU(nn.Module):
+class SwiGLU(FusedProjections):
     def __init__(self, cfg: ArchConfig) -> None:
         super().__init__()
         self.gate_proj = nn.Linear(cfg.d_model, cfg.mlp_hidden, bias=False)
         self.up_proj = nn.Linear(cfg.d_model, cfg.mlp_hidden, bias=False)
         self.down_proj = nn.Linear(cfg.mlp_hidden, cfg.d_model, bias=False)
+        self.register_buffer("gate_up_weight", None, persistent=False)  # [2·F, d] once fused
+
+    def fused_groups(self) -> dict[str, list[torch.Tensor]]:
+        return {"gate_up_weight": [self.gate_proj.weight, self.up_proj.weight]}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -159,14 +274,21 @@ class Block(nn.Module):
         """x ``[B, n, d]`` → ``[B, n, d]``, or ``[B, m, d]`` for the rows ``q_rows`` ``[m]`` only (keys and values
         of all ``n`` positions are still computed and stored: other positions attend to them later)."""
         a, mlp = self.attn, self.mlp
-        q, k, v = fns.attention_inputs(x, self.attn_norm.weight, self.attn_norm.eps, a.q_proj.weight, a.q_proj.bias,
-                                       a.k_proj.weight, a.k_proj.bias, a.v_proj.weight, a.v_proj.bias, cos, sin,
-                                       q_rows, a.n_heads, a.n_kv_heads, a.head_dim)
+        if a.qkv_weight is not None:  # fused (``Transformer.fuse_projections``): one GEMM for q, k and v
+            q, k, v = fns.fused_attention_inputs(x, self.attn_norm.weight, self.attn_norm.eps, a.qkv_weight,
+                                                 a.qkv_bias, cos, sin, q_rows, a.n_heads, a.n_kv_heads, a.head_dim)
+        else:
+            q, k, v = fns.attention_inputs(x, self.attn_norm.weight, self.attn_norm.eps, a.q_proj.weight,
+                                           a.q_proj.bias, a.k_proj.weight, a.k_proj.bias, a.v_proj.weight,
+                                           a.v_proj.bias, cos, sin, q_rows, a.n_heads, a.n_kv_heads, a.head_dim)
         keys, values = store.update(layer, start, index, k, v)  # [B, H_kv, L, D] each
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask,
                                              enable_gqa=a.n_kv_heads != a.n_heads)  # [B, H, m, D]
         if q_rows is not None:
             x = x.index_select(1, q_rows)  # [B, m, d]
+        if mlp.gate_up_weight is not None:
+            return fns.fused_attention_output_and_mlp(x, out, a.o_proj.weight, self.mlp_norm.weight,
+                                                      self.mlp_norm.eps, mlp.gate_up_weight, mlp.down_proj.weight)
         return fns.attention_output_and_mlp(x, out, a.o_proj.weight, self.mlp_norm.weight, self.mlp_norm.eps,
                                             mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight)
 
@@ -186,6 +308,19 @@ class Transformer(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)  # [max_len, D] fp32
         self.fast = True  # last layer and final norm only on the rows read (see ``hidden``); False: every row
         self.compiled = False  # per-layer functions through torch.compile on CUDA (``DiffusionLM.use_compile``)
+
+    def fuse_projections(self, enabled: bool = True) -> bool:
+        """Fuse each layer's q/k/v weights (and Dream's q/k/v biases) into one ``[(H + 2·H_kv)·D, d]`` matrix
+        and its gate/up weights into one ``[2·F, d]`` matrix: one GEMM instead of three, and one instead of two,
+        per layer. The weights stay in memory once (the checkpoint's parameters become row views of the fused
+        tensors, see ``FusedProjections``); ``enabled=False`` gives every parameter its own storage again.
+        Idempotent; returns whether anything changed. For inference: a fused model's forward does not
+        propagate gradients to the parameters (``experiments/train_tiny.py`` trains the unfused modules)."""
+        changed = False
+        for layer in self.layers:
+            changed |= layer.attn.fuse(enabled)
+            changed |= layer.mlp.fuse(enabled)
+        return changed
 
     def reset_rope(self) -> None:
         """Recompute the RoPE tables in fp32 on the module's device (after ``to_empty`` or a dtype cast)."""

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from checkpoint_helpers import FAMILIES, single_thread  # noqa: F401
 
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "bench_gpu.py"
@@ -61,3 +62,25 @@ def test_report_renders_the_speed_tables(tmp_path):
     forwards = {(kind, mode) for kind in ("refresh", "dual") for mode in ("plain", "eager")}
     assert sum(any(line.startswith(f"| llada | 1 | {kind} | {mode} |") for kind, mode in forwards)
                for line in text.splitlines()) == 4  # the forward table: plain and eager, refresh and dual
+
+
+def test_fused_mode_runs_the_fused_projections_on_cpu(tmp_path, monkeypatch):
+    """``fused`` (and ``compiled``, on CUDA) run the fused projections; every other mode the separate ones.
+    On the CPU the ``fused`` mode runs eagerly, its tokens and logits checked against plain in the run."""
+    from fastdllm.models import transformer
+
+    calls = []
+    fused = transformer.EAGER.fused_attention_inputs
+    monkeypatch.setattr(transformer.EAGER, "fused_attention_inputs", lambda *a: calls.append(1) or fused(*a))
+    bench = _bench()
+    d = bench.main(["--small", "--device", "cpu", "--family", "dream", "--repeats", "1", "--forward-repeats", "1",
+                    "--prompt-length", "12", "--gen-length", "8", "--block-length", "4", "--ks", "2",
+                    "--caches", "dual", "--modes", "plain,fused,compiled", "--out", str(tmp_path / "r.json")])
+    assert d["modes"] == ["plain", "fused"] and calls  # compiled is CUDA-only
+    assert [r["tokens_equal_plain"] for r in d["settings"] if r["mode"] == "fused"] == [True]
+    assert all(f["argmax_agreement_plain"] == 1.0 for f in d["forwards"] if f["mode"] == "fused")
+    model = bench.build_model("llada", True, "cpu", torch.float32)
+    for mode, (compiled, fused_now) in {"compiled": (True, True), "compiled-unfused": (True, False),
+                                        "fused": (False, True), "graphs": (False, False), "plain": (False, False)}.items():
+        bench.set_mode(model, mode)
+        assert (model.net.compiled, model.net.layers[0].attn.qkv_weight is not None) == (compiled, fused_now), mode
