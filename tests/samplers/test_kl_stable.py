@@ -103,3 +103,15 @@ def test_decodes_with_the_paper_rule_and_its_limits():
     eager = {"name": "kl-stable", "threshold": 0.0, "kl_threshold": 1e9, "history": 1}
     fast = fastdllm.generate(mask_free_llada(), prompts, unmask=eager, **options)
     assert fast.nfe == 6 and (fast.nfe_per_row == 6).all()  # step 0: the fallback; step 1: the rest
+
+
+def test_the_divergence_is_of_the_new_prediction_from_the_old():
+    """KL is asymmetric: a token that gains mass it lacked before costs KL(now || before) 0.015 but
+    KL(before || now) only 0.005; with kl_threshold 0.01 the position is not yet stable."""
+    before, now = [0.95, 0.0499, 0.0001], [0.95, 0.045, 0.005]
+
+    def rows(t):
+        return (before if t == 0 else now), jumpy(t), UNSURE
+
+    assert run(KLStableUnmask(history=1), 2, rows=rows)[1] == [F, T, F]
+    assert run(KLStableUnmask(history=1, kl_threshold=0.02), 2, rows=rows)[1] == [T, F, F]
