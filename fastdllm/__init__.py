@@ -8,14 +8,14 @@ from fastdllm.core.policy import (CachePolicy, ConfigError, PolicyConfig, Unmask
 from fastdllm.core.proposal import Proposal
 from fastdllm.core.registry import UnknownNameError
 from fastdllm.core.result import GenerationResult
-from fastdllm.core.step import Layout, Plan, Step
+from fastdllm.core.step import Layout, Observation, Plan, Step
 from fastdllm.models import DiffusionLM, Dream, LLaDA, llada_config, load_model, model_adapters, save_checkpoint
 
 __version__ = "0.1.0"
 
 __all__ = [
     "generate", "DiffusionDecoder", "DecodeConfig", "GenerationResult", "StepEvent",
-    "CachePolicy", "UnmaskPolicy", "PolicyConfig", "Proposal", "Step", "Plan", "Layout", "at_least_one",
+    "CachePolicy", "UnmaskPolicy", "PolicyConfig", "Proposal", "Step", "Plan", "Layout", "Observation", "at_least_one",
     "cache_policies", "unmask_policies", "model_adapters", "ConfigError", "UnknownNameError",
     "DiffusionLM", "LLaDA", "llada_config", "Dream", "load_model", "save_checkpoint",
 ]

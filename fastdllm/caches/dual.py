@@ -7,12 +7,7 @@ from fastdllm.core.step import Plan, Step
 @cache_policies.register("dual")
 class DualCache(CachePolicy):
     """Fast-dLLM dual cache (§3.1): refresh at each block's first step, then recompute only the
-    block; prefix *and* masked suffix keys/values come from the store.
-
-    With a logit shift (Dream) the position before the block is recomputed too.
-    """
+    block; prefix *and* masked suffix keys/values come from the store."""
 
     def plan(self, step: Step) -> Plan:
-        if step.index == 0:
-            return Plan.full(step)
-        return Plan(step.block_start - step.layout.logit_shift, step.block_end)
+        return Plan.full(step) if step.index == 0 else Plan.block(step)

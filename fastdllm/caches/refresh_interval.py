@@ -4,8 +4,6 @@ from typing import Literal
 
 from pydantic import Field
 
-from fastdllm.caches.dual import DualCache
-from fastdllm.caches.prefix import PrefixCache
 from fastdllm.core.policy import CachePolicy, PolicyConfig, cache_policies
 from fastdllm.core.step import Plan, Step
 
@@ -19,11 +17,7 @@ class RefreshIntervalCache(CachePolicy):
         interval: int = Field(4, ge=1, description="refresh every N steps inside a block")
         reuse: Literal["prefix", "dual"] = "dual"
 
-    def __init__(self, config=None, **fields) -> None:
-        super().__init__(config, **fields)
-        self._reuse = PrefixCache() if self.config.reuse == "prefix" else DualCache()
-
     def plan(self, step: Step) -> Plan:
         if step.index % self.config.interval == 0:
             return Plan.full(step)
-        return self._reuse.plan(step)
+        return Plan.from_block_to_end(step) if self.config.reuse == "prefix" else Plan.block(step)

@@ -21,7 +21,7 @@ from fastdllm.core.model_api import DiffusionModel, left_pad
 from fastdllm.core.policy import CachePolicy, UnmaskPolicy, at_least_one
 from fastdllm.core.proposal import Proposal
 from fastdllm.core.result import GenerationResult
-from fastdllm.core.step import Layout, Plan, Step
+from fastdllm.core.step import Layout, Observation, Plan, Step
 
 
 class StepEvent:
@@ -85,7 +85,8 @@ class DiffusionDecoder:
         flushes = torch.zeros((), dtype=torch.long, device=device)
         commit_forward = torch.zeros((batch, G), dtype=torch.long, device=device)  # [B, G]
         forced = torch.zeros((), dtype=torch.long, device=device)
-        nfe = refreshes = blocks_done = 0
+        nfe = refreshes = recomputed = blocks_done = 0
+        self.cache.begin(layout)
         end_ids = torch.tensor(model.end_token_ids, device=device)  # [E]
 
         if device.type == "cuda":
@@ -100,8 +101,9 @@ class DiffusionDecoder:
                 step = Step(layout, block, index, cfg.temperature, generator)
                 plan = self.cache.plan(step)
                 _check_plan(plan, step, self.cache, first_forward=nfe == 0)
+                extra = {} if plan.extra is None else {"extra": plan.extra}
                 logits = model.forward_step(canvas, plan.start, plan.end, store, position_ids, key_mask,
-                                            start, end)  # [B, block, V]
+                                            start, end, **extra)  # [B, block, V]
                 logits[..., model.mask_token_id] = float("-inf")  # the mask token is never a candidate
                 proposal = self.unmask.propose(logits, masked, step)
                 chosen = self.unmask.select(proposal, step) & masked  # [B, block]
@@ -117,8 +119,12 @@ class DiffusionDecoder:
                 refresh_per_row += active & plan.refresh
                 gen_slice = commit_forward[:, start - P:end - P]
                 gen_slice.copy_(torch.where(commit, nfe_per_row[:, None], gen_slice))
+                drift = nfe > 0 and self.cache.wants_drift  # the first forward overwrote an empty store
+                self.cache.observe(Observation(step, plan, proposal, commit, store.key_drift if drift else None,
+                                               store.value_drift if drift else None))
                 nfe += 1
                 refreshes += plan.refresh
+                recomputed += plan.size
                 for callback in callbacks:
                     callback(StepEvent(step, plan, canvas, commit, proposal))
             blocks_done += 1
@@ -135,7 +141,7 @@ class DiffusionDecoder:
             sequences=canvas.clone(), prompt_length=P, nfe=nfe, refresh_forwards=refreshes, nfe_per_row=nfe_per_row,
             refresh_per_row=refresh_per_row, first_end=first_end, answer_nfe=answer_nfe,
             commit_forward=commit_forward, forced_commits=int(forced), bound_flushes=int(flushes),
-            wall_time_s=wall, blocks_decoded=blocks_done,
+            wall_time_s=wall, blocks_decoded=blocks_done, recomputed_positions=recomputed,
             decode_text=decode if getattr(model, "tokenizer", None) is not None else None,
         )
 
@@ -152,9 +158,20 @@ class DiffusionDecoder:
                 torch.empty((batch, length), dtype=torch.long, device=device),  # canvas [B, L]
                 torch.empty((batch, length), dtype=torch.bool, device=device),  # real [B, L]
                 torch.empty((batch, length), dtype=torch.long, device=device),  # position ids [B, L]
-                self.model.new_kv_store(batch, length) if self.cache.uses_store else NoStore(),
+                self._new_store(batch, length),
             )
         return self._buffers[1:]
+
+    def _new_store(self, batch: int, length: int):
+        if not self.cache.uses_store:
+            return NoStore()
+        store = self.model.new_kv_store(batch, length)
+        if self.cache.wants_drift:
+            if not hasattr(store, "track_drift"):
+                raise RuntimeError(f"cache policy {self.cache.name!r} sets wants_drift, but the model's store "
+                                   f"{type(store).__name__} cannot measure drift; use fastdllm.core.kv_store.KVStore")
+            store.track_drift()
+        return store
 
     def release(self) -> None:
         """Free the buffers kept between calls (the KV store: 2 · layers · B · L · H_kv · D elements)."""
@@ -187,16 +204,25 @@ class DiffusionDecoder:
 
 
 def _check_plan(plan: Plan, step: Step, cache: CachePolicy, first_forward: bool) -> None:
-    """A plan must recompute the hidden states the block's logits come from, say ``refresh`` exactly when it
-    covers the whole canvas, refresh an empty store, and cover the whole canvas when there is no store."""
+    """A plan must recompute (in its range) the hidden states the block's logits come from, say ``refresh``
+    exactly when it covers the whole canvas, refresh an empty store, and cover the whole canvas when there
+    is no store; extra positions must be a 1-D integer tensor. Host arithmetic only, no sync."""
     L = step.layout.canvas_length
     need_start, need_end = step.block_start - step.layout.logit_shift, step.block_end - step.layout.logit_shift
     where = f"cache policy {cache.name!r} planned {plan} at block {step.block}, step {step.index}"
     if not (0 <= plan.start <= need_start and need_end <= plan.end <= L):
-        raise RuntimeError(f"{where}: it does not cover positions [{need_start}, {need_end}) that the block's "
-                           "logits come from")
-    if plan.refresh != (plan.start == 0 and plan.end == L):
-        raise RuntimeError(f"{where}: refresh must be True exactly for the whole canvas [0, {L}) (use Plan.full)")
+        raise RuntimeError(f"{where}: its range does not cover positions [{need_start}, {need_end}) that the "
+                           "block's logits come from (build plans with Plan.block / Plan.from_block_to_end / "
+                           "Plan.range, which add the logit shift)")
+    whole = plan.start == 0 and plan.end == L and plan.extra is None
+    if plan.refresh != whole:
+        raise RuntimeError(f"{where}: refresh must be True exactly for the whole canvas [0, {L}) without extra "
+                           "positions (use Plan.full; a partial refresh such as Plan.generated has refresh=False)")
+    if plan.extra is not None and (not isinstance(plan.extra, torch.Tensor) or plan.extra.dim() != 1
+                                   or plan.extra.is_floating_point() or plan.extra.dtype == torch.bool):
+        raise RuntimeError(f"{where}: extra must be a 1-D integer tensor of canvas positions, got "
+                           f"{getattr(plan.extra, 'dtype', type(plan.extra).__name__)} "
+                           f"{tuple(getattr(plan.extra, 'shape', ()))}")
     if not plan.refresh and (first_forward or not cache.uses_store):
         raise RuntimeError(f"{where}: " + ("the first forward must be a refresh (the KV store is empty)"
                                            if cache.uses_store else "a policy with uses_store = False must "

@@ -9,7 +9,10 @@ import torch
 class KVStore:
     """Static buffers ``[n_layers, B, H_kv, L, D]``; keys are stored after RoPE (positions never move).
 
-    ``update`` is the one place the buffers are written (as transformers' ``Cache.update``).
+    ``update`` is the one place the buffers are written (as transformers' ``Cache.update``). With
+    ``track_drift()`` it also measures, per layer and row, how far the written keys/values moved from
+    what the store held (``key_drift``/``value_drift`` ``[n_layers, B]``, device tensors written in
+    place: no host sync, and CUDA graphs capture the measurement with the forward).
     """
 
     def __init__(self, n_layers: int, batch: int, n_kv_heads: int, length: int, head_dim: int,
@@ -18,18 +21,42 @@ class KVStore:
         # uninitialised: every decode starts with a refresh that writes all of it (the decoder checks)
         self.keys = torch.empty(shape, dtype=dtype, device=device)  # [n_layers, B, H_kv, L, D]
         self.values = torch.empty(shape, dtype=dtype, device=device)  # [n_layers, B, H_kv, L, D]
+        self.key_drift: torch.Tensor | None = None  # [n_layers, B] float32 after track_drift()
+        self.value_drift: torch.Tensor | None = None  # [n_layers, B] float32 after track_drift()
+
+    def track_drift(self, enabled: bool = True) -> "KVStore":
+        """Measure the drift of every later ``update`` (costs a read of the overwritten rows)."""
+        if enabled and self.key_drift is None:
+            n_layers, batch = self.keys.shape[:2]
+            self.key_drift = torch.zeros((n_layers, batch), dtype=torch.float32, device=self.keys.device)
+            self.value_drift = torch.zeros((n_layers, batch), dtype=torch.float32, device=self.keys.device)
+        elif not enabled:
+            self.key_drift = self.value_drift = None
+        return self
 
     def update(self, layer: int, start: int, index: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write ``keys``/``values`` ``[B, H_kv, n, D]`` at positions ``index`` (``[n]``, = ``start + arange(n)``);
-        return the layer's full ``[B, H_kv, L, D]`` keys and values (fresh where written, stale elsewhere)."""
+        """Write ``keys``/``values`` ``[B, H_kv, n, D]`` at canvas positions ``index`` (``[n]``; ``start`` is the
+        first position of the plan's range); return the layer's full ``[B, H_kv, L, D]`` keys and values
+        (fresh where written, stale elsewhere)."""
+        if self.key_drift is not None:
+            _relative_change(self.keys[layer].index_select(2, index), keys, out=self.key_drift[layer])
+            _relative_change(self.values[layer].index_select(2, index), values, out=self.value_drift[layer])
         self.keys[layer].index_copy_(2, index, keys)
         self.values[layer].index_copy_(2, index, values)
         return self.keys[layer], self.values[layer]
 
 
+def _relative_change(old: torch.Tensor, new: torch.Tensor, out: torch.Tensor) -> None:
+    """``||new - old|| / ||old||`` per row over ``[H_kv, n, D]``, written into ``out`` ``[B]`` (fp32)."""
+    old, new = old.float().flatten(1), new.float().flatten(1)  # [B, H_kv * n * D]
+    torch.div((new - old).norm(dim=-1), old.norm(dim=-1).clamp_min(1e-12), out=out)
+
+
 class NoStore:
     """No cache: every forward covers the whole canvas and attends to its own fresh keys/values."""
+
+    key_drift = value_drift = None
 
     def update(self, layer: int, start: int, index: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fastdllm.core.proposal import Proposal, propose
 from fastdllm.core.registry import Registry
-from fastdllm.core.step import Plan, Step
+from fastdllm.core.step import Layout, Observation, Plan, Step
 
 
 class PolicyConfig(BaseModel):
@@ -85,13 +85,23 @@ class CachePolicy(Policy):
     """Decides which canvas positions each forward recomputes (Fast-dLLM §3.1).
 
     Everything not recomputed is read from the KV store, stale or not: that is the approximation.
-    ``uses_store = False`` means no store at all (every forward is a full refresh).
+    Per decode the decoder calls ``begin(layout)`` once, then for every forward ``plan(step)`` and,
+    after the commit, ``observe(observation)``. ``uses_store = False`` means no store at all (every
+    forward is a full refresh); ``wants_drift = True`` asks the store to measure, per layer, how far
+    the recomputed keys/values moved (``Observation.key_drift``/``value_drift``).
     """
 
     uses_store: ClassVar[bool] = True
+    wants_drift: ClassVar[bool] = False
+
+    def begin(self, layout: Layout) -> None:
+        """A decode starts on ``layout``: reset any state kept across its forwards."""
 
     def plan(self, step: Step) -> Plan:
         raise NotImplementedError
+
+    def observe(self, observation: Observation) -> None:
+        """What the forward just planned saw (device tensors; reading them on the host is a sync)."""
 
 
 class UnmaskPolicy(Policy):

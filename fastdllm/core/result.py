@@ -24,6 +24,7 @@ class GenerationResult:
     wall_time_s: float
     blocks_decoded: int
     decode_text: Callable[[torch.Tensor], list[str]] | None = field(default=None, repr=False)
+    recomputed_positions: int = 0  # canvas positions recomputed, summed over the batch's forwards (per row)
 
     @property
     def generated(self) -> torch.Tensor:  # [B, G]

@@ -68,19 +68,23 @@ class DiffusionLM(nn.Module):
         a = self.arch
         return KVStore(a.n_layers, batch, a.n_kv_heads, length, a.head_dim, self.dtype, self.device)
 
-    def forward_step(self, canvas, start, end, store, position_ids, key_mask, logits_start, logits_end):
-        """Recompute ``[start, end)`` and return logits ``[B, logits_end - logits_start, V]`` whose row j
-        predicts the token at canvas position ``logits_start + j``. Replayed from a CUDA graph after
-        ``use_cuda_graphs()`` (same kernels, same tokens, without the per-kernel launch cost)."""
+    def forward_step(self, canvas, start, end, store, position_ids, key_mask, logits_start, logits_end, extra=None):
+        """Recompute canvas positions ``[start, end)`` (plus ``extra``, an ``[n]`` long index tensor of positions
+        outside that range, when given) and return logits ``[B, logits_end - logits_start, V]`` whose row j
+        predicts the token at canvas position ``logits_start + j`` (its hidden state lies in ``[start, end)``).
+        Replayed from a CUDA graph after ``use_cuda_graphs()`` (same kernels, same tokens, without the
+        per-kernel launch cost)."""
         first = logits_start - self.logit_shift - start
         index = torch.arange(start, end, device=canvas.device)  # [n]
+        if extra is not None:
+            index = torch.cat([index, extra.to(device=canvas.device, dtype=torch.long)])  # [n + n_extra]
         rows = torch.arange(first, first + logits_end - logits_start, device=canvas.device)  # [m]
         run = self.cuda_graphs if self.cuda_graphs is not None and canvas.is_cuda else self.step_logits
         return run(canvas, start, index, store, position_ids, key_mask, rows)
 
     def step_logits(self, canvas, start, index, store, position_ids, key_mask, rows):
         """The forward of ``forward_step`` on device index tensors: recompute positions ``index`` ``[n]``
-        (= ``start + arange(n)``) and apply the LM head to hidden rows ``rows`` ``[m]``: ``[B, m, V]``."""
+        (``start + arange(end - start)``, then any extra positions) and apply the LM head to hidden rows ``rows`` ``[m]``: ``[B, m, V]``."""
         h = self.net.hidden(canvas, start, start + index.numel(), store, position_ids, key_mask, index)  # [B, n, d]
         return self.net.lm_head(h.index_select(1, rows))
 
