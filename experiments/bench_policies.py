@@ -7,6 +7,7 @@ wall time. The drift cache is swept over its tolerance and plotted.
 
     python experiments/bench_policies.py --n 200            # the committed results
     python experiments/bench_policies.py --n 20 --only dual  # a smoke run
+    python experiments/bench_policies.py --render experiments/results/policies_tiny_cpu.json  # docs table
 """
 
 from __future__ import annotations
@@ -108,6 +109,18 @@ def plot_drift(sweep: list[dict], references: dict[str, dict], path: Path) -> No
     fig.savefig(path, dpi=130)
 
 
+def render_table(results: dict) -> str:
+    """The markdown table of docs/policies.md, from a results file (so the doc never hand-copies a figure)."""
+    lines = ["| setting | exact match | NFE / seq | TPF canvas | TPF answer | refresh forwards / batch "
+             "| positions recomputed | wall time (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for group in ("main", "drift_sweep"):
+        for r in results[group]:
+            lines.append(f"| {r['label']} | {100 * r['accuracy']:.1f}% | {r['nfe_mean']:.1f} | {r['tpf_canvas']:.2f} "
+                         f"| {r['tpf_answer']:.2f} | {r['refreshes_per_batch']:.1f} | {r['recomputed_positions']:,} "
+                         f"| {r['wall_time_s']:.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped tiny model)")
@@ -118,7 +131,11 @@ def main(argv=None) -> None:
     p.add_argument("--only", default=None, help="run only the settings whose label contains this text")
     p.add_argument("--note", default="", help="recorded with the results (e.g. the machine's load)")
     p.add_argument("--out", default=None)
+    p.add_argument("--render", default=None, metavar="JSON", help="print the markdown table of a results file")
     args = p.parse_args(argv)
+    if args.render:
+        print(render_table(json.loads(Path(args.render).read_text())))
+        return
     if args.n < 1 or args.batch_size < 1:
         p.error(f"--n and --batch-size must be >= 1 (got {args.n}, {args.batch_size})")
     tolerances = [float(t) for t in args.tolerances.split(",") if t.strip()]
