@@ -44,8 +44,9 @@ class DiffusionDecoder:
     """
 
     def __init__(self, model: DiffusionModel, config: DecodeConfig | None = None, **options: Any) -> None:
-        if config is None:
-            config = decode_config(**options)
+        _check_model(model)
+        if config is None:  # the checkpoint's stored settings (fastdllm.json) are the defaults; arguments win
+            config = decode_config(**{**dict(getattr(model, "decode_defaults", None) or {}), **options})
         elif options:
             config = decode_config(**{**config.model_dump(), **options})
         self.model = model
@@ -72,13 +73,18 @@ class DiffusionDecoder:
         generator = None
         if cfg.seed is not None:
             generator = torch.Generator(device=device).manual_seed(cfg.seed)
-        canvas, real, position_ids, store = self._static_buffers(batch, L, device)
-        canvas[:, :P].copy_(prompt)
+        guided = cfg.cfg_scale > 0  # classifier-free guidance: rows [B, 2B) are the unconditional copies
+        copies = 2 if guided else 1
+        canvas, real, position_ids, store = self._static_buffers(batch * copies, L, device)
+        canvas[:batch, :P].copy_(prompt)
+        if guided:  # LLaDA's unconditional input: the prompt's real tokens replaced by the mask token
+            canvas[batch:, :P].copy_(prompt.masked_fill(prompt_mask, model.mask_token_id))
         canvas[:, P:].fill_(model.mask_token_id)
-        real[:, :P].copy_(prompt_mask)
+        real[:, :P].copy_(prompt_mask.repeat(copies, 1))
         real[:, P:].fill_(True)
         torch.sub(real.long().cumsum(-1), 1, out=position_ids).clamp_min_(0)
         key_mask = None if bool(prompt_mask.all()) else real
+        rows = canvas[:batch]  # [B, L] view: the conditional rows, the ones returned
 
         nfe_per_row = torch.zeros(batch, dtype=torch.long, device=device)  # [B]
         refresh_per_row = torch.zeros(batch, dtype=torch.long, device=device)  # [B]
@@ -86,8 +92,8 @@ class DiffusionDecoder:
         commit_forward = torch.zeros((batch, G), dtype=torch.long, device=device)  # [B, G]
         forced = torch.zeros((), dtype=torch.long, device=device)
         nfe = refreshes = recomputed = blocks_done = 0
-        self.cache.begin(layout)
         end_ids = torch.tensor(model.end_token_ids, device=device)  # [E]
+        self.cache.begin(layout)
 
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -95,24 +101,28 @@ class DiffusionDecoder:
         for block in range(layout.num_blocks):
             start, end = layout.block_bounds(block)
             for index in range(cfg.steps_bound):
-                masked = canvas[:, start:end] == model.mask_token_id  # [B, block]
+                masked = rows[:, start:end] == model.mask_token_id  # [B, block]
                 if index > 0 and not bool(masked.any()):  # the one host sync per step
                     break
-                step = Step(layout, block, index, cfg.temperature, generator)
+                step = Step(layout, block, index, cfg.temperature, generator, cfg.top_k, cfg.top_p)
                 plan = self.cache.plan(step)
                 _check_plan(plan, step, self.cache, first_forward=nfe == 0)
                 extra = {} if plan.extra is None else {"extra": plan.extra}
                 logits = model.forward_step(canvas, plan.start, plan.end, store, position_ids, key_mask,
-                                            start, end, **extra)  # [B, block, V]
+                                            start, end, **extra)  # [B * copies, block, V]
+                if guided:
+                    cond, uncond = logits[:batch], logits[batch:]
+                    logits = uncond + (cfg.cfg_scale + 1) * (cond - uncond)  # [B, block, V]
                 logits[..., model.mask_token_id] = float("-inf")  # the mask token is never a candidate
                 proposal = self.unmask.propose(logits, masked, step)
-                chosen = self.unmask.select(proposal, step) & masked  # [B, block]
-                commit = at_least_one(chosen, proposal)
+                chosen = _checked_selection(self.unmask.select(proposal, step), masked, self.unmask) & masked
+                commit = at_least_one(chosen, proposal)  # progress, enforced here only
                 forced += (commit.any(-1) & ~chosen.any(-1)).sum()
                 if index == cfg.steps_bound - 1:  # the bound: the last allowed forward commits every mask
                     flushes += (masked & ~commit).any(-1).sum()
                     commit = masked
-                canvas[:, start:end] = torch.where(commit, proposal.tokens, canvas[:, start:end])
+                write, tokens = (commit.repeat(2, 1), proposal.tokens.repeat(2, 1)) if guided else (commit, proposal.tokens)
+                canvas[:, start:end] = torch.where(write, tokens, canvas[:, start:end])  # the one canvas write
 
                 active = masked.any(-1)  # [B]
                 nfe_per_row += active
@@ -126,19 +136,19 @@ class DiffusionDecoder:
                 refreshes += plan.refresh
                 recomputed += plan.size
                 for callback in callbacks:
-                    callback(StepEvent(step, plan, canvas, commit, proposal))
+                    callback(StepEvent(step, plan, rows, commit, proposal))
             blocks_done += 1
-            if cfg.stop_at_eos and bool(torch.isin(canvas[:, P:end], end_ids).any(-1).all()):
+            if cfg.stop_at_eos and bool(torch.isin(rows[:, P:end], end_ids).any(-1).all()):
                 break
-        canvas[:, P:].masked_fill_(canvas[:, P:] == model.mask_token_id, model.pad_token_id)
+        rows[:, P:].masked_fill_(rows[:, P:] == model.mask_token_id, model.pad_token_id)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         wall = time.perf_counter() - started
 
-        first_end, answer_nfe = _answer_stats(canvas[:, P:], end_ids, commit_forward)
+        first_end, answer_nfe = _answer_stats(rows[:, P:], end_ids, commit_forward)
         decode = getattr(model, "decode", None)
         return GenerationResult(
-            sequences=canvas.clone(), prompt_length=P, nfe=nfe, refresh_forwards=refreshes, nfe_per_row=nfe_per_row,
+            sequences=rows.clone(), prompt_length=P, nfe=nfe, refresh_forwards=refreshes, nfe_per_row=nfe_per_row,
             refresh_per_row=refresh_per_row, first_end=first_end, answer_nfe=answer_nfe,
             commit_forward=commit_forward, forced_commits=int(forced), bound_flushes=int(flushes),
             wall_time_s=wall, blocks_decoded=blocks_done, recomputed_positions=recomputed,
@@ -229,6 +239,30 @@ def _check_plan(plan: Plan, step: Step, cache: CachePolicy, first_forward: bool)
                                            "recompute the whole canvas; set uses_store = True to reuse a store"))
 
 
+def _checked_selection(chosen: Any, masked: torch.Tensor, policy: UnmaskPolicy) -> torch.Tensor:
+    """``select``'s result, checked from metadata only (no sync): a bool tensor of the block's shape."""
+    if not isinstance(chosen, torch.Tensor) or chosen.dtype != torch.bool or chosen.shape != masked.shape:
+        got = (f"a {chosen.dtype} tensor of shape {list(chosen.shape)}" if isinstance(chosen, torch.Tensor)
+               else f"a {type(chosen).__name__}")
+        raise TypeError(f"unmask policy {policy.name!r} ({type(policy).__qualname__}.select) returned {got}; it must "
+                        f"return a bool tensor [B, block] = {list(masked.shape)} marking the positions to commit "
+                        "(e.g. `proposal.confidence >= tau`, or `.bool()` on a 0/1 tensor)")
+    return chosen
+
+
+def _check_model(model: Any) -> None:
+    """A model object, not a path or a name (a common first call: ``fastdllm.generate("path", ids)``)."""
+    import os
+
+    if isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"got {str(model)!r} ({type(model).__name__}) where a model is expected; load it first: "
+                        f"model = fastdllm.load_model({str(model)!r}), then fastdllm.generate(model, ids)")
+    missing = [a for a in ("mask_token_id", "pad_token_id", "forward_step") if not hasattr(model, a)]
+    if missing:
+        raise TypeError(f"{type(model).__qualname__} is not a diffusion model (it lacks {', '.join(missing)}); pass a "
+                        "model from fastdllm.load_model(...) or one implementing fastdllm.core.model_api.DiffusionModel")
+
+
 def _answer_stats(generated: torch.Tensor, end_ids: torch.Tensor, commit_forward: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """First end-token index per row ([B], G if none) and the forwards until the answer was complete ([B])."""
@@ -243,5 +277,6 @@ def _answer_stats(generated: torch.Tensor, end_ids: torch.Tensor, commit_forward
 def generate(model: DiffusionModel, prompt_ids, *, attention_mask: torch.Tensor | None = None,
              callbacks: Sequence[Callback] = (), **options: Any) -> GenerationResult:
     """One-call decoding: ``fastdllm.generate(model, ids, cache="dual", unmask="threshold",
-    gen_length=256, block_length=32)``. Options are ``DecodeConfig`` fields."""
+    gen_length=256, block_length=32)``. Options are ``DecodeConfig`` fields; those not given come from
+    the checkpoint's stored settings (``model.decode_defaults``), then the ``DecodeConfig`` defaults."""
     return DiffusionDecoder(model, **options).generate(prompt_ids, attention_mask, callbacks)

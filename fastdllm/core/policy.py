@@ -8,13 +8,13 @@ are the same policy.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fastdllm.core.proposal import Proposal, propose
-from fastdllm.core.registry import Registry
+from fastdllm.core.proposal import Proposal, confidence_measures, propose
+from fastdllm.core.registry import Registry, UnknownNameError
 from fastdllm.core.step import Layout, Observation, Plan, Step
 
 
@@ -40,7 +40,7 @@ def build_config(config_cls: type[PolicyConfig], owner: str, values: dict[str, A
             if e["type"] == "extra_forbidden":
                 problems.append(f"unknown field {field!r}")
             else:
-                problems.append(f"{field}={got!r}: {e['msg']}")
+                problems.append(f"{field}={got!r}: {e['msg'].removeprefix('Value error, ').rstrip('.')}")
         valid = ", ".join(config_cls.model_fields) or "(none)"
         raise ConfigError(f"{owner}: {'; '.join(problems)}. Valid fields: {valid}.") from None
 
@@ -91,6 +91,7 @@ class CachePolicy(Policy):
     the recomputed keys/values moved (``Observation.key_drift``/``value_drift``).
     """
 
+    Config: ClassVar[type[PolicyConfig]] = PolicyConfig  # a cache policy's Config derives from PolicyConfig
     uses_store: ClassVar[bool] = True
     wants_drift: ClassVar[bool] = False
 
@@ -107,32 +108,43 @@ class CachePolicy(Policy):
 class UnmaskPolicy(Policy):
     """Decides which still-masked positions of the block to commit at each step (Fast-dLLM §3.2).
 
-    Contract of ``select``: return a bool ``[B, block_length]`` mask that is a subset of
-    ``proposal.masked``; rows with masked positions should commit at least one (the decoder
-    enforces it and counts the rows it had to force). No host syncs, no Python loops over rows.
+    Contract of ``select``: return a bool ``[B, block_length]`` tensor; the decoder keeps only its
+    still-masked positions and, in a row that chose none, commits the most confident one (progress is
+    enforced there, in one place, and counted in ``forced_commits``). No host syncs, no Python loops
+    over rows. ``Config`` must derive from ``UnmaskPolicy.Config`` (checked at registration).
     """
 
     class Config(PolicyConfig):
-        confidence: Literal["prob", "margin", "neg_entropy"] = "prob"
+        confidence: str = Field("prob", description="a registered confidence measure (fastdllm ls)")
+
+        @field_validator("confidence")
+        @classmethod
+        def _registered(cls, name: str) -> str:
+            try:
+                confidence_measures.get(name)
+            except UnknownNameError as err:
+                raise ValueError(str(err)) from None
+            return name
 
     def propose(self, logits: torch.Tensor, masked: torch.Tensor, step: Step) -> Proposal:
         """Candidate tokens and confidences for the block; override for other scores."""
         return propose(
             logits, masked, temperature=step.temperature, generator=step.generator,
             confidence=self.config.confidence,  # type: ignore[attr-defined]
+            top_k=step.top_k, top_p=step.top_p,
         )
 
     def select(self, proposal: Proposal, step: Step) -> torch.Tensor:
         raise NotImplementedError
 
 
-cache_policies: Registry[CachePolicy] = Registry("cache policy")
-unmask_policies: Registry[UnmaskPolicy] = Registry("unmask policy")
+cache_policies: Registry[CachePolicy] = Registry("cache policy", base=CachePolicy)
+unmask_policies: Registry[UnmaskPolicy] = Registry("unmask policy", base=UnmaskPolicy)
 
 
 def at_least_one(commit: torch.Tensor, proposal: Proposal) -> torch.Tensor:
-    """``commit`` restricted to masked positions, plus each active row's most confident masked position
-    when the row would otherwise commit nothing. ``[B, block]`` bool, no host sync."""
+    """The decoder's progress rule: ``commit`` restricted to masked positions, plus each active row's most
+    confident masked position when the row would otherwise commit nothing. ``[B, block]`` bool, no sync."""
     commit = commit & proposal.masked
     best = proposal.masked_confidence().argmax(dim=-1, keepdim=True)  # [B, 1]
     top = torch.zeros_like(commit).scatter_(-1, best, True) & proposal.masked

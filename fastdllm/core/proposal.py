@@ -1,10 +1,17 @@
-"""Candidate tokens and their confidence for the positions of one block (shared by all unmask policies)."""
+"""Candidate tokens and their confidence for the positions of one block (shared by all unmask policies).
+
+Candidate sampling (temperature, top-k, top-p) lives here and only here; confidence measures are
+registered classes (``confidence_measures``), so a new measure is one file with no edit to core.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
+
+from fastdllm.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -18,10 +25,57 @@ class Proposal:
         return self.confidence.masked_fill(~self.masked, float("-inf"))
 
 
+class ConfidenceMeasure:
+    """How certain the model is of a candidate: ``score(logits [B, block, V] float32, tokens [B, block])``
+    → ``[B, block]`` float32, higher = more certain; thresholds assume values in [0, 1].
+
+    Register a subclass with ``@confidence_measures.register("name")``; the ``confidence`` field of every
+    unmask policy then accepts that name. Scores come from the untempered, unfiltered distribution
+    ``softmax(logits)``, as in LLaDA and Fast-dLLM.
+    """
+
+    name: ClassVar[str] = "unregistered"
+
+    @staticmethod
+    def score(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+confidence_measures: Registry[ConfidenceMeasure] = Registry("confidence", base=ConfidenceMeasure)
+
+
 def gumbel_noise(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """Standard Gumbel noise in float64 (LLaDA notes low-precision Gumbel noise hurts quality)."""
     u = torch.rand(shape, generator=generator, device=device, dtype=torch.float64)
     return -torch.log(-torch.log(u.clamp_min(1e-300)))
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+    """Logits with everything outside the top-k tokens, then outside the top-p nucleus, at -inf.
+
+    As Dream's ``top_k_logits``/``top_p_logits``: a token leaves the nucleus when the tokens more likely
+    than it already hold more than ``top_p`` of the probability (the most likely token always stays).
+    """
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]  # [B, block, 1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)  # [B, block, V]
+        before = sorted_logits.softmax(-1).cumsum(-1) - sorted_logits.softmax(-1)  # mass strictly before each
+        drop_sorted = before > top_p  # the first token has mass 0 before it: always kept
+        drop = torch.zeros_like(drop_sorted).scatter_(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample_candidates(logits: torch.Tensor, *, temperature: float = 0.0, top_k: int | None = None,
+                      top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Candidate tokens ``[B, block]``: the argmax at temperature 0, else an exact Gumbel-max draw from
+    ``softmax(filter_logits(logits / T))`` (the nucleus taken on the tempered distribution, as Dream does)."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)  # [B, block]; top-k / top-p never change the argmax
+    tempered = filter_logits(logits.double() / temperature, top_k, top_p)  # [B, block, V] float64
+    return (tempered + gumbel_noise(logits.shape, generator, logits.device)).argmax(dim=-1)
 
 
 def propose(
@@ -31,28 +85,12 @@ def propose(
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
     confidence: str = "prob",
+    top_k: int | None = None,
+    top_p: float | None = None,
 ) -> Proposal:
-    """Tokens: argmax at temperature 0, else exact Gumbel-max sampling from ``softmax(logits / T)``.
-
-    Confidence (as in LLaDA and Fast-dLLM, from the untempered distribution ``p = softmax(logits)``):
-    ``prob`` = p[token]; ``margin`` = p[top1] - p[top2]; ``neg_entropy`` = exp(sum p log p) = exp(-H(p)),
-    the negative entropy mapped into (0, 1] (1 for a one-hot ``p``) so that the same thresholds apply.
-    """
+    """Candidate tokens (``sample_candidates``) and their confidence (the registered measure ``confidence``:
+    ``prob`` = p[token], ``margin`` = p[top1] - p[top2], ``neg_entropy`` = exp(-H(p)), ...)."""
     logits = logits.float()  # [B, block, V]
-    if temperature > 0:
-        noisy = logits.double() / temperature + gumbel_noise(logits.shape, generator, logits.device)
-        tokens = noisy.argmax(dim=-1)  # [B, block]
-    else:
-        tokens = logits.argmax(dim=-1)  # [B, block]
-    if confidence == "prob":  # p[token] = exp(logit[token] - logsumexp(logits)): no [B, block, V] softmax
-        score = (logits.gather(-1, tokens.unsqueeze(-1)) - logits.logsumexp(-1, keepdim=True)).exp().squeeze(-1)
-        return Proposal(tokens=tokens, confidence=score, masked=masked)
-    probs = torch.softmax(logits, dim=-1)  # [B, block, V]
-    if confidence == "margin":
-        top2 = probs.topk(2, dim=-1).values  # [B, block, 2]
-        score = top2[..., 0] - top2[..., 1]
-    elif confidence == "neg_entropy":
-        score = (probs * torch.log(probs.clamp_min(1e-30))).sum(-1).exp()  # [B, block] in (0, 1]
-    else:
-        raise ValueError(f"unknown confidence {confidence!r}; use 'prob', 'margin' or 'neg_entropy'")
+    tokens = sample_candidates(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+    score = confidence_measures.get(confidence).score(logits, tokens)  # [B, block]
     return Proposal(tokens=tokens, confidence=score, masked=masked)

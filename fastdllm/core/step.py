@@ -41,8 +41,10 @@ class Step:
     layout: Layout
     block: int
     index: int  # step index inside the block, 0 at the block's first forward
-    temperature: float = 0.0
+    temperature: float = 0.0  # candidate sampling (see fastdllm.core.proposal.sample_candidates)
     generator: torch.Generator | None = None
+    top_k: int | None = None
+    top_p: float | None = None
 
     @property
     def block_start(self) -> int:

@@ -149,3 +149,6 @@ class DiffusionLM(nn.Module):
             cut = next((i for i, t in enumerate(row) if t in end), len(row))
             out.append(tok.decode(row[:cut], skip_special_tokens=True))
         return out
+
+
+model_adapters.base = DiffusionLM  # registered families must subclass it

@@ -17,9 +17,9 @@ PROMPTS = random_prompts(3, [9, 4, 7], seed=5)
 class Recount:
     """A callback that recounts, per row, the forwards spent and the forward that committed each position."""
 
-    def __init__(self, batch: int, prompt_length: int) -> None:
-        self.P = prompt_length
-        self.nfe = 0
+    def __init__(self, batch: int, prompt_length: int, rule=None) -> None:
+        self.P, self.rule = prompt_length, rule
+        self.nfe = self.forced = 0
         self.per_row = [0] * batch
         self.commit_forward = [[0] * GEN for _ in range(batch)]
         self.commits: list[list[int]] = []
@@ -28,6 +28,10 @@ class Recount:
         self.nfe += 1
         start = event.step.block_start - self.P
         self.commits.append(event.commit.sum(-1).tolist())
+        if self.rule is not None:  # rows with masks whose policy chose none: the decoder forced one commit
+            masked = event.proposal.masked
+            chosen = self.rule.select(event.proposal, event.step) & masked
+            self.forced += int((masked.any(-1) & ~chosen.any(-1)).sum())
         for row, (masked, commit) in enumerate(zip(event.proposal.masked.tolist(), event.commit.tolist())):
             if any(masked):
                 self.per_row[row] += 1
@@ -38,7 +42,8 @@ class Recount:
 
 
 def decode(cache, unmask):
-    recount = Recount(len(PROMPTS), max(map(len, PROMPTS)))
+    rule = fastdllm.DecodeConfig(unmask=unmask).unmask_policy()
+    recount = Recount(len(PROMPTS), max(map(len, PROMPTS)), rule)
     model = mask_free_llada()
     result = fastdllm.generate(model, PROMPTS, gen_length=GEN, block_length=BLOCK, cache=cache, unmask=unmask,
                                callbacks=[recount])
@@ -70,9 +75,9 @@ def test_statistics_match_a_recount(cache, unmask):
         torch.tensor(GEN)))
     torch.testing.assert_close(result.tokens_per_forward, GEN / result.nfe_per_row.float())
     assert result.refresh_forwards + result.cached_forwards == result.nfe
-    assert result.forced_commits == 0 and result.blocks_decoded == GEN // BLOCK
+    assert result.forced_commits == recount.forced and result.blocks_decoded == GEN // BLOCK
     summary = result.summary()
-    assert summary["nfe"] == result.nfe and summary["forced_commits"] == 0
+    assert summary["nfe"] == result.nfe and summary["forced_commits"] == recount.forced
     assert summary["nfe_per_row_mean"] == pytest.approx(sum(recount.per_row) / len(PROMPTS))
 
 

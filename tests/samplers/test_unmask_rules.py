@@ -7,6 +7,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from fastdllm.core.policy import at_least_one
 from fastdllm.core.proposal import Proposal
 from fastdllm.core.step import Layout, Step
 from fastdllm.samplers import FactorUnmask, FixedUnmask, ThresholdUnmask
@@ -20,6 +21,12 @@ def proposal(confidence, masked) -> Proposal:
     conf = torch.tensor(confidence, dtype=torch.float32)
     return Proposal(tokens=torch.zeros(conf.shape, dtype=torch.long), confidence=conf,
                     masked=torch.tensor(masked, dtype=torch.bool))
+
+
+def decide(policy, p, s):
+    """What the decoder commits: the policy's choice among the masked positions, plus its progress rule (the
+    most confident masked position in a row that chose none)."""
+    return at_least_one(policy.select(p, s) & p.masked, p)
 
 
 def step(block_length=4, gen_length=None, index=0, block=0) -> Step:
@@ -36,10 +43,10 @@ def test_threshold_rule():
                   [0.5, 0.5, 0.25, 0.1],  # exactly tau counts (>=)
                   [0.99, 0.99, 0.99, 0.99]],  # nothing masked: nothing committed
                  [[T, T, T, T], [F, T, T, T], [T, T, T, F], [F, F, F, F]])
-    assert ThresholdUnmask(threshold=0.9).select(p, step()).tolist() == [
+    assert decide(ThresholdUnmask(threshold=0.9), p, step()).tolist() == [
         [T, F, T, F], [F, F, T, F], [T, F, F, F], [F, F, F, F]]
-    assert ThresholdUnmask(threshold=0.5).select(p, step()).tolist()[2] == [T, T, F, F]
-    assert ThresholdUnmask(threshold=1.0).select(p, step()).tolist() == [
+    assert decide(ThresholdUnmask(threshold=0.5), p, step()).tolist()[2] == [T, T, F, F]
+    assert decide(ThresholdUnmask(threshold=1.0), p, step()).tolist() == [
         [T, F, F, F], [F, F, T, F], [T, F, F, F], [F, F, F, F]]
 
 
@@ -53,15 +60,15 @@ def test_factor_rule_hand_computed():
                   [0.3, 0.2, 0.1, 0.25],  # n=1: 1.4 >= 1 -> none qualifies: the most confident only
                   [0.1, 0.1, 0.1, 0.1]],  # nothing masked
                  [[T, T, T, T], [F, T, T, T], [T, T, T, T], [F, F, F, F]])
-    assert FactorUnmask(factor=1.0).select(p, step()).tolist() == [
+    assert decide(FactorUnmask(factor=1.0), p, step()).tolist() == [
         [T, T, T, F], [F, F, T, T], [T, F, F, F], [F, F, F, F]]
-    assert FactorUnmask(factor=0.5).select(p, step()).tolist()[0] == [T, T, F, F]  # n=3 gives 0.8 >= 0.5
-    assert FactorUnmask(factor=3.0).select(p, step()).tolist()[0] == [T, T, T, T]  # n=4 gives 2.5 < 3
-    assert FactorUnmask(factor=1.5).select(p, step()).tolist()[2] == [T, F, F, F]  # 1.4 < 1.5, n=2: 3*0.75
+    assert decide(FactorUnmask(factor=0.5), p, step()).tolist()[0] == [T, T, F, F]  # n=3 gives 0.8 >= 0.5
+    assert decide(FactorUnmask(factor=3.0), p, step()).tolist()[0] == [T, T, T, T]  # n=4 gives 2.5 < 3
+    assert decide(FactorUnmask(factor=1.5), p, step()).tolist()[2] == [T, F, F, F]  # 1.4 < 1.5, n=2: 3*0.75
     # the (n + 1) factor matters: with n instead, 2 * (1 - 0.6) = 0.8 < 1 would commit both
     edge = proposal([[0.62, 0.6, 0.1, 0.1]], [[T, T, T, T]])  # n=1: 2*0.38 = 0.76 < 1; n=2: 3*0.4 = 1.2
-    assert FactorUnmask(factor=1.0).select(edge, step()).tolist() == [[T, F, F, F]]
-    assert FactorUnmask(factor=1.25).select(edge, step()).tolist() == [[T, T, F, F]]
+    assert decide(FactorUnmask(factor=1.0), edge, step()).tolist() == [[T, F, F, F]]
+    assert decide(FactorUnmask(factor=1.25), edge, step()).tolist() == [[T, T, F, F]]
 
 
 @settings(max_examples=100, deadline=None)
@@ -73,7 +80,7 @@ def test_factor_rule_matches_its_definition(conf, factor, data):
     values = [(n + 1) * (1 - c) for n, c in enumerate(live, start=1)]
     assume(all(abs(v - factor) > 1e-4 for v in values))  # away from float32 rounding at the boundary
     count = max([n for n, v in enumerate(values, start=1) if v < factor], default=1)
-    chosen = FactorUnmask(factor=factor).select(proposal([conf], [masked]), step(len(conf)))[0]
+    chosen = decide(FactorUnmask(factor=factor), proposal([conf], [masked]), step(len(conf)))[0]
     assert int(chosen.sum()) == count
     assert not (chosen & ~torch.tensor(masked)).any()
     picked = sorted((c for c, k in zip(conf, chosen.tolist()) if k), reverse=True)
