@@ -5,7 +5,7 @@ from dataclasses import dataclass, fields
 import torch
 from pydantic import Field
 
-from fastdllm.core.policy import UnmaskPolicy, at_least_one, unmask_policies
+from fastdllm.core.policy import UnmaskPolicy, unmask_policies
 from fastdllm.core.proposal import Proposal
 from fastdllm.core.step import Step
 
@@ -56,4 +56,4 @@ class EntropyBoundedUnmask(UnmaskPolicy):
         count = ok.long().cumprod(-1).sum(-1, keepdim=True)  # [B, 1]: longest qualifying prefix
         rank = torch.empty_like(order).scatter_(-1, order, torch.arange(order.shape[-1], device=order.device)
                                                 .expand_as(order))  # [B, block]: position -> place in order
-        return at_least_one(rank < count, proposal)
+        return rank < count  # never empty in a row with masks: the first position always qualifies

@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from fastdllm.core.policy import UnmaskPolicy, at_least_one, unmask_policies
+from fastdllm.core.policy import UnmaskPolicy, unmask_policies
 from fastdllm.core.proposal import Proposal
 from fastdllm.core.step import Step
 
@@ -21,8 +21,9 @@ class KLStableUnmask(UnmaskPolicy):
     Diffusion Models", NeurIPS 2025, arXiv 2511.05664): a masked position is *stable* when the KL
     divergence between its predicted distributions at consecutive forwards, ``KL(p_t || p_{t-1})``, stayed
     below ``kl_threshold`` for the last ``history`` forwards; every stable position whose confidence
-    exceeds ``threshold`` is committed together. When none is ready the row commits its most confident
-    masked position (the paper falls back to its top-k schedule; here k = 1).
+    exceeds ``threshold`` is committed together. When none is ready the policy selects nothing and the
+    decoder's progress rule commits the row's most confident masked position (the paper falls back to its
+    top-k schedule; here k = 1), counted in ``forced_commits``: how often no position was ready.
 
     Difference from the paper's code: the history is kept per block (the decoder only computes the
     current block's logits), so a position can first be stable at the block's step ``history``.
@@ -55,5 +56,4 @@ class KLStableUnmask(UnmaskPolicy):
     def select(self, proposal: Proposal, step: Step) -> torch.Tensor:  # [B, block] bool
         if self.stable is None or self.stable.shape != proposal.masked.shape:
             raise RuntimeError("kl-stable: select() needs this policy's propose() for the same block first")
-        ready = self.stable & (proposal.confidence > self.config.threshold)  # [B, block]
-        return at_least_one(ready, proposal)
+        return self.stable & (proposal.confidence > self.config.threshold)  # [B, block]; may be empty

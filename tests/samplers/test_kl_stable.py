@@ -45,10 +45,11 @@ def run(policy, steps, block=0, first_index=0, rows=None):
 
 
 def test_commits_a_confident_position_once_it_was_stable_for_history_forwards():
-    # steps 0, 1: no KL history long enough -> the fallback, the most confident masked position (the jumpy one)
-    assert run(KLStableUnmask(history=2), 4) == [[F, T, F], [F, T, F], [T, F, F], [T, F, F]]
-    assert run(KLStableUnmask(history=1), 3) == [[F, T, F], [T, F, F], [T, F, F]]
-    assert run(KLStableUnmask(history=3), 4)[2:] == [[F, T, F], [T, F, F]]
+    # steps 0, 1: no KL history long enough -> nothing selected (the decoder then commits the most confident);
+    # the jumpy position is the most confident but never stable, the unsure one stable but below 0.9
+    assert run(KLStableUnmask(history=2), 4) == [[F, F, F], [F, F, F], [T, F, F], [T, F, F]]
+    assert run(KLStableUnmask(history=1), 3) == [[F, F, F], [T, F, F], [T, F, F]]
+    assert run(KLStableUnmask(history=3), 4)[2:] == [[F, F, F], [T, F, F]]
     # the unsure position is stable too: a threshold below its confidence lets it in
     assert run(KLStableUnmask(history=1, threshold=0.4), 2)[1] == [T, F, T]
 
@@ -56,7 +57,7 @@ def test_commits_a_confident_position_once_it_was_stable_for_history_forwards():
 def test_the_history_restarts_at_each_block():
     policy = KLStableUnmask(history=1)
     run(policy, 3, block=0)
-    assert run(policy, 2, block=1) == [[F, T, F], [T, F, F]]  # step 0 of block 1 sees no history
+    assert run(policy, 2, block=1) == [[F, F, F], [T, F, F]]  # step 0 of block 1 sees no history
 
 
 def test_a_jump_resets_the_run_and_a_small_drift_does_not():
@@ -65,10 +66,10 @@ def test_a_jump_resets_the_run_and_a_small_drift_does_not():
         return steady, [0.96, 0.03, 0.01] if t < 3 else [0.955, 0.035, 0.01], UNSURE  # KL ~ 1e-4 at step 3
 
     chosen = run(KLStableUnmask(history=2), 6, rows=rows)
-    # position 1 (0.96, steady) is the most confident: it wins the fallback, then is stable from step 2 on;
+    # position 1 (0.96, steady; a drift of KL 1e-4 at step 3 does not break its run) is stable from step 2 on;
     # position 0 moves away at step 2 and back at step 3 (both KL ~ 0.02): its run is 0 at steps 2 and 3,
     # 1 at step 4 and 2 at step 5, so it is committed at step 5 only
-    assert [r[1] for r in chosen] == [T, T, T, T, T, T]
+    assert [r[1] for r in chosen] == [F, F, T, T, T, T]
     assert [r[0] for r in chosen] == [F, F, F, F, F, T]
     jump = torch.tensor([0.9, 0.08, 0.02]).log(), torch.tensor(STEADY).log()
     assert 0.01 < float(step_kl(*jump)) and 0.01 < float(step_kl(*jump[::-1]))
@@ -85,7 +86,7 @@ def test_step_kl_is_kl_of_now_from_before():
 def test_threshold_is_strict_and_select_needs_propose():
     conf = KLStableUnmask().propose(logits_of(STEADY, jumpy(0), UNSURE), ALL, Step(LAYOUT, 0, 0)).confidence
     exactly = KLStableUnmask(history=1, threshold=float(conf[0, 0]))  # the steady position's own confidence
-    assert run(exactly, 2)[1] == [F, T, F]  # not > itself: only the fallback
+    assert run(exactly, 2)[1] == [F, F, F]  # not > itself: nothing ready
     assert run(KLStableUnmask(history=1, threshold=float(conf[0, 0]) - 1e-6), 2)[1] == [T, F, F]
     with pytest.raises(RuntimeError, match="propose"):
         KLStableUnmask().select(fastdllm.Proposal(torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 3), ALL),
@@ -93,16 +94,19 @@ def test_threshold_is_strict_and_select_needs_propose():
 
 
 def test_decodes_with_the_paper_rule_and_its_limits():
-    """threshold 1 is never exceeded: the fallback alone = one token per forward, token-identical to the
-    one-token fixed schedule; every position ready after one stable forward: two forwards per block."""
+    """threshold 1 is never exceeded: the decoder's progress rule alone = one token per forward (every one
+    counted as forced), token-identical to the one-token fixed schedule; every position ready after one
+    stable forward: two forwards per block, the first one forced."""
     prompts = random_prompts(3, [5, 3, 6], seed=2)
     options = dict(gen_length=12, block_length=4, cache="dual")
     never = fastdllm.generate(mask_free_llada(), prompts, unmask={"name": "kl-stable", "threshold": 1.0}, **options)
     fixed = fastdllm.generate(mask_free_llada(), prompts, unmask="fixed", **options)
-    assert torch.equal(never.sequences, fixed.sequences) and never.nfe == 12 and never.forced_commits == 0
+    assert torch.equal(never.sequences, fixed.sequences) and never.nfe == 12
+    assert never.forced_commits == int(never.nfe_per_row.sum()) == 3 * 12
     eager = {"name": "kl-stable", "threshold": 0.0, "kl_threshold": 1e9, "history": 1}
     fast = fastdllm.generate(mask_free_llada(), prompts, unmask=eager, **options)
-    assert fast.nfe == 6 and (fast.nfe_per_row == 6).all()  # step 0: the fallback; step 1: the rest
+    assert fast.nfe == 6 and (fast.nfe_per_row == 6).all()  # step 0: forced; step 1: the rest
+    assert fast.forced_commits == 3 * 3  # three rows at each block's first step
 
 
 def test_the_divergence_is_of_the_new_prediction_from_the_old():
@@ -113,5 +117,5 @@ def test_the_divergence_is_of_the_new_prediction_from_the_old():
     def rows(t):
         return (before if t == 0 else now), jumpy(t), UNSURE
 
-    assert run(KLStableUnmask(history=1), 2, rows=rows)[1] == [F, T, F]
+    assert run(KLStableUnmask(history=1), 2, rows=rows)[1] == [F, F, F]
     assert run(KLStableUnmask(history=1, kl_threshold=0.02), 2, rows=rows)[1] == [T, F, F]
