@@ -107,6 +107,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastdllm", description="Fast inference for masked diffusion LMs (Fast-dLLM).")
     parser.add_argument("--version", action="version", version=f"fastdllm {fastdllm.__version__}")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first (it registers policies, measures, tasks or models); repeatable")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("ls", help="list registered cache policies, unmask policies and models").set_defaults(func=cmd_ls)
 
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        fastdllm.load_plugins(args.plugin)  # --plugin modules and installed "fastdllm.plugins" entry points
         return args.func(args)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         print(f"fastdllm: error: {err}", file=sys.stderr)

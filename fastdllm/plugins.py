@@ -18,7 +18,7 @@ GROUP = "fastdllm.plugins"
 _entry_points_loaded = False
 
 
-class PluginError(ImportError):
+class PluginError(ImportError, RuntimeError):
     """A plugin module or entry point that cannot be imported; the message names it and the fix."""
 
 

@@ -61,6 +61,10 @@ def left_pad(prompts, attention_mask, pad_token_id: int, device) -> tuple[torch.
         return ids.to(device=device, dtype=torch.long), mask.to(device)
     if attention_mask is not None:
         raise ValueError("attention_mask is only taken with a prompt tensor; lists are padded here")
+    text = _first_text(prompts)
+    if text is not None:
+        raise TypeError(f"prompt_ids holds text ({text!r}), not token ids; encode it first: "
+                        "ids, mask = model.encode(prompts), then generate(model, ids, attention_mask=mask)")
     rows = [torch.as_tensor(p).reshape(-1) for p in prompts]
     bad = [i for i, r in enumerate(rows) if r.numel() and (r.is_floating_point() or r.dtype == torch.bool)]
     if bad:
@@ -76,3 +80,17 @@ def left_pad(prompts, attention_mask, pad_token_id: int, device) -> tuple[torch.
             ids[i, width - len(r):] = r
             mask[i, width - len(r):] = True
     return ids.to(device), mask.to(device)
+
+
+def _first_text(prompts) -> str | bytes | None:
+    """The first string among prompts given as text (a string, a list of strings, lists holding strings)."""
+    if isinstance(prompts, (str, bytes)):
+        return prompts
+    for p in prompts:
+        if isinstance(p, (str, bytes)):
+            return p
+        if isinstance(p, (list, tuple)):
+            for t in p:
+                if isinstance(t, (str, bytes)):
+                    return t
+    return None

@@ -1,7 +1,10 @@
 """``DiffusionLM``: the network plus what the decoder needs to know about a family (token ids, logit shift).
 
-A family adapter subclasses it, registers under a short name, and says how to read its HF
-``config.json`` (``arch_from_hf``) and how its checkpoint keys map onto the network (``hf_key_map``).
+A family adapter subclasses it, registers under a short name (``@model_adapters.register("name")``),
+declares the ``config.json`` it reads (``architectures``, ``model_types``: the loader finds the family
+through them), says how to read that config (``arch_from_hf``, ``tokens_from_hf``), how its checkpoint
+keys map onto the network (``hf_key_map``), and gives a tiny config for tests and benchmarks
+(``tiny_config``). A third family is one such file.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ class DiffusionLM(nn.Module):
 
     logit_shift: ClassVar[int] = 0
     name: ClassVar[str] = "unregistered"
+    architectures: ClassVar[tuple[str, ...]] = ()  # HF config.json ``architectures`` entries of this family
+    model_types: ClassVar[tuple[str, ...]] = ()  # ``model_type`` values (case-insensitive) besides the name
 
     def __init__(self, hf_config: dict[str, Any]) -> None:
         super().__init__()
@@ -34,6 +39,7 @@ class DiffusionLM(nn.Module):
         self.vocab_size = self.arch.vocab_size
         self.tokenizer = None  # set by the loader when the folder has tokenizer files
         self.cuda_graphs = None  # a CudaGraphSteps after use_cuda_graphs()
+        self.decode_defaults: dict[str, Any] = {}  # stored decode settings (fastdllm.json), set by the loader
 
     # ---- family hooks -------------------------------------------------------------------
     @classmethod
@@ -54,6 +60,20 @@ class DiffusionLM(nn.Module):
     def hf_key_map(cls, n_layers: int) -> dict[str, str]:
         """Checkpoint key → this module's ``state_dict`` key."""
         raise NotImplementedError
+
+    @classmethod
+    def tiny_config(cls, **overrides: Any) -> dict[str, Any]:
+        """A tiny ``config.json`` of the family for tests and benchmarks: vocabulary 64, width 32, 2 layers,
+        4 heads, mask id 63, EOS (= pad) 1, end of turn 2."""
+        raise NotImplementedError
+
+    @classmethod
+    def matches(cls, hf_config: dict[str, Any]) -> bool:
+        """Whether a ``config.json`` belongs to this family (its ``model_type`` or an ``architectures`` entry)."""
+        model_type = str(hf_config.get("model_type") or "").lower()
+        if model_type and model_type in {cls.name.lower(), *(t.lower() for t in cls.model_types)}:
+            return True
+        return any(arch in cls.architectures for arch in hf_config.get("architectures") or [])
 
     # ---- the decoder contract (fastdllm.core.model_api.DiffusionModel) ----------------------
     @property

@@ -24,8 +24,7 @@ from fastdllm.models.base import DiffusionLM, model_adapters
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
-#: HF ``architectures`` entries → adapter name (``model_type`` equal to a registered name also works).
-ARCHITECTURES = {"LLaDAModelLM": "llada", "DreamModel": "dream"}
+DECODE_FILE = "fastdllm.json"  # {"decode": {...}}: the checkpoint's stored decode settings
 #: What ``snapshot_download`` fetches: configs, weights, tokenizer files, chat templates (no code).
 SNAPSHOT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja", "tokenizer.model"]
 #: Checkpoint keys that are derived buffers, not weights (old Llama-style exports carry them).
@@ -41,6 +40,8 @@ def load_model(path_or_repo_id: str | Path, *, dtype: torch.dtype | str | None =
     ``dtype``: default the config's ``torch_dtype``, else float32 on CPU and bfloat16 on CUDA.
     ``device``: default CUDA when available, else CPU. The tokenizer (``model.tokenizer``) is loaded
     when the folder has tokenizer files, else it is ``None`` and the text APIs say what is missing.
+    ``model.decode_defaults`` holds the folder's stored decode settings (``fastdllm.json``), which
+    ``generate``/``DiffusionDecoder`` use for every option the caller does not pass.
     """
     folder = resolve_folder(path_or_repo_id, trust_remote_code)
     hf_config = read_json(folder / "config.json", "config.json of the checkpoint")
@@ -69,7 +70,25 @@ def load_model(path_or_repo_id: str | Path, *, dtype: torch.dtype | str | None =
             if hf_config.get(field) is None and generation.get(field) is not None:
                 setattr(model, field, int(generation[field]))
     model.tokenizer = load_tokenizer(folder, trust_remote_code)
+    model.decode_defaults = read_decode_defaults(folder)
     return model.eval()
+
+
+def read_decode_defaults(folder: Path) -> dict[str, Any]:
+    """The ``"decode"`` section of the folder's ``fastdllm.json`` (settings the checkpoint was trained or tuned
+    for, e.g. gen_length / block_length), ``{}`` without one; its keys must be ``DecodeConfig`` options."""
+    from fastdllm.core.config import DecodeConfig
+
+    path = folder / DECODE_FILE
+    if not path.exists():
+        return {}
+    decode = read_json(path, DECODE_FILE).get("decode", {})
+    if not isinstance(decode, dict):
+        raise ValueError(f"{path}: 'decode' must be an object of DecodeConfig options, got {decode!r}")
+    unknown = sorted(set(decode) - set(DecodeConfig.model_fields))
+    if unknown:
+        raise ValueError(f"{path}: unknown decode options {unknown}; valid: {', '.join(DecodeConfig.model_fields)}")
+    return dict(decode)
 
 
 # ---- where the folder is, which family it holds ------------------------------------------------
@@ -117,19 +136,19 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 
 
 def _supported() -> str:
-    archs = {name: [a for a, n in ARCHITECTURES.items() if n == name] for name in model_adapters.names()}
-    return ", ".join(f"{n} (model_type {n!r}" + (f" or architectures {a}" if a else "") + ")"
-                     for n, a in archs.items())
+    return ", ".join(f"{name} (model_type {', '.join(repr(t) for t in dict.fromkeys([name, *cls.model_types]))}"
+                     + (f" or architectures {list(cls.architectures)}" if cls.architectures else "") + ")"
+                     for name, cls in model_adapters)
 
 
 def adapter_for(hf_config: dict[str, Any], folder: Path | str = "the folder") -> type[DiffusionLM]:
-    """The adapter class for a config: ``model_type`` (case-insensitive) or a known ``architectures`` entry."""
+    """The registered family whose ``model_type`` (case-insensitive) matches, else the first whose declared
+    ``architectures`` contain an entry of the config's (``DiffusionLM.matches``)."""
     model_type = str(hf_config.get("model_type") or "").lower()
-    if model_type in model_adapters:
-        return model_adapters.get(model_type)
-    for arch in hf_config.get("architectures") or []:
-        if arch in ARCHITECTURES:
-            return model_adapters.get(ARCHITECTURES[arch])
+    by_type = [cls for _, cls in model_adapters if model_type and cls.matches({"model_type": model_type})]
+    by_arch = [cls for _, cls in model_adapters if cls.matches({"architectures": hf_config.get("architectures")})]
+    if by_type or by_arch:
+        return (by_type or by_arch)[0]
     found = f"model_type {hf_config['model_type']!r}" if model_type else "no model_type"
     raise ValueError(f"config.json in {folder} has {found} (architectures {hf_config.get('architectures')}), "
                      f"which is not a supported family. Supported: {_supported()}")
@@ -316,6 +335,9 @@ def save_checkpoint(model: DiffusionLM, folder: str | Path, *, tokenizer=None, m
     generation = {"eos_token_id": list(model.end_token_ids), "pad_token_id": model.pad_token_id,
                   "mask_token_id": model.mask_token_id}
     (folder / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    if getattr(model, "decode_defaults", None):  # keep the stored decode settings with the weights
+        stored = json.loads((folder / DECODE_FILE).read_text()) if (folder / DECODE_FILE).exists() else {}
+        (folder / DECODE_FILE).write_text(json.dumps({**stored, "decode": model.decode_defaults}, indent=2) + "\n")
     tokenizer = model.tokenizer if tokenizer is None else tokenizer
     if tokenizer is not None and tokenizer is not False:
         tokenizer.save_pretrained(str(folder))

@@ -52,6 +52,16 @@ class Dream(DiffusionLM):
     token i is predicted from the hidden state at i-1."""
 
     logit_shift = 1
+    architectures = ("DreamModel",)
+    model_types = ("dream",)
+
+    @classmethod
+    def tiny_config(cls, **overrides: Any) -> dict[str, Any]:
+        return dream_config(**{"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+                               "num_key_value_heads": 2, "intermediate_size": 64, "vocab_size": 64,
+                               "max_position_embeddings": 128, "rope_theta": 5000.0, "mask_token_id": 63,
+                               "eos_token_id": 1, "pad_token_id": 1, "bos_token_id": 1, "im_end_token_id": 2,
+                               **overrides})
 
     @classmethod
     def arch_from_hf(cls, cfg: dict[str, Any]) -> ArchConfig:

@@ -25,6 +25,15 @@ class LLaDA(DiffusionLM):
     (inside a block) the down projection; no biases; RoPE half-split in fp32; no logit shift."""
 
     logit_shift = 0
+    architectures = ("LLaDAModelLM",)
+    model_types = ("llada",)
+
+    @classmethod
+    def tiny_config(cls, **overrides: Any) -> dict[str, Any]:
+        return llada_config(**{"d_model": 32, "n_layers": 2, "n_heads": 4, "mlp_hidden_size": 64, "vocab_size": 64,
+                               "max_sequence_length": 128, "rope_theta": 10000.0, "mask_token_id": 63,
+                               "eos_token_id": 1, "pad_token_id": 1, "bos_token_id": 3, "eot_token_id": 2,
+                               **overrides})
 
     @classmethod
     def arch_from_hf(cls, cfg: dict[str, Any]) -> ArchConfig:

@@ -11,6 +11,7 @@ import difflib
 from pathlib import Path
 from typing import Any
 
+from fastdllm.core.registry import Registry
 from fastdllm.tasks.arithmetic import ArithmeticTask
 from fastdllm.tasks.base import Problem, Split, Task
 from fastdllm.tasks.extraction import extract_gsm8k, extract_last_number
@@ -18,7 +19,11 @@ from fastdllm.tasks.jsonl import JsonlTask
 from fastdllm.tasks.mixture import iter_mixture, sample_mixture
 from fastdllm.tasks.sorting import SortingTask
 
-TASKS: dict[str, type[Task]] = {"arithmetic": ArithmeticTask, "sorting": SortingTask}
+#: Task classes by name; register more with ``@fastdllm.tasks.tasks.register("name")`` (a plugin can).
+tasks: Registry[Task] = Registry("task", base=Task, set_name=False)
+tasks.register("arithmetic")(ArithmeticTask)
+tasks.register("sorting")(SortingTask)
+TASKS: dict[str, type[Task]] = tasks.entries  # the live name -> class view
 
 
 class UnknownTaskError(KeyError, ValueError):
@@ -48,6 +53,10 @@ def get_task(name: str | Path | Task, **kwargs: Any) -> Task:
     if text.lower().endswith(".jsonl"):
         return JsonlTask(text, **kwargs)
     key = text.strip().lower()
+    if key not in TASKS:
+        from fastdllm.plugins import load_plugins
+
+        load_plugins()  # an installed plugin may register it
     if key not in TASKS:
         close = difflib.get_close_matches(key, TASKS, n=2, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

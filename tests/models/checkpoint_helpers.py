@@ -18,10 +18,9 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 import fastdllm
-from fastdllm.models.dream import dream_config
 
 VOCAB, MASK, EOS, END_TURN = 64, 63, 1, 2
-FAMILIES = ("llada", "dream")
+FAMILIES = tuple(fastdllm.model_adapters.names())  # every registered family (tiny_config, hf_key_map, ...)
 
 LLADA_SPECIALS = {"[UNK]": 0, "<|endoftext|>": EOS, "<|eot_id|>": END_TURN, "<|startoftext|>": 3,
                   "<|start_header_id|>": 4, "<|end_header_id|>": 5, "<|mdm_mask|>": MASK}
@@ -45,18 +44,8 @@ def single_thread():
 
 
 def tiny_config(family: str, **overrides) -> dict:
-    """A tiny config of the family: vocab 64, d 32, 2 layers, 4 heads (Dream: 2 KV heads), mask 63, EOS 1."""
-    if family == "llada":
-        cfg = fastdllm.llada_config(d_model=32, n_layers=2, n_heads=4, mlp_hidden_size=64, vocab_size=VOCAB,
-                                    max_sequence_length=128, rope_theta=10000.0, mask_token_id=MASK,
-                                    eos_token_id=EOS, pad_token_id=EOS, bos_token_id=3, eot_token_id=END_TURN)
-    else:
-        cfg = dream_config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                           intermediate_size=64, vocab_size=VOCAB, max_position_embeddings=128, rope_theta=5000.0,
-                           mask_token_id=MASK, eos_token_id=EOS, pad_token_id=EOS, bos_token_id=EOS,
-                           im_end_token_id=END_TURN)
-    cfg.update(overrides)
-    return cfg
+    """The family's own tiny config: vocab 64, d 32, 2 layers, 4 heads, mask 63, EOS 1, end of turn 2."""
+    return fastdllm.model_adapters.get(family).tiny_config(**overrides)
 
 
 def tiny_model(family: str, seed: int = 0, **overrides) -> fastdllm.DiffusionLM:
