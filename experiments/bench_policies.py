@@ -121,6 +121,21 @@ def render_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def git_commit() -> str:
+    """The commit measured (``+dirty`` with uncommitted changes), or ``unknown`` outside a git checkout."""
+    import subprocess
+
+    here = Path(__file__).parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped tiny model)")
@@ -148,7 +163,7 @@ def main(argv=None) -> None:
     groups = {"main": main_settings(), "drift_sweep": drift_settings(tolerances)}
     out: dict = {"model": str(path), "family": model.name, "task": "arithmetic", "split": "test", "seed": 0,
                  "n": args.n, "batch_size": args.batch_size, "decode": decode, "env": torch_info(),
-                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "note": args.note,
+                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": git_commit(), "note": args.note,
                  "command": "python experiments/bench_policies.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     for group, settings in groups.items():
         out[group] = [measure(model, problems, task, args.batch_size, decode, label, setting)
