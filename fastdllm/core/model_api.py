@@ -33,6 +33,9 @@ class DiffusionModel(Protocol):
         key_mask: torch.Tensor | None,  # [B, L] bool, True = real token; None = no padding
         logits_start: int,
         logits_end: int,  # return logits predicting the tokens at canvas positions [logits_start, logits_end)
+        # optional keyword ``extra``: a [n] long tensor of positions outside [start, end) to recompute too;
+        # the decoder passes it only for plans that have one (Plan.block_and), so a model without it still
+        # serves every range plan
     ) -> torch.Tensor: ...  # [B, logits_end - logits_start, V]
 
 

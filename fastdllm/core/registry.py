@@ -49,6 +49,12 @@ class Registry(Generic[T]):
 
         return add
 
+    def unregister(self, name: str) -> type[T]:
+        """Remove and return the class registered under ``name`` (tests, notebooks)."""
+        if name not in self._entries:
+            raise UnknownNameError(self.unknown_message(name))
+        return self._entries.pop(name)
+
     def _check(self, name: str, cls: Any) -> None:
         where = f"{self.kind} {name!r}"
         if not isinstance(name, str) or not name.strip():

@@ -120,7 +120,8 @@ class Plan:
 class Observation:
     """What one forward saw, handed to ``CachePolicy.observe`` after the commit.
 
-    ``key_drift``/``value_drift`` ``[n_layers, B]`` float32 device tensors: per layer and row, the relative
+    ``key_drift``/``value_drift`` ``[n_layers, rows]`` float32 device tensors (rows = B, or 2B with
+    ``cfg_scale`` > 0, the unconditional copies last): per layer and store row, the relative
     L2 change ``||new - old|| / ||old||`` of the recomputed keys/values against what the store held
     before this forward. Present only when the policy sets ``wants_drift = True`` and the store held
     something (``None`` at the first forward of a decode and without a store). Reading them on the host

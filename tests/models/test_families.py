@@ -49,11 +49,14 @@ def test_a_third_family_is_one_class(tmp_path):
             cfg = fastdllm.LLaDA.tiny_config(**overrides)
             return {**cfg, "model_type": "third-dlm", "architectures": ["ThirdForDiffusion"]}
 
-    torch.manual_seed(0)
-    model = Third(Third.tiny_config())
-    folder = fastdllm.save_checkpoint(model, tmp_path / "third", tokenizer=False)
-    assert json.loads((folder / "config.json").read_text())["model_type"] == "third-dlm"
-    loaded = fastdllm.load_model(folder, device="cpu")
-    assert type(loaded) is Third and loaded.name == "test-third"
-    result = fastdllm.generate(loaded, [[5, 6, 7]], gen_length=8, block_length=4, unmask="fixed")
-    assert result.generated.shape == (1, 8)
+    try:
+        torch.manual_seed(0)
+        model = Third(Third.tiny_config())
+        folder = fastdllm.save_checkpoint(model, tmp_path / "third", tokenizer=False)
+        assert json.loads((folder / "config.json").read_text())["model_type"] == "third-dlm"
+        loaded = fastdllm.load_model(folder, device="cpu")
+        assert type(loaded) is Third and loaded.name == "test-third"
+        result = fastdllm.generate(loaded, [[5, 6, 7]], gen_length=8, block_length=4, unmask="fixed")
+        assert result.generated.shape == (1, 8)
+    finally:
+        fastdllm.model_adapters.unregister("test-third")
