@@ -37,9 +37,9 @@ class StoreKeeping(RecordingModel):
 
 
 def decode(cache, model):
-    snapshots = []  # the store's keys after each forward  [n_layers, B, H, L, D]
+    snapshots = []  # the store's keys and values after each forward, each [n_layers, B, H, L, D]
     result = fastdllm.generate(model, PROMPTS, cache=cache, callbacks=[lambda e: snapshots.append(
-        model.store.keys.clone())], **OPTIONS)
+        torch.stack([model.store.keys, model.store.values]))], **OPTIONS)
     return result, snapshots
 
 
@@ -56,16 +56,16 @@ def test_first_forward_refreshes_then_block_starts_cover_exactly_the_generated_r
 
 
 def test_prompt_keys_and_values_are_never_rewritten():
-    """After the first forward the prompt's keys stay exactly as written (in the second layer they would
-    have changed: dual rewrites them), while the generated region's keys are recomputed."""
+    """After the first forward the prompt's keys and values stay exactly as written (in the second layer they
+    would have changed: dual rewrites them), while the generated region's are recomputed."""
     model = StoreKeeping(tiny_llada(), forbid_mask=True)
     result, snaps = decode("prompt-reuse", model)
     P = result.prompt_length
-    assert all(torch.equal(s[:, :, :, :P], snaps[0][:, :, :, :P]) for s in snaps)
-    assert not torch.equal(snaps[-1][:, :, :, P:], snaps[0][:, :, :, P:])
+    assert all(torch.equal(s[..., :P, :], snaps[0][..., :P, :]) for s in snaps)
+    assert not torch.equal(snaps[-1][..., P:, :], snaps[0][..., P:, :])
     dual_model = StoreKeeping(tiny_llada(), forbid_mask=True)
     _, dual_snaps = decode("dual", dual_model)
-    assert not torch.equal(dual_snaps[-1][1, :, :, :P], dual_snaps[0][1, :, :, :P])
+    assert not torch.equal(dual_snaps[-1][:, 1, ..., :P, :], dual_snaps[0][:, 1, ..., :P, :])
 
 
 def test_block_start_logits_match_a_brute_force_reference():
