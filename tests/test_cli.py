@@ -13,7 +13,7 @@ import fastdllm
 from fastdllm.assets import ASSETS, default_decode_options, tiny_model_path
 from fastdllm.cli import main
 from fastdllm.core.registry import describe_fields
-from fastdllm.tasks import get_task
+from fastdllm.tasks import TASKS, get_task
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -85,8 +85,10 @@ def test_ls_lists_every_registered_name_per_section(capsys):
     code, out, err = run_cli(["ls"], capsys)
     assert code == 0, err
     parts = sections(out)
-    assert set(parts) == {"cache policies", "unmask policies", "models"}
+    assert set(parts) == {"cache policies", "unmask policies", "models", "tasks", "shipped models"}
     assert entry_names(parts["cache policies"]) == fastdllm.cache_policies.names()
+    assert entry_names(parts["tasks"]) == [*sorted(TASKS), "FILE.jsonl", "lm-eval:TASK,…"]
+    assert entry_names(parts["shipped models"]) == ["tiny-llada", "tiny-dream"]
     assert entry_names(parts["unmask policies"]) == fastdllm.unmask_policies.names()
     assert entry_names(parts["models"]) == fastdllm.model_adapters.names()
     # the built-ins are among them
