@@ -118,8 +118,24 @@ def _split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     if argv[index] == "lm-eval":
         return argv[:index + 1], argv[index + 1:]
     if argv[index] in ("run", "validate", "sweep"):
-        argv = argv[:index + 1] + [_as_override(a) for a in argv[index + 1:]]
+        rest = [_as_override(a) for a in argv[index + 1:]]
+        argv = argv[:index + 1] + _options_first(rest)
     return argv, []
+
+
+def _options_first(rest: list[str]) -> list[str]:
+    """``sweep S.yaml k=v --config B.yaml k2=v2`` → options before positionals (argparse cannot take
+    positionals on both sides of an option)."""
+    options, positionals, i = [], [], 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg == "--config" and i + 1 < len(rest):
+            options += rest[i:i + 2]
+            i += 2
+            continue
+        (options if arg.startswith("-") else positionals).append(arg)
+        i += 1
+    return options + positionals
 
 
 def _as_override(arg: str) -> str:
