@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import sys
 import textwrap
 from pathlib import Path
 
@@ -61,9 +60,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
                                     "`fastdllm run`, e.g. runs/*")
     try:
         from fastdllm.plots import plot_runs
+
+        written = plot_runs(args.runs, args.out)
     except ImportError as err:
         raise ImportError(_missing("plotting", "fastdllm.plots", "plot", err)) from None
-    for path in plot_runs(args.runs, args.out):
+    for path in written:
         print(path)
     return 0
 
@@ -131,6 +132,3 @@ def _summary(cls: type) -> str:
     """A class docstring's first paragraph, on one line."""
     return " ".join((cls.__doc__ or "").split("\n\n")[0].split())
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use the `fastdllm` command")
