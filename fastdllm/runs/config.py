@@ -33,7 +33,9 @@ class TaskConfig(_Section):
     batch_size: int = Field(32, ge=1, description="prompts decoded together")
     seed: int = Field(0, description="seed of the synthetic tasks' problem draw")
     split: Literal["train", "test"] = Field("test", description="split of the task to draw from")
-    extract: Literal["gsm8k", "exact"] | None = Field(None, description="JSONL scorer (default: the task's own)")
+    extract: str | None = Field(None, description="JSONL answer extraction (gsm8k, exact; default: the task's)")
+    scorer: str | None = Field(None, description="the scorer behind accuracy (default: the task's; e.g. strict, "
+                               "lenient)")
     num_fewshot: int | None = Field(None, ge=0, description="lm-eval tasks only: few-shot examples")
 
     @property
@@ -65,6 +67,17 @@ class TaskConfig(_Section):
             raise ValueError(f"extract={self.extract!r} applies to .jsonl tasks only, not {self.name!r}")
         if self.num_fewshot is not None and not self.is_lm_eval:
             raise ValueError("num_fewshot applies to lm-eval tasks only ('lm-eval:TASK')")
+        if self.is_lm_eval:
+            if self.scorer is not None:
+                raise ValueError("scorer applies to built-in and JSONL tasks; lm-eval tasks score themselves")
+            return self
+        if self.extract is not None:
+            self.build()  # the task checks its own extraction modes (and refuses ones its answers do not fit)
+        if self.scorer is not None:
+            task = self.build()
+            if not hasattr(task, "resolve_scorer"):
+                raise ValueError(f"scorer={self.scorer!r}: this fastdllm version has no named scorers")
+            task.resolve_scorer(self.scorer)  # ValueError listing the task's scorers
         return self
 
     def build(self):
@@ -72,7 +85,10 @@ class TaskConfig(_Section):
         from fastdllm.tasks import get_task
 
         kwargs = {"extract": self.extract} if self.extract else {}
-        return get_task(self.name, **kwargs)
+        try:
+            return get_task(self.name, **kwargs)
+        except TypeError as err:
+            raise ValueError(str(err)) from None
 
 
 class TrackingConfig(_Section):
@@ -125,6 +141,13 @@ class RunConfig(_Section):
         if device is not None and not _DEVICE.match(device):
             raise ValueError(f"device {device!r} is not cpu, cuda, cuda:N or mps")
         return device
+
+    @model_validator(mode="after")
+    def _lm_eval_decodes_greedily(self) -> "RunConfig":
+        if self.task.is_lm_eval and self.decode.temperature:
+            raise ValueError("lm-eval tasks decode greedily (the fastdllm lm-eval model takes no temperature); "
+                             "set decode.temperature=0")
+        return self
 
     def model_path(self):
         return resolve_model(self.model)

@@ -47,7 +47,7 @@ def run_name(config: RunConfig) -> str:
 
 def sample_row(index: int, row: dict[str, Any]) -> dict[str, Any]:
     """A samples.jsonl line: the row's own keys, with ``index`` first and ``target`` (the reference answer)."""
-    row = dict(row)
+    row = {k: v for k, v in row.items() if k != "index"}  # evaluate's index is within this rank's shard
     if "target" not in row and "answer" in row:
         row["target"] = row.pop("answer")
     return {"index": index, **row}
@@ -60,9 +60,14 @@ def merge_reports(reports: list[dict[str, Any]], rows: list[dict[str, Any]], gen
         return {k: v for k, v in reports[0].items() if k != "rows"}
     n = sum(r["n"] for r in reports)
     merged: dict[str, Any] = {"setting": reports[0]["setting"], "n": n}
-    for key, value in reports[0].items():
-        if key not in _NOT_ROW_MEANS and isinstance(value, (int, float)) and not isinstance(value, bool):
-            merged[key] = sum(r[key] * r["n"] for r in reports) / n
+    for key in reports[0]:
+        if key in _NOT_ROW_MEANS:
+            continue
+        have = [r for r in reports if _is_number(r.get(key))]
+        if have:  # a mean over rows; None in a shard (e.g. no chained problem) leaves it out
+            merged[key] = sum(r[key] * r["n"] for r in have) / sum(r["n"] for r in have)
+        elif all(r.get(key) is None for r in reports):
+            merged[key] = None
     wall = max(r["wall_time_s"] for r in reports)
     forwards = [r["n"] * r.get("nfe_mean", 1.0) for r in reports]
     merged.update(
@@ -73,6 +78,10 @@ def merge_reports(reports: list[dict[str, Any]], rows: list[dict[str, Any]], gen
     if "scorer" in reports[0]:
         merged["scorer"] = reports[0]["scorer"]
     return merged
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def build_summary(config: RunConfig, name: str, report: dict[str, Any], scorer: str, world_size: int,

@@ -24,9 +24,8 @@ def model_args(config: RunConfig) -> str:
     items["cache"], items["unmask"] = d.cache["name"], d.unmask["name"]
     for spec in (d.cache, d.unmask):
         items.update({k: v for k, v in spec.items() if k != "name"})
-    items.update(gen_length=d.gen_length, block_length=d.block_length)
-    if d.temperature:
-        items.update(temperature=d.temperature, seed=d.seed)
+    items.update(gen_length=d.gen_length, block_length=d.block_length, seed=d.seed,
+                 max_steps_per_block=d.max_steps_per_block, stop_at_eos=True if d.stop_at_eos else None)
     return ",".join(f"{k}={v}" for k, v in items.items() if v is not None)
 
 

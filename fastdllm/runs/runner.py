@@ -104,8 +104,9 @@ def _decode_shard(config: RunConfig, ctx: Distributed, task, mine, models, progr
     load_s = time.perf_counter() - started
     if not mine:
         return {"rows": [], "report": None, "load_s": load_s}
+    scorer = {"scorer": config.task.scorer} if config.task.scorer else {}
     report = evaluate(model, [p for _, p in mine], task, batch_size=config.task.batch_size, progress=progress,
-                      keep_rows=True, **config.decode.model_dump())
+                      keep_rows=True, **scorer, **config.decode.model_dump())
     rows = [sample_row(i, row) for (i, _), row in zip(mine, report.rows)]
     return {"rows": rows, "report": report.to_dict(), "load_s": load_s}
 

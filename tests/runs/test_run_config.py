@@ -125,3 +125,26 @@ def test_plugins_load_before_validation(tmp_path, monkeypatch):
     assert config.decode.unmask["name"] == "plugin-greedy"
     with pytest.raises(ConfigProblems, match="plugins: cannot import"):
         load_run_config(None, ["plugins=[no_such_plugin_module]"])
+
+
+def test_lm_eval_tasks_validate_and_build_lm_eval_arguments(tmp_path):
+    from fastdllm.runs.lm_eval_task import lm_eval_argv
+
+    config = load_run_config(None, ["task.name=lm-eval:gsm8k,minerva_math", "task.num_fewshot=5", "task.limit=8",
+                                    "decode.gen_length=256", "decode.block_length=32", "decode.unmask.threshold=0.9"])
+    assert config.task.lm_eval_tasks == ["gsm8k", "minerva_math"]
+    argv = lm_eval_argv(config, tmp_path / "out")
+    assert "--log_samples" in argv
+    args = {a: argv[i + 1] for i, a in enumerate(argv) if a.startswith("--") and a != "--log_samples"}
+    assert args["--model"] == "fastdllm" and args["--tasks"] == "gsm8k,minerva_math"
+    assert args["--num_fewshot"] == "5" and args["--limit"] == "8"
+    model_args = dict(item.split("=", 1) for item in args["--model_args"].split(","))
+    assert model_args["cache"] == "dual" and model_args["unmask"] == "threshold"
+    assert model_args["threshold"] == "0.9" and model_args["gen_length"] == "256" and model_args["block_length"] == "32"
+    assert model_args["pretrained"].endswith("tiny-llada") and "stop_at_eos" not in model_args
+    with pytest.raises(ConfigProblems, match="names no lm-eval task"):
+        load_run_config(None, ["task.name=lm-eval:"])
+    with pytest.raises(ConfigProblems, match="decode greedily"):
+        load_run_config(None, ["task.name=lm-eval:gsm8k", "decode.temperature=0.5"])
+    with pytest.raises(ConfigProblems, match="num_fewshot applies to lm-eval tasks only"):
+        load_run_config(None, ["task.num_fewshot=3"])
