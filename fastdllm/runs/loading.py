@@ -31,9 +31,12 @@ def parse_value(text: str) -> Any:
     except json.JSONDecodeError:
         pass
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, dict) and not text.lstrip().startswith("{"):
+        return text  # "lm-eval:" is a name, not a one-key mapping (mappings on the command line use braces)
+    return value
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:
