@@ -37,6 +37,8 @@ class TaskConfig(_Section):
     scorer: str | None = Field(None, description="the scorer behind accuracy (default: the task's; e.g. strict, "
                                "lenient)")
     num_fewshot: int | None = Field(None, ge=0, description="lm-eval tasks only: few-shot examples")
+    lm_eval_args: list[str] = Field(default_factory=list, description="lm-eval tasks only: more lm-eval CLI "
+                                    "arguments, e.g. [--include_path, DIR, --apply_chat_template]")
 
     @property
     def is_lm_eval(self) -> bool:
@@ -65,8 +67,8 @@ class TaskConfig(_Section):
     def _fields_fit_the_task(self) -> "TaskConfig":
         if self.extract is not None and not self.name.lower().endswith(".jsonl"):
             raise ValueError(f"extract={self.extract!r} applies to .jsonl tasks only, not {self.name!r}")
-        if self.num_fewshot is not None and not self.is_lm_eval:
-            raise ValueError("num_fewshot applies to lm-eval tasks only ('lm-eval:TASK')")
+        if (self.num_fewshot is not None or self.lm_eval_args) and not self.is_lm_eval:
+            raise ValueError("num_fewshot and lm_eval_args apply to lm-eval tasks only ('lm-eval:TASK')")
         if self.is_lm_eval:
             if self.scorer is not None:
                 raise ValueError("scorer applies to built-in and JSONL tasks; lm-eval tasks score themselves")

@@ -1,6 +1,10 @@
 """``task.name: lm-eval:TASK[,TASK…]``: the run is handed to lm-evaluation-harness through the
 ``fastdllm`` lm-eval model (``fastdllm.lm_eval_model``), with the config's decode settings as model_args.
-lm-eval writes its own results under the run folder (``lm_eval/``); summary.json points at them."""
+
+lm-eval writes its own results and samples under the run folder (``lm_eval/``); summary.json carries
+lm-eval's metrics, the headline one as ``accuracy`` (named in ``accuracy_metric``), and the decode
+statistics the fastdllm model recorded (NFE, TPF, tokens/s).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ from typing import Any
 from fastdllm.runs.config import RunConfig
 from fastdllm.runs.folder import run_name
 from fastdllm.runs.loading import dump_yaml
+
+STATS_KEYS = ("nfe_mean", "tpf_canvas", "tpf_answer", "answer_tokens_mean", "wall_time_s", "tokens_per_s_canvas",
+              "tokens_per_s_useful")
 
 
 def model_args(config: RunConfig) -> str:
@@ -35,7 +42,16 @@ def lm_eval_argv(config: RunConfig, output: Path) -> list[str]:
             "--output_path", str(output), "--seed", str(config.task.seed), "--log_samples"]
     if config.task.num_fewshot is not None:
         argv += ["--num_fewshot", str(config.task.num_fewshot)]
-    return argv
+    return argv + list(config.task.lm_eval_args)
+
+
+def headline(results: dict[str, dict[str, Any]]) -> tuple[str | None, float | None]:
+    """The first task's first numeric metric (not a stderr): ``("gsm8k/exact_match,strict-match", 0.78)``."""
+    for task, metrics in results.items():
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and "stderr" not in key:
+                return f"{task}/{key}", float(value)
+    return None, None
 
 
 def execute_lm_eval(config: RunConfig, command: str | None = None, log=print) -> Path:
@@ -44,18 +60,27 @@ def execute_lm_eval(config: RunConfig, command: str | None = None, log=print) ->
     except ImportError as err:
         raise ImportError(f"lm-eval tasks need fastdllm.lm_eval_model and lm-eval ({err}): "
                           "pip install 'fastdllm[lmeval]'") from err
-    run_dir = Path(config.output_dir) / run_name(config)
+    run_dir = Path(config.output_dir).resolve() / run_name(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_yaml(config))
-    argv = lm_eval_argv(config, run_dir / "lm_eval")
+    output = run_dir / "lm_eval"
+    argv = lm_eval_argv(config, output)
     code = lm_eval_main(argv)
-    results = {}
-    for file in sorted((run_dir / "lm_eval").rglob("results_*.json")):
-        results = json.loads(file.read_text()).get("results", results)
-    summary = {"name": run_dir.name, "setting": config.decode.model_dump(mode="json"), "task": config.task.name,
-               "lm_eval_argv": argv, "lm_eval_exit_code": code, "lm_eval_results": results, "command": command}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if code:
-        raise RuntimeError(f"lm-eval exited with status {code} (arguments: {' '.join(argv)})")
-    log(f"{run_dir.name}: lm-eval results → {run_dir / 'lm_eval'}")
+        raise RuntimeError(f"lm-eval exited with status {code} (its message is above; arguments: {' '.join(argv)})")
+    results: dict[str, Any] = {}
+    for file in sorted(output.rglob("results_*.json")):
+        results = json.loads(file.read_text()).get("results", results)
+    stats_files = sorted(output.rglob("fastdllm_decode_stats.json"))
+    stats = json.loads(stats_files[-1].read_text()) if stats_files else []
+    metric, accuracy = headline(results)
+    summary: dict[str, Any] = {"name": run_dir.name, "setting": config.decode.model_dump(mode="json"),
+                               "task": config.task.name, "n": sum(s.get("n") or 0 for s in stats) or None,
+                               "accuracy": accuracy, "accuracy_metric": metric, "scorer": "lm-eval"}
+    if stats:
+        summary.update({k: stats[0].get(k) for k in STATS_KEYS}, env=stats[0].get("env"),
+                       world_size=stats[0].get("world_size", 1))
+    summary.update(model=config.model, lm_eval_results=results, lm_eval_argv=argv, command=command)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log(f"{run_dir.name}: lm-eval {metric} = {accuracy} → {run_dir}")
     return run_dir

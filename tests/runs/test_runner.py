@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -128,3 +129,24 @@ def test_wandb_not_installed_names_the_extra(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match=r"pip install 'fastdllm\[track\]'"):
         run_dir = execute(tiny_config(tmp_path, tracking="offline"))
     assert (run_dir / "summary.json").is_file()
+
+
+def test_an_lm_eval_task_runs_through_the_lm_eval_model(tmp_path, monkeypatch):
+    """End to end on a local lm-eval task (no hub): the run folder carries lm-eval's metric as accuracy, equal
+    to the fraction of its logged samples that match, and the fastdllm model's decode statistics."""
+    pytest.importorskip("lm_eval")
+    pytest.importorskip("fastdllm.lm_eval_model")
+    data = Path(__file__).resolve().parents[1] / "data"
+    if not (data / "tiny_arithmetic.yaml").is_file():
+        pytest.skip("the local lm-eval task (tests/data/tiny_arithmetic.yaml) is not in this checkout")
+    monkeypatch.chdir(data)  # the task's data_files path is relative to the working directory
+    config = tiny_config(tmp_path, "task.name=lm-eval:fastdllm_tiny_arithmetic", "task.limit=3",
+                         "decode.gen_length=64", f"task.lm_eval_args=[--include_path, '{data}']")
+    run_dir = execute(config)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["accuracy_metric"].startswith("fastdllm_tiny_arithmetic/exact_match")
+    samples = [json.loads(line) for f in (run_dir / "lm_eval").rglob("samples_*.jsonl") for line in f.open()]
+    assert len(samples) == 3
+    assert summary["accuracy"] == pytest.approx(sum(s["exact_match"] for s in samples) / 3)
+    assert summary["n"] == 3 and summary["nfe_mean"] > 0 and summary["tpf_canvas"] > 0
+    assert summary["setting"]["gen_length"] == 64
