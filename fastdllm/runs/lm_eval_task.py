@@ -26,8 +26,6 @@ def model_args(config: RunConfig) -> str:
     items: dict[str, Any] = {"pretrained": str(config.model_path())}
     if config.dtype != "auto":
         items["dtype"] = config.dtype
-    if config.device:
-        items["device"] = config.device
     items["cache"], items["unmask"] = d.cache["name"], d.unmask["name"]
     for spec in (d.cache, d.unmask):
         items.update({k: v for k, v in spec.items() if k != "name"})
@@ -40,6 +38,8 @@ def lm_eval_argv(config: RunConfig, output: Path) -> list[str]:
     argv = ["--model", "fastdllm", "--model_args", model_args(config), "--tasks", ",".join(config.task.lm_eval_tasks),
             "--limit", str(config.task.limit), "--batch_size", str(config.task.batch_size),
             "--output_path", str(output), "--seed", str(config.task.seed), "--log_samples"]
+    if config.device:  # lm-eval passes --device to the model itself (a model_args device would clash)
+        argv += ["--device", config.device]
     if config.task.num_fewshot is not None:
         argv += ["--num_fewshot", str(config.task.num_fewshot)]
     return argv + list(config.task.lm_eval_args)
