@@ -49,7 +49,8 @@ def headline(results: dict[str, dict[str, Any]]) -> tuple[str | None, float | No
     """The first task's first numeric metric (not a stderr): ``("gsm8k/exact_match,strict-match", 0.78)``."""
     for task, metrics in results.items():
         for key, value in metrics.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and "stderr" not in key:
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if numeric and "," in key and "stderr" not in key:  # "metric,filter" (not sample_len, alias)
                 return f"{task}/{key}", float(value)
     return None, None
 

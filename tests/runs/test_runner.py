@@ -141,12 +141,13 @@ def test_an_lm_eval_task_runs_through_the_lm_eval_model(tmp_path, monkeypatch):
         pytest.skip("the local lm-eval task (tests/data/tiny_arithmetic.yaml) is not in this checkout")
     monkeypatch.chdir(data)  # the task's data_files path is relative to the working directory
     config = tiny_config(tmp_path, "task.name=lm-eval:fastdllm_tiny_arithmetic", "task.limit=3",
-                         "decode.gen_length=64", f"task.lm_eval_args=[--include_path, '{data}']")
+                         "decode.gen_length=64", f"task.lm_eval_args=[--include_path, '{data}', --apply_chat_template]")
     run_dir = execute(config)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["accuracy_metric"].startswith("fastdllm_tiny_arithmetic/exact_match")
     samples = [json.loads(line) for f in (run_dir / "lm_eval").rglob("samples_*.jsonl") for line in f.open()]
     assert len(samples) == 3
     assert summary["accuracy"] == pytest.approx(sum(s["exact_match"] for s in samples) / 3)
+    assert summary["accuracy"] > 0  # the chat template reached the model (without it the tiny model scores 0)
     assert summary["n"] == 3 and summary["nfe_mean"] > 0 and summary["tpf_canvas"] > 0
     assert summary["setting"]["gen_length"] == 64
