@@ -64,6 +64,23 @@ def execute_lm_eval(config: RunConfig, command: str | None = None, log=print) ->
     run_dir = Path(config.output_dir).resolve() / run_name(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_yaml(config))
+    from fastdllm.runs.runner import open_tracker
+    from fastdllm.tracking import finish, log_table
+
+    tracker = open_tracker(config, run_dir.name, run_dir)
+    try:
+        summary, samples = _run_lm_eval(config, run_dir, lm_eval_main, command)
+        if tracker is not None:
+            log_table(tracker, "samples", samples)
+        finish(tracker, {k: v for k, v in summary.items() if k != "setting"}, exit_code=0)
+    except BaseException:
+        finish(tracker, exit_code=1)
+        raise
+    log(f"{run_dir.name}: lm-eval {summary['accuracy_metric']} = {summary['accuracy']} → {run_dir}")
+    return run_dir
+
+
+def _run_lm_eval(config: RunConfig, run_dir: Path, lm_eval_main, command) -> tuple[dict[str, Any], list[dict]]:
     output = run_dir / "lm_eval"
     argv = lm_eval_argv(config, output)
     code = lm_eval_main(argv)
@@ -83,5 +100,12 @@ def execute_lm_eval(config: RunConfig, command: str | None = None, log=print) ->
                        world_size=stats[0].get("world_size", 1))
     summary.update(model=config.model, lm_eval_results=results, lm_eval_argv=argv, command=command)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    log(f"{run_dir.name}: lm-eval {metric} = {accuracy} → {run_dir}")
-    return run_dir
+    samples = []
+    for file in sorted(output.rglob("samples_*.jsonl")):
+        for line in file.read_text().splitlines():
+            s = json.loads(line)
+            output_text = s.get("filtered_resps") or s.get("resps")
+            samples.append({"task": file.stem.removeprefix("samples_").rsplit("_", 1)[0], "index": s.get("doc_id"),
+                            "target": s.get("target"), "output": json.dumps(output_text),
+                            **{k: v for k, v in s.items() if isinstance(v, (int, float)) and k != "doc_id"}})
+    return summary, samples

@@ -67,7 +67,7 @@ def _execute(config: RunConfig, ctx: Distributed, task, problems, command, model
     if ctx.is_main and len(problems) < config.task.limit:
         log(f"note: {config.task.name} has {len(problems)} {config.task.split} problems (limit "
             f"{config.task.limit}); running all {len(problems)}")
-    tracker = _open_tracker(config, name, run_dir) if ctx.is_main else None
+    tracker = open_tracker(config, name, run_dir) if ctx.is_main else None
     try:
         mine = shard(problems, ctx.rank, ctx.world_size)
         payload, error = None, None
@@ -129,7 +129,7 @@ def _scorer(task) -> str:
     return f"{task.name} (extract={mode})" if mode else task.name
 
 
-def _open_tracker(config: RunConfig, name: str, run_dir: Path):
+def open_tracker(config: RunConfig, name: str, run_dir: Path):
     from fastdllm.tracking import open_run
 
     t = config.tracking
