@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, FAST
+from runs_helpers import REPO, FAST, one_thread  # noqa: F401  (autouse fixture)
 from fastdllm.cli import main
 from fastdllm.runs import ConfigProblems
 from fastdllm.runs.sweep import base_from_command, grid, read_sweep, sweep_configs
