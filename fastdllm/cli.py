@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastdllm", description="Fast inference for masked diffusion LMs (Fast-dLLM).")
     parser.add_argument("--version", action="version", version=f"fastdllm {fastdllm.__version__}")
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                        help="import MODULE first (it registers policies or model adapters); repeatable")
+                        help="import MODULE first (it registers policies, measures, tasks or models); repeatable")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run one config: decode + score a task, write runs/<name>/, log to W&B",
@@ -152,10 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "lm-eval":
         args.args = passthrough
     try:
-        if args.plugin:
-            from fastdllm.runs.loading import load_plugins
+        from fastdllm.runs.loading import load_plugins
 
-            load_plugins(args.plugin)
+        load_plugins(args.plugin)  # --plugin modules (and, with fastdllm.plugins, the installed entry points)
         return args.func(args)
     except (ValueError, KeyError, OSError, RuntimeError, ImportError) as err:
         print(f"fastdllm: error: {err}", file=sys.stderr)
