@@ -76,7 +76,7 @@ def generate_epilog() -> str:
 
     examples = [p.prompt for p in get_task("arithmetic").generate("test", 2, seed=0)]
     lines = [
-        "The shipped models (tiny-llada, tiny-dream) are ~1M-parameter models trained on one synthetic",
+        "The shipped models (tiny-llada, tiny-dream) are 2.6-2.8 M-parameter models trained on one synthetic",
         "task: they answer only problems in its exact format (other wording or object nouns drop them",
         "to a few percent). Prompts they can answer:",
         *(f'  fastdllm generate "{e}"' for e in examples),

@@ -15,8 +15,8 @@ from fastdllm.assets import ASSETS
 
 #: Models shipped inside the package, selectable by name (``--model tiny-dream``).
 SHIPPED_MODELS: dict[str, str] = {
-    "tiny-llada": "LLaDA-architecture model (~1M parameters) trained on the arithmetic task",
-    "tiny-dream": "Dream-architecture model (~1M parameters) trained on the arithmetic task",
+    "tiny-llada": "LLaDA-architecture model (2.8 M parameters) trained on the arithmetic task",
+    "tiny-dream": "Dream-architecture model (2.6 M parameters) trained on the arithmetic task",
 }
 #: The task a shipped model was trained on (what ``fastdllm generate`` with no prompt draws from).
 DEFAULT_TASK = "arithmetic"
