@@ -1,0 +1,80 @@
+"""Example figures on the shipped tiny model (CPU): run folders for a few settings, their plots, and the
+key/value similarity figure. Writes ``experiments/results/examples/`` (the run folders' summaries, the
+PNGs, ``kv_similarity.json``) and ``experiments/results/plot_examples.json`` (command, env, what was drawn).
+
+    python experiments/plot_examples.py --n 24
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import fastdllm
+from fastdllm.analysis.kv_similarity import kv_similarity, plot_kv_similarity
+from fastdllm.analysis.run_folder import write_run_folder
+from fastdllm.assets import default_decode_options, tiny_model_path
+from fastdllm.evaluation import torch_info
+from fastdllm.plots import plot_runs
+from fastdllm.tasks import get_task
+
+RESULTS = Path(__file__).parent / "results"
+SETTINGS = [
+    ("none+fixed", {"cache": "none", "unmask": "fixed"}),
+    ("prefix+threshold0.9", {"cache": "prefix", "unmask": {"name": "threshold", "threshold": 0.9}}),
+    *[(f"dual+threshold{t}", {"cache": "dual", "unmask": {"name": "threshold", "threshold": t}})
+      for t in (0.5, 0.7, 0.8, 0.9, 1.0)],
+    ("dual+factor1.0", {"cache": "dual", "unmask": {"name": "factor", "factor": 1.0}}),
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=24, help="held-out arithmetic problems per setting")
+    parser.add_argument("--kv-samples", type=int, default=4, help="prompts decoded for the K/V similarity figure")
+    parser.add_argument("--out", type=Path, default=RESULTS / "examples")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    path = tiny_model_path()
+    model = fastdllm.load_model(path, device="cpu", dtype=torch.float32)
+    decode = default_decode_options(path)
+    task = get_task("arithmetic")
+    problems = task.generate("test", args.n, seed=0)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = [write_run_folder(Path(tmp) / name, model, problems, task, name=name, batch_size=args.n,
+                                 **decode, **setting) for name, setting in SETTINGS]
+        order_runs = [r for r in runs if r.name in ("none+fixed", "dual+threshold0.9")]
+        figures = plot_runs(runs, args.out)
+        figures = [f for f in figures if not f.name.startswith("order_")] + plot_runs(order_runs, args.out / "order")
+        for run in runs:  # keep the summaries (the data of pareto/tpf plots) and two runs' samples
+            keep = args.out / "runs" / run.name
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(run / "summary.json", keep)
+            if run in order_runs:
+                shutil.copy(run / "samples.jsonl", keep)
+    prompts = [p.prompt for p in problems[:args.kv_samples]]
+    sim = kv_similarity(model, prompts, **decode)
+    (args.out / "kv_similarity.json").write_text(json.dumps(sim, indent=2) + "\n")
+    figures.append(plot_kv_similarity(sim, args.out / "kv_similarity.png"))
+    record = {"command": " ".join([sys.executable.split("/")[-1], *sys.argv]), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "env": torch_info(), "model": str(path), "n": args.n, "decode": decode,
+              "settings": dict(SETTINGS), "figures": [str(f.relative_to(RESULTS)) for f in figures],
+              "wall_time_s": time.time() - started,
+              "note": "tokens/s measured on a shared 2-core CPU under load from other jobs: relative only"}
+    (RESULTS / "plot_examples.json").write_text(json.dumps(record, indent=2) + "\n")
+    print("\n".join(str(f) for f in figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
