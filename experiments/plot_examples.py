@@ -33,6 +33,7 @@ SETTINGS = [
       for t in (0.5, 0.7, 0.8, 0.9, 1.0)],
     ("dual+factor1.0", {"cache": "dual", "unmask": {"name": "factor", "factor": 1.0}}),
 ]
+ORDER_RUNS = ("none+fixed", "dual+threshold0.9")
 
 
 def main() -> int:
@@ -41,6 +42,7 @@ def main() -> int:
     parser.add_argument("--kv-samples", type=int, default=4, help="prompts decoded for the K/V similarity figure")
     parser.add_argument("--out", type=Path, default=RESULTS / "examples")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--replot", action="store_true", help="redraw from the committed JSON (no decoding)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.time()
@@ -50,27 +52,31 @@ def main() -> int:
     task = get_task("arithmetic")
     problems = task.generate("test", args.n, seed=0)
     args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = [write_run_folder(Path(tmp) / name, model, problems, task, name=name, batch_size=args.n,
-                                 **decode, **setting) for name, setting in SETTINGS]
-        order_runs = [r for r in runs if r.name in ("none+fixed", "dual+threshold0.9")]
-        figures = plot_runs(runs, args.out)
-        figures = [f for f in figures if not f.name.startswith("order_")] + plot_runs(order_runs, args.out / "order")
-        for run in runs:  # keep the summaries (the data of pareto/tpf plots) and two runs' samples
-            keep = args.out / "runs" / run.name
-            keep.mkdir(parents=True, exist_ok=True)
-            shutil.copy(run / "summary.json", keep)
-            if run in order_runs:
-                shutil.copy(run / "samples.jsonl", keep)
-    prompts = [p.prompt for p in problems[:args.kv_samples]]
-    sim = kv_similarity(model, prompts, **decode)
-    (args.out / "kv_similarity.json").write_text(json.dumps(sim, indent=2) + "\n")
-    figures.append(plot_kv_similarity(sim, args.out / "kv_similarity.png"))
+    kept = args.out / "runs"
+    if not args.replot:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, setting in SETTINGS:
+                run = write_run_folder(Path(tmp) / name, model, problems, task, name=name, batch_size=args.n,
+                                       **decode, **setting)
+                keep = kept / name  # the summaries (the pareto/threshold plots' data), two runs' samples
+                keep.mkdir(parents=True, exist_ok=True)
+                shutil.copy(run / "summary.json", keep)
+                if name in ORDER_RUNS:
+                    shutil.copy(run / "samples.jsonl", keep)
+    figures = plot_runs([kept / name for name, _ in SETTINGS], args.out)
+    sim_path = args.out / "kv_similarity.json"
+    if not args.replot:
+        prompts = [p.prompt for p in problems[:args.kv_samples]]
+        sim_path.write_text(json.dumps(kv_similarity(model, prompts, **decode), indent=2) + "\n")
+    figures.append(plot_kv_similarity(json.loads(sim_path.read_text()), args.out / "kv_similarity.png"))
     record = {"command": " ".join([sys.executable.split("/")[-1], *sys.argv]), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "env": torch_info(), "model": str(path), "n": args.n, "decode": decode,
               "settings": dict(SETTINGS), "figures": [str(f.relative_to(RESULTS)) for f in figures],
               "wall_time_s": time.time() - started,
               "note": "tokens/s measured on a shared 2-core CPU under load from other jobs: relative only"}
+    if args.replot:  # keep the record of the run that decoded; note the redraw
+        old = json.loads((RESULTS / "plot_examples.json").read_text())
+        record = {**old, "figures": record["figures"], "redrawn": record["date"], "redraw_command": record["command"]}
     (RESULTS / "plot_examples.json").write_text(json.dumps(record, indent=2) + "\n")
     print("\n".join(str(f) for f in figures))
     return 0

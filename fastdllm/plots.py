@@ -43,12 +43,26 @@ def pareto_front(xs: Sequence[float], ys: Sequence[float]) -> list[int]:
 
 
 def setting_label(run: Run) -> str:
-    """``dual + threshold 0.9`` from the run's resolved setting (the run name when it has none)."""
+    """``dual + threshold=0.9`` from the run's resolved setting: each policy's name and the fields that differ
+    from the policy's defaults (the run name when the summary has no policy specs)."""
     cache, unmask = run.setting("cache"), run.setting("unmask")
     if not isinstance(cache, dict) or not isinstance(unmask, dict):
         return run.name
-    options = ", ".join(f"{v}" for k, v in unmask.items() if k != "name")
-    return f"{cache.get('name')} + {unmask.get('name')}{' ' + options if options else ''}"
+    return f"{_policy_label(cache, 'cache')} + {_policy_label(unmask, 'unmask')}"
+
+
+def _policy_label(spec: dict, kind: str) -> str:
+    from fastdllm.core.policy import cache_policies, unmask_policies
+
+    registry = cache_policies if kind == "cache" else unmask_policies
+    name = str(spec.get("name"))
+    try:
+        defaults = registry.get(name).Config().model_dump()
+    except Exception:  # a policy this process does not know (a plugin): show every field
+        defaults = {}
+    options = [f"{k}={v}" for k, v in spec.items()
+               if k != "name" and (k == name or defaults.get(k, object()) != v)]  # the headline field always
+    return name + (" " + ", ".join(options) if options else "")
 
 
 def _slug(text: str) -> str:
@@ -76,7 +90,8 @@ def plot_pareto(runs: list[Run], out: Path) -> Path:
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
         if key == "tokens_per_s_canvas":
-            ax.set_title("tokens/s: measured wall time (device in summary env)", fontsize=8)
+            devices = {(r.summary.get("env") or {}).get("gpu") or (r.summary.get("env") or {}).get("cpu") for r in runs}
+            ax.set_title(f"wall-clock tokens/s on {', '.join(sorted(str(d) for d in devices))}", fontsize=8)
     axes[0].legend(fontsize=7, loc="best")
     n = {r.summary.get("n") for r in runs}
     fig.suptitle(f"accuracy vs speed, {len(runs)} settings (n = {', '.join(str(v) for v in sorted(n, key=str))})",

@@ -114,8 +114,8 @@ def plot_kv_similarity(data: dict[str, Any], path: str | Path) -> Path:
         image = ax.imshow(grids[kind], aspect="auto", interpolation="nearest", cmap="magma", vmin=low, vmax=1.0)
         starts = [i for i in range(1, len(pairs["block"])) if pairs["block"][i] != pairs["block"][i - 1]]
         for s in starts:
-            ax.axvline(s - 0.5, color="white", lw=0.8)
-        ax.set(xlabel="adjacent-step pair inside a block (white lines: next block)", ylabel="layer",
+            ax.axvline(s - 0.5, color="tab:blue", lw=0.8, alpha=0.6)
+        ax.set(xlabel="adjacent-step pair inside a block (blue lines: next block)", ylabel="layer",
                title=f"{kind}: cosine(step t, step t+1), positions outside the block")
         ax.title.set_fontsize(8)
         ax.set_yticks(range(grids[kind].shape[0]))
