@@ -1,137 +1,163 @@
-"""The ``fastdllm`` command: ``ls``, ``generate``, ``demo``."""
+"""The ``fastdllm`` command: ``run | sweep | validate | plot | generate | demo | ls | bench | lm-eval``.
+
+Every option is checked before any weights load; expected errors print one ``fastdllm: error:`` line
+(or the list of a config's problems) and exit with status 2. ``torchrun --nproc_per_node=N -m
+fastdllm.cli run CONFIG.yaml`` shards a run over N processes.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import textwrap
-from typing import Any
 
 import fastdllm
-from fastdllm.core.registry import describe_fields
+from fastdllm.cli_args import (RUN_CONFIG_KEYS, add_decode_args, add_model_args, generate_epilog, policy_spec,
+                               positive_int)
+
+__all__ = ["build_parser", "main", "policy_spec"]
+
+COMMANDS = ("run", "sweep", "validate", "plot", "generate", "demo", "ls", "bench", "lm-eval")
 
 
-def _value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+def _cmd(name: str):
+    """A subcommand's function, imported when it runs (keeps ``fastdllm --help`` fast)."""
 
+    def run(args: argparse.Namespace) -> int:
+        from fastdllm import cli_commands
 
-def policy_spec(name: str, options: list[str]) -> dict[str, Any] | str:
-    """``--unmask threshold --unmask-opt threshold=0.8`` → ``{"name": "threshold", "threshold": 0.8}``."""
-    if name.lstrip().startswith("{"):
-        try:
-            return json.loads(name)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"policy spec {name!r} is not valid JSON ({err}); e.g. "
-                             '\'{"name": "threshold", "threshold": 0.8}\'') from None
-    spec: dict[str, Any] = {"name": name}
-    for item in options:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"option {item!r} is not KEY=VALUE (e.g. threshold=0.8)")
-        spec[key.strip()] = _value(value)
-    return spec
+        return getattr(cli_commands, f"cmd_{name.replace('-', '_')}")(args)
 
-
-def cmd_ls(args: argparse.Namespace) -> int:
-    sections = [("cache policies", fastdllm.cache_policies), ("unmask policies", fastdllm.unmask_policies)]
-    for title, registry in sections:
-        print(f"{title}:")
-        for name, cls in registry:
-            print(f"  {name:<18} {_summary(cls)}")
-            for field, kind, default in describe_fields(cls.Config):
-                print(f"  {'':<18}   {field}: {kind} = {default!r}")
-    print("models (config.json fields read, with the full-size checkpoint's values):")
-    for name, cls in fastdllm.model_adapters:
-        print(f"  {name:<18} {_summary(cls)}")
-        fields = [f"{k}={v!r}" for k, v in cls.reference_config().items()]
-        for line in textwrap.wrap(", ".join(fields), width=96):
-            print(f"  {'':<18}   {line}")
-    return 0
-
-
-def _summary(cls: type) -> str:
-    """A class docstring's first paragraph, on one line."""
-    return " ".join((cls.__doc__ or "").split("\n\n")[0].split())
-
-
-def add_decode_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cache", default="dual", help="cache policy name or JSON spec (see `fastdllm ls`)")
-    p.add_argument("--cache-opt", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--unmask", default="threshold", help="unmask policy name or JSON spec")
-    p.add_argument("--unmask-opt", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--gen-length", type=int, default=None)
-    p.add_argument("--block-length", type=int, default=None)
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--stop-at-eos", action="store_true")
-
-
-def load(args: argparse.Namespace):
-    from fastdllm.assets import default_decode_options, tiny_model_path
-
-    path = args.model or tiny_model_path()
-    model = fastdllm.load_model(path, device=args.device, dtype=None)
-    defaults = default_decode_options(path)
-    return model, defaults
-
-
-def cmd_generate(args: argparse.Namespace) -> int:
-    model, defaults = load(args)
-    options = {
-        "cache": policy_spec(args.cache, args.cache_opt), "unmask": policy_spec(args.unmask, args.unmask_opt),
-        "gen_length": defaults["gen_length"] if args.gen_length is None else args.gen_length,
-        "block_length": defaults["block_length"] if args.block_length is None else args.block_length,
-        "temperature": args.temperature, "seed": args.seed, "stop_at_eos": args.stop_at_eos,
-    }
-    ids, mask = model.encode(args.prompt, chat=not args.raw)
-    result = fastdllm.generate(model, ids, attention_mask=mask, **options)
-    for prompt, text in zip(args.prompt, result.texts):
-        print(text if len(args.prompt) == 1 else f"> {prompt}\n{text}\n")
-    s = result.summary()
-    print(f"[{result.nfe} forwards ({s['refresh_forwards']} refresh), {s['tpf_canvas']:.2f} tokens/forward, "
-          f"{result.wall_time_s:.2f}s]", file=sys.stderr)
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from fastdllm.demo import run_demo
-
-    run_demo(model_path=args.model, n=args.n, device=args.device, batch_size=args.batch_size)
-    return 0
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastdllm", description="Fast inference for masked diffusion LMs (Fast-dLLM).")
     parser.add_argument("--version", action="version", version=f"fastdllm {fastdllm.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("ls", help="list registered cache policies, unmask policies and models").set_defaults(func=cmd_ls)
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first (it registers policies or model adapters); repeatable")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    gen = sub.add_parser("generate", help="decode text prompts")
-    gen.add_argument("prompt", nargs="+")
-    gen.add_argument("--model", default=None, help="HF-format folder or repo id (default: the shipped tiny model)")
-    gen.add_argument("--device", default=None)
+    run = sub.add_parser("run", help="run one config: decode + score a task, write runs/<name>/, log to W&B",
+                         description="Run CONFIG.yaml (a RunConfig; `fastdllm validate` checks it) with dotted "
+                         "overrides, e.g. `fastdllm run cfg.yaml decode.unmask.threshold=0.8 task.limit=100`. "
+                         "W&B agents' --key=value arguments are accepted too. Under torchrun the problems "
+                         "are sharded over the ranks and gathered on rank 0.")
+    run.add_argument("items", nargs="*", metavar="CONFIG.yaml | KEY=VALUE",
+                     help="the config file (optional: defaults apply) and KEY=VALUE overrides")
+    run.set_defaults(func=_cmd("run"))
+
+    val = sub.add_parser("validate", help="print the resolved config, or every problem in it",
+                         description="Validate CONFIG.yaml + overrides without loading weights.")
+    val.add_argument("items", nargs="*", metavar="CONFIG.yaml | KEY=VALUE", help="the config file and overrides")
+    val.set_defaults(func=_cmd("validate"))
+
+    sweep = sub.add_parser("sweep", help="run a W&B sweep file's grid locally (no W&B server)",
+                           description="Run every point of SWEEP.yaml's grid (W&B sweep format) as its own run: "
+                           "one run folder and one offline-capable W&B run per point.")
+    sweep.add_argument("sweep_file", metavar="SWEEP.yaml", help="W&B sweep file (method: grid)")
+    sweep.add_argument("items", nargs="*", metavar="KEY=VALUE", help="overrides applied to every point")
+    sweep.add_argument("--config", default=None, metavar="BASE.yaml",
+                       help="base run config (default: the .yaml after `run` in the sweep's command)")
+    sweep.add_argument("--dry-run", action="store_true", help="validate and list the points, run nothing")
+    sweep.set_defaults(func=_cmd("sweep"))
+
+    plot = sub.add_parser("plot", help="PNG plots from run folders (accuracy vs TPF and tokens/s, TPF vs "
+                          "threshold, decoding order)")
+    plot.add_argument("runs", nargs="+", metavar="RUN_FOLDER", help="folders written by `fastdllm run`")
+    plot.add_argument("--out", default="plots", help="folder for the PNGs (default: plots)")
+    plot.set_defaults(func=_cmd("plot"))
+
+    gen = sub.add_parser("generate", help="decode text prompts (no prompt: a held-out problem of the model's task)",
+                         epilog=generate_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    gen.add_argument("prompt", nargs="*", help="prompt texts (none: decode a held-out problem and show the "
+                     "expected answer beside the model's)")
+    gen.add_argument("--prompts-file", default=None, metavar="FILE.jsonl",
+                     help='prompts from a JSONL file: one {"prompt": ...} object (or JSON string) per line')
+    gen.add_argument("--json", action="store_true", help="print one JSON object per prompt (output and statistics)")
+    gen.add_argument("--live", action="store_true", help="redraw the canvas in the terminal as masks fill in")
     gen.add_argument("--raw", action="store_true", help="no chat template")
+    add_model_args(gen)
     add_decode_args(gen)
-    gen.set_defaults(func=cmd_generate)
+    gen.set_defaults(func=_cmd("generate"))
 
     demo = sub.add_parser("demo", help="baseline vs Fast-dLLM settings on held-out problems (the main job)")
-    demo.add_argument("--model", default=None)
-    demo.add_argument("--n", type=int, default=50)
-    demo.add_argument("--batch-size", type=int, default=50)
-    demo.add_argument("--device", default=None)
-    demo.set_defaults(func=cmd_demo)
+    add_model_args(demo, dtype=False)
+    demo.add_argument("--n", type=positive_int, default=50, help="held-out problems (>= 1)")
+    demo.add_argument("--batch-size", type=positive_int, default=50, help="prompts per batch (>= 1)")
+    demo.set_defaults(func=_cmd("demo"))
+
+    ls = sub.add_parser("ls", help="list policies, model families, tasks and shipped models")
+    ls.set_defaults(func=_cmd("ls"))
+
+    bench = sub.add_parser("bench", help="quick speed table (tokens/s, NFE, ms/forward) on random prompts")
+    add_model_args(bench)
+    bench.add_argument("--settings", default="none+fixed,prefix+threshold,dual+threshold,dual+factor",
+                       help="comma-separated CACHE+UNMASK pairs (policy defaults; see `fastdllm ls`)")
+    bench.add_argument("--batch-size", type=positive_int, default=4, help="random prompts per batch (>= 1)")
+    bench.add_argument("--prompt-length", type=positive_int, default=32, help="tokens per random prompt (>= 1)")
+    bench.add_argument("--gen-length", type=positive_int, default=None, help="default: the model's stored setting")
+    bench.add_argument("--block-length", type=positive_int, default=None, help="default: the model's stored setting")
+    bench.add_argument("--repeats", type=positive_int, default=2, help="timed decodes per setting, after a warm-up")
+    bench.add_argument("--seed", type=int, default=0, help="seed of the random prompts")
+    bench.set_defaults(func=_cmd("bench"))
+
+    lm = sub.add_parser("lm-eval", help="lm-evaluation-harness with the fastdllm model registered (ARGS go to "
+                        "lm-eval's CLI)", add_help=False)
+    lm.add_argument("args", nargs="*", help="lm-eval's own arguments, e.g. --model fastdllm --model_args "
+                    "pretrained=PATH,cache=dual,unmask=threshold --tasks gsm8k")
+    lm.set_defaults(func=_cmd("lm-eval"))
     return parser
 
 
+def _split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(what argparse parses, what it must not): lm-eval's arguments pass through untouched, and W&B
+    agents' ``--decode.unmask.threshold=0.8`` become ``decode.unmask.threshold=0.8`` overrides."""
+    index = next((i for i, a in enumerate(argv) if a in COMMANDS), None)
+    if index is None:
+        return argv, []
+    if argv[index] == "lm-eval":
+        return argv[:index + 1], argv[index + 1:]
+    if argv[index] in ("run", "validate", "sweep"):
+        rest = [_as_override(a) for a in argv[index + 1:]]
+        argv = argv[:index + 1] + _options_first(rest)
+    return argv, []
+
+
+def _options_first(rest: list[str]) -> list[str]:
+    """``sweep S.yaml k=v --config B.yaml k2=v2`` → options before positionals (argparse cannot take
+    positionals on both sides of an option)."""
+    options, positionals, i = [], [], 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg == "--config" and i + 1 < len(rest):
+            options += rest[i:i + 2]
+            i += 2
+            continue
+        (options if arg.startswith("-") else positionals).append(arg)
+        i += 1
+    return options + positionals
+
+
+def _as_override(arg: str) -> str:
+    key, sep, _ = arg[2:].partition("=")
+    if arg.startswith("--") and sep and (key.split(".")[0] in RUN_CONFIG_KEYS):
+        return arg[2:]
+    return arg
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parse, passthrough = _split_argv(argv)
+    args = build_parser().parse_args(parse)
+    if args.command == "lm-eval":
+        args.args = passthrough
     try:
+        if args.plugin:
+            from fastdllm.runs.loading import load_plugins
+
+            load_plugins(args.plugin)
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, KeyError, OSError, RuntimeError, ImportError) as err:
         print(f"fastdllm: error: {err}", file=sys.stderr)
         return 2
 
