@@ -54,19 +54,20 @@ def _output_path(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _write_stats(output_path: str | None) -> Path | None:
-    """The decode statistics of the run's model(s) as JSON beside lm-eval's results (a folder path,
-    or the folder of a ``.json`` path)."""
+def _write_stats(output_path: str | None, first: int) -> Path | None:
+    """The decode statistics of this run's model(s) (instances from index ``first`` on) as JSON beside
+    lm-eval's results (a folder path, or the folder of a ``.json`` path); rank 0 only."""
     from fastdllm.integrations.lm_eval_lm import FastDLLMEvalModel
 
-    if output_path is None or not FastDLLMEvalModel.runs:
+    models = FastDLLMEvalModel.runs[first:]
+    if output_path is None or not models or any(m.rank != 0 for m in models):
         return None
     folder = Path(output_path)
     if folder.suffix == ".json":
         folder = folder.parent
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / STATS_FILE
-    path.write_text(json.dumps([m.decode_stats() for m in FastDLLMEvalModel.runs], indent=2) + "\n")
+    path.write_text(json.dumps([m.decode_stats() for m in models], indent=2) + "\n")
     print(f"fastdllm: decode statistics written to {path}", file=sys.stderr)
     return path
 
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     registering the ``fastdllm`` model. lm-eval's own errors (an unknown task, a bad option) pass
     through unchanged. Returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    register()
+    model_class = register()
+    first = len(model_class.runs)  # an earlier lm-eval run in this process has its own statistics
     from lm_eval.__main__ import cli_evaluate
 
     saved = sys.argv
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         sys.argv = saved
-    _write_stats(_output_path(argv))
+    _write_stats(_output_path(argv), first)
     return 0
 
 

@@ -91,8 +91,10 @@ class FastDLLMEvalModel(LM):
         self.pretrained = path
         self._decoders: dict[tuple, DiffusionDecoder] = {}
         self._noted: set[tuple] = set()
-        self._rows: list[dict[str, Any]] = []
-        self._wall = 0.0
+        self._local_rows: list[dict[str, Any]] = []  # this rank's sequences
+        self._local_wall = 0.0
+        self._rows: list[dict[str, Any]] = []  # every rank's (after each generate_until)
+        self._wall = 0.0  # the slowest rank's decode time
         FastDLLMEvalModel.runs.append(self)
 
     # ---- setup --------------------------------------------------------------------------------
@@ -214,21 +216,34 @@ class FastDLLMEvalModel(LM):
                     self.cache_hook.add_partial("generate_until", requests[i].args, outputs[i])
                 bar.update(len(batch))
         bar.close()
+        self._merge_ranks()
         if self._rank == 0:
             print("fastdllm lm-eval model: " + self.format_stats(), file=sys.stderr)
         return outputs  # type: ignore[return-value]
 
     # ---- statistics -----------------------------------------------------------------------------
+    def _merge_ranks(self) -> None:
+        """Every rank's sequences (collective: all ranks run generate_until; get_model_info runs on rank 0 only).
+        Under torchrun lm-eval pads the shorter ranks with repeated requests: those count too."""
+        if self._world_size == 1:
+            self._rows, self._wall = list(self._local_rows), self._local_wall
+            return
+        parts: list = [None] * self._world_size
+        torch.distributed.all_gather_object(parts, (self._local_rows, self._local_wall))
+        self._rows = [row for rows, _ in parts for row in rows]
+        self._wall = max(wall for _, wall in parts)
+
     def _record(self, result) -> None:
-        self._wall += result.wall_time_s
+        self._local_wall += result.wall_time_s
         stats = zip(result.nfe_per_row.tolist(), result.tokens_per_forward.tolist(),
                     result.answer_tokens_per_forward.tolist(), result.first_end.tolist())
         for nfe, tpf, tpf_answer, answer_tokens in stats:
-            self._rows.append({"nfe": nfe, "tpf_canvas": tpf, "tpf_answer": tpf_answer,
+            self._local_rows.append({"nfe": nfe, "tpf_canvas": tpf, "tpf_answer": tpf_answer,
                                "answer_tokens": answer_tokens, "gen_length": result.gen_length})
 
     def decode_stats(self) -> dict[str, Any]:
-        """NFE, TPF and tokens/s over every sequence this rank decoded (as ``fastdllm.evaluation``)."""
+        """NFE, TPF and tokens/s over every sequence decoded, all ranks (as ``fastdllm.evaluation``); tokens/s
+        over the slowest rank's decode time."""
         from fastdllm.evaluation import torch_info
 
         rows, wall = self._rows, max(self._wall, 1e-9)

@@ -12,7 +12,7 @@ pytest.importorskip("lm_eval")
 import fastdllm  # noqa: E402
 from fastdllm.assets import tiny_model_path  # noqa: E402
 from fastdllm.evaluation import evaluate  # noqa: E402
-from fastdllm.lm_eval_model import main, register  # noqa: E402
+from fastdllm.lm_eval_model import register  # noqa: E402
 from fastdllm.tasks import JsonlTask  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -130,23 +130,15 @@ def test_policy_fields_routed_to_their_policy():
     assert _policy_specs("dual", "threshold", {"unmask.threshold": 0.7})[1] == {"name": "threshold", "threshold": 0.7}
 
 
-@pytest.mark.slow
-def test_cli_runs_the_local_task_and_writes_decode_stats(tmp_path, capsys, single_thread):
-    """Through lm-eval's own CLI (it indexes all its ~15k built-in tasks first: ~10-30 s)."""
-    code = main(["--model", "fastdllm", "--model_args", "cache=dual,unmask=threshold,threshold=0.9",
-                 "--tasks", TASK, "--include_path", str(DATA), "--apply_chat_template", "--limit", "4",
-                 "--batch_size", "4", "--device", "cpu", "--output_path", str(tmp_path)])
-    assert code == 0
-    captured = capsys.readouterr()
-    assert "exact_match" in captured.out and TASK in captured.out
-    stats = json.loads((tmp_path / "fastdllm_decode_stats.json").read_text())
-    assert stats[-1]["n"] == 4 and stats[-1]["nfe_mean"] > 0
-    results = list(tmp_path.rglob("results_*.json"))
-    assert len(results) == 1 and json.loads(results[0].read_text())["config"]["fastdllm"]["n"] == 4
+def test_stats_file_holds_only_this_runs_models(tmp_path):
+    """A second lm-eval run in the same process (a sweep) must not report the first run's model too."""
+    from fastdllm.integrations.lm_eval_lm import FastDLLMEvalModel
+    from fastdllm.lm_eval_model import STATS_FILE, _write_stats
 
-
-@pytest.mark.slow
-def test_cli_unknown_task_passes_lm_evals_message(capsys):
-    code = main(["--model", "fastdllm", "--tasks", "gsm8kk", "--device", "cpu"])
-    assert code != 0
-    assert "Tasks not found: gsm8kk" in capsys.readouterr().err
+    cls = register()
+    cls(device="cpu")
+    first = len(FastDLLMEvalModel.runs)
+    second = cls(device="cpu", gen_length=16)
+    _write_stats(str(tmp_path), first)
+    stats = json.loads((tmp_path / STATS_FILE).read_text())
+    assert [s["setting"]["gen_length"] for s in stats] == [16] and second is FastDLLMEvalModel.runs[-1]
