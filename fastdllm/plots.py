@@ -180,9 +180,10 @@ def plot_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    if len(runs) >= 2 and all(r.summary.get("tpf_canvas") is not None for r in runs):
-        written.append(plot_pareto(runs, out))
-    swept = [r for r in runs if _threshold(r) is not None]
+    scored = [r for r in runs if isinstance(r.summary.get("accuracy"), (int, float))]  # lm-eval runs may have none
+    if len(scored) >= 2 and all(r.summary.get("tpf_canvas") is not None for r in scored):
+        written.append(plot_pareto(scored, out))
+    swept = [r for r in scored if _threshold(r) is not None and r.summary.get("tpf_canvas") is not None]
     if len({_threshold(r) for r in swept}) >= 2:
         written.append(plot_tpf_vs_threshold(swept, out))
     for run in runs:

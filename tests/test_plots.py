@@ -124,3 +124,13 @@ def test_kv_similarity_regions_from_a_real_decode(model, tmp_path):
     assert data["positions_per_region"]["current block"] == 14 * 8
     path = plot_kv_similarity(data, tmp_path / "kv.png")
     assert png_pixels(path)[..., :3].std() > 0.05
+
+
+def test_runs_without_accuracy_are_left_out_of_the_accuracy_plots(runs, tmp_path):
+    """An lm-eval run whose metrics have no headline accuracy still gets its other figures, and no crash."""
+    unscored = tmp_path / "unscored"
+    unscored.mkdir()
+    summary = json.loads((runs[0] / "summary.json").read_text())
+    (unscored / "summary.json").write_text(json.dumps({**summary, "name": "unscored", "accuracy": None}))
+    names = sorted(p.name for p in plot_runs([runs[2], unscored], tmp_path / "out"))
+    assert names == ["order_prefix-fixed.png"]  # one scored run: no Pareto plot; the unscored one has no samples

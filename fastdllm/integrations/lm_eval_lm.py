@@ -78,7 +78,9 @@ class FastDLLMEvalModel(LM):
                   file=sys.stderr)
             device = "cpu"
         if device is not None and self._world_size > 1 and str(device).startswith("cuda"):
-            device = f"cuda:{self._rank % torch.cuda.device_count()}"
+            import os  # one GPU per process: torchrun's LOCAL_RANK picks it
+
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', self._rank)) % torch.cuda.device_count()}"
         path = pretrained or str(tiny_model_path())
         self.model = fastdllm.load_model(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
         stored = getattr(self.model, "decode_defaults", None) or default_decode_options(path)
