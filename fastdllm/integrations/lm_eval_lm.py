@@ -21,6 +21,7 @@ import torch
 from lm_eval.api.model import LM
 from lm_eval.models.utils import normalize_gen_kwargs
 
+from fastdllm.core.config import decode_config
 from fastdllm.core.decoder import DiffusionDecoder
 from fastdllm.core.model_api import left_pad
 from fastdllm.core.policy import cache_policies, unmask_policies
@@ -82,14 +83,14 @@ class FastDLLMEvalModel(LM):
 
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', self._rank)) % torch.cuda.device_count()}"
         path = pretrained or str(tiny_model_path())
-        self.model = fastdllm.load_model(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
-        stored = getattr(self.model, "decode_defaults", None) or default_decode_options(path)
+        stored = default_decode_options(path)  # the folder's fastdllm.json (no weights read)
         self.block_length = int(block_length or stored.get("block_length", 32))
         self.gen_length = None if gen_length is None else int(gen_length)
         self.decode_options = {"cache": cache_spec, "unmask": unmask_spec, "block_length": self.block_length,
                                "seed": seed, "stop_at_eos": bool(stop_at_eos),
                                "max_steps_per_block": max_steps_per_block}
-        DiffusionDecoder(self.model, gen_length=self.gen_length or self.block_length, **self.decode_options)  # validate
+        decode_config(gen_length=self.gen_length or self.block_length, **self.decode_options)  # before loading
+        self.model = fastdllm.load_model(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
         self.pretrained = path
         self._decoders: dict[tuple, DiffusionDecoder] = {}
         self._noted: set[tuple] = set()

@@ -121,6 +121,10 @@ def test_unknown_model_arg_fails_before_loading(monkeypatch):
         cls.create_from_arg_string("cache=dual,unmask=threshold,thresold=0.9", {"device": "cpu"})
     with pytest.raises(ValueError, match="factor"):  # a factor on the threshold rule is not a field of it
         cls.create_from_arg_string("unmask=threshold,factor=1.0", {"device": "cpu"})
+    with pytest.raises(ValueError, match="threshold"):  # out of range: (0, 1]
+        cls.create_from_arg_string("unmask=threshold,threshold=1.5", {"device": "cpu"})
+    with pytest.raises(ValueError, match="block_length=8 does not divide gen_length=20"):
+        cls.create_from_arg_string("gen_length=20", {"device": "cpu"})
 
 
 def test_policy_fields_routed_to_their_policy():
