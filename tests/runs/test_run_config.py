@@ -146,5 +146,5 @@ def test_lm_eval_tasks_validate_and_build_lm_eval_arguments(tmp_path):
         load_run_config(None, ["task.name=lm-eval:"])
     with pytest.raises(ConfigProblems, match="decode greedily"):
         load_run_config(None, ["task.name=lm-eval:gsm8k", "decode.temperature=0.5"])
-    with pytest.raises(ConfigProblems, match="num_fewshot applies to lm-eval tasks only"):
+    with pytest.raises(ConfigProblems, match="num_fewshot and lm_eval_args apply to lm-eval tasks only"):
         load_run_config(None, ["task.num_fewshot=3"])

@@ -10,7 +10,7 @@ import yaml
 
 import fastdllm
 import fastdllm.tracking as tracking
-from conftest import read_samples, tiny_config
+from runs_helpers import read_samples, tiny_config, one_thread  # noqa: F401  (autouse fixture)
 from fastdllm.evaluation import evaluate
 from fastdllm.runs import RunConfig, execute
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, FAST
+from runs_helpers import REPO, FAST, one_thread  # noqa: F401  (autouse fixture)
 from fastdllm.cli import main
 from fastdllm.runs import ConfigProblems
 from fastdllm.runs.sweep import base_from_command, grid, read_sweep, sweep_configs
@@ -85,3 +85,10 @@ def test_identical_names_get_point_suffixes(tmp_path):
     sweep.write_text("parameters:\n  task.seed: {values: [1, 2]}\n")
     names = [c.tracking.name for c in sweep_configs(sweep)]
     assert names[0].endswith("-p1") and names[1].endswith("-p2") and names[0][:-3] == names[1][:-3]
+
+
+def test_grid_order_and_fixed_values():
+    sweep = {"parameters": {"decode.cache": {"values": ["none", "dual"]}, "task.limit": {"value": 3},
+                            "decode.unmask": {"values": ["fixed", "factor"]}}}
+    assert grid(sweep, "s") == [
+        {"decode.cache": c, "task.limit": 3, "decode.unmask": u} for c in ("none", "dual") for u in ("fixed", "factor")]

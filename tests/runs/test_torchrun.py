@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import FAST, cli_env, read_samples, tiny_config
+from runs_helpers import FAST, cli_env, read_samples, tiny_config, one_thread  # noqa: F401  (autouse fixture)
 from fastdllm.runs import execute
 
 

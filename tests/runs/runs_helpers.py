@@ -1,4 +1,7 @@
-"""Helpers for the run-workflow tests: small configs of the shipped tiny model (seconds on CPU)."""
+"""Helpers for the run-workflow tests: small configs of the shipped tiny model (seconds on CPU).
+
+Not a conftest.py: tests elsewhere import the top-level conftest by name, which a second one would shadow.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +42,8 @@ def run_cli_process(args: list[str], cwd: Path, timeout: int = 240, **env: str) 
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def one_thread():
+    """Restores torch's thread count after a test (runs set ``threads=1``); import it into a test module."""
     import torch
 
     before = torch.get_num_threads()
