@@ -1,0 +1,101 @@
+"""Read and write run folders: ``config.yaml``, ``summary.json``, ``samples.jsonl`` (one run = one setting).
+
+``fastdllm run`` writes them for real runs; ``write_run_folder`` makes one straight from
+``fastdllm.evaluation.evaluate`` (examples, tests). ``load_run`` reads one for the plots.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from fastdllm.core.decoder import DiffusionDecoder
+
+
+@dataclass
+class Run:
+    path: Path
+    summary: dict[str, Any]
+    samples_path: Path | None
+    _samples: list[dict[str, Any]] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.summary.get("name") or self.path.name)
+
+    @property
+    def samples(self) -> list[dict[str, Any]]:
+        """The per-sample rows (read at first use; [] when the folder has no samples.jsonl)."""
+        if self._samples is None:
+            self._samples = []
+            if self.samples_path is not None:
+                for line_no, line in enumerate(self.samples_path.read_text().splitlines(), start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        self._samples.append(json.loads(line))
+                    except json.JSONDecodeError as err:
+                        raise ValueError(f"{self.samples_path}:{line_no}: invalid JSON ({err.msg})") from None
+        return self._samples
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        return self.summary.get("setting", {}).get(key, default)
+
+
+def load_run(folder: str | Path) -> Run:
+    """One run folder; a clear error when it is not one."""
+    path = Path(folder)
+    summary_path = path / "summary.json"
+    if not path.is_dir():
+        raise FileNotFoundError(f"run folder {str(path)!r} does not exist (expected runs/<run-name>/ written by "
+                                "`fastdllm run`)")
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"{str(path)!r} has no summary.json: not a run folder (written by `fastdllm run`)")
+    try:
+        summary = json.loads(summary_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{summary_path}: invalid JSON ({err.msg})") from None
+    samples = path / "samples.jsonl"
+    return Run(path, summary, samples if samples.is_file() else None)
+
+
+def _commit_forwards(model, problems, batch_size: int, options: dict[str, Any]) -> list[list[int]]:
+    """Per problem, the forward that committed each generated position (``GenerationResult.commit_forward``),
+    for ``evaluate`` rows that lack it; decoded in evaluate's batches, so the same decode."""
+    order = sorted(range(len(problems)), key=lambda i: len(problems[i].prompt))
+    decoder = DiffusionDecoder(model, **options)
+    out: list[list[int]] = [[] for _ in problems]
+    for b in range(0, len(order), batch_size):
+        idx = order[b:b + batch_size]
+        ids, mask = model.encode([problems[i].prompt for i in idx], chat=True)
+        for i, row in zip(idx, decoder.generate(ids, mask).commit_forward.tolist()):
+            out[i] = row
+    return out
+
+
+def write_run_folder(folder: str | Path, model, problems: Sequence, task, *, name: str | None = None,
+                     batch_size: int = 64, **options: Any) -> Path:
+    """Evaluate one setting with ``fastdllm.evaluation.evaluate`` and write its run folder."""
+    import yaml
+
+    from fastdllm.evaluation import evaluate, torch_info
+
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    report = evaluate(model, problems, task, batch_size=batch_size, keep_rows=True, **options)
+    rows = report.rows
+    if rows and "commit_forward" not in rows[0]:
+        for row, forwards in zip(rows, _commit_forwards(model, problems, batch_size, options)):
+            row["commit_forward"] = forwards
+    summary = {"name": name or path.name, **report.to_dict(), "task": getattr(task, "name", str(task)),
+               "scorer": getattr(task, "name", str(task)), "env": torch_info(), "world_size": 1}
+    (path / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with (path / "samples.jsonl").open("w") as handle:
+        for index, row in enumerate(rows):
+            handle.write(json.dumps({"index": index, "target": row.get("answer"), **row}) + "\n")
+    config = {"model": str(getattr(model, "name", "model")), "decode": report.setting, "task": summary["task"],
+              "n": len(problems), "batch_size": batch_size}
+    (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

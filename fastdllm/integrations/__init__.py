@@ -1,0 +1,1 @@
+"""Bridges to other tools (lm-evaluation-harness). Each module imports its tool at its top; import it lazily."""
