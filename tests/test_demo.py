@@ -212,7 +212,7 @@ def test_warm_up_runs_every_setting_before_any_timed_run(monkeypatch):
     assert calls == [(WARMUP_PROBLEMS, False, "none"), (WARMUP_PROBLEMS, False, "dual"), (3, True, "none"),
                      (3, True, "dual")]
     assert [r.n for _, r in rows] == [3, 3]
-    assert "warm-up: every setting on 2 problems" in out.getvalue() and "problem 0:" not in out.getvalue()
+    assert "warm-up: every setting on 1 problem" in out.getvalue() and "problem 0:" not in out.getvalue()
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
