@@ -33,7 +33,8 @@ def tiny_table(path: Path) -> str:
     d = json.loads(path.read_text())
     env = d["env"]
     scored = "scorer" in d["main"][0]
-    lines = [f"`{d['command']}` — {d['n']} held-out {d['task']} problems, {d['family']} tiny model, gen_length "
+    command = d["command"].split(" --note ")[0] + (' --note "…"' if " --note " in d["command"] else "")
+    lines = [f"`{command}` — {d['n']} held-out {d['task']} problems, {d['family']} tiny model, gen_length "
              f"{d['decode']['gen_length']}, block_length {d['decode']['block_length']}, batch {d['batch_size']}, CPU "
              f"({env['cpu']}, {env['threads']} thread{'s' * (env['threads'] > 1)}), torch {env['torch']}, {d['date']}"
              + (f", commit {d['commit'][:7]}" if d.get("commit") else "") + "."]
@@ -42,16 +43,22 @@ def tiny_table(path: Path) -> str:
     if not scored:
         lines += ["", "Recorded before strict scoring: its accuracy is the GSM8K-style extraction (the lenient "
                       "scorer); strict and chain accuracy were not measured."]
-    load = any("load_avg_1min" in r for r in d["main"])
+    load = all("cpu_share" in r for r in d["main"])
+    if load:  # one thread: the process's CPU time is about the wall time it would take on an idle core
+        lines += ["", "Speedup is the baseline's decode wall time over the setting's; with the machine this loaded, "
+                      "CPU s (this process's CPU time, wall × CPU share) and its speedup are the better speed "
+                      "figures: with one thread they approximate the wall time on an idle core."]
+    base_cpu = d["main"][0]["wall_time_s"] * d["main"][0]["cpu_share"] if load else None
     lines += ["", "| setting | strict | lenient | chain | NFE / seq | TPF canvas | TPF answer | tokens/s (canvas) | "
-                  "speedup |" + (" load avg · CPU share |" if load else ""),
-              "|---|---|---|---|---|---|---|---|---|" + ("---|" if load else "")]
+                  "speedup |" + (" load avg · CPU share | CPU s | speedup (CPU s) |" if load else ""),
+              "|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if load else "")]
     for r in d["main"]:
         strict, lenient, chain = tiny_accuracies(r)
         cells = [r["label"], _pct(strict), _pct(lenient), _pct(chain), f"{r['nfe_mean']:.1f}", f"{r['tpf_canvas']:.2f}",
                  f"{r['tpf_answer']:.2f}", f"{r['tokens_per_s_canvas']:.0f}", f"{r['speedup']:.1f}×"]
         if load:
-            cells.append(f"{max(r['load_avg_1min']):.1f} · {r['cpu_share']:.2f}")
+            cpu = r["wall_time_s"] * r["cpu_share"]
+            cells += [f"{max(r['load_avg_1min']):.1f} · {r['cpu_share']:.2f}", f"{cpu:.0f}", f"{base_cpu / cpu:.1f}×"]
         lines.append("| " + " | ".join(cells) + " |")
     if d.get("sweep"):
         lines += ["", "Sweep (no cache; accuracy against answer tokens per forward, the plot below):", "",
@@ -115,7 +122,8 @@ def plot_gpu(path: Path, out: Path) -> None:
 def reworded_table(path: Path) -> str:
     """What held-out means: the same problems in the training wording, with other nouns, reworded."""
     d = json.loads(path.read_text())
-    lines = [f"`{d['command']}` — {d['n']} held-out problems asked three ways, dual cache + threshold 0.9, CPU, "
+    command = d["command"].split(" --note ")[0] + (' --note "…"' if " --note " in d["command"] else "")
+    lines = [f"`{command}` — {d['n']} held-out problems asked three ways, dual cache + threshold 0.9, CPU, "
              f"{d['date']}.", "", "| wording | strict | lenient | example prompt → output |", "|---|---|---|---|"]
     for label, v in d["variants"].items():
         e = v["examples"][0]

@@ -226,3 +226,25 @@ def test_bad_arguments_fail_before_loading(kwargs, message, monkeypatch):
     monkeypatch.setattr(demo_module.fastdllm, "load_model", lambda *a, **k: pytest.fail("loaded the model"))
     with pytest.raises(ValueError, match=re.escape(message)):
         run_demo(**kwargs)
+
+
+def test_defaults_decode_demo_n_problems_in_one_batch(monkeypatch):
+    seen = []
+
+    class Model:
+        name, device = "stub", "cpu"
+
+    def fake_evaluate(model, problems, task, batch_size, keep_rows=False, **options):
+        seen.append((len(problems), batch_size))
+        rows = [{"prompt": p.prompt, "output": p.response, "correct": True, "correct_lenient": True, "chain_ok": True}
+                for p in problems]
+        return EvalReport(setting={}, n=len(problems), accuracy=1.0, nfe_mean=1.0, tpf_canvas=1.0, tpf_answer=1.0,
+                          answer_tokens_mean=1.0, refresh_share=1.0, wall_time_s=1.0, tokens_per_s_canvas=1.0,
+                          tokens_per_s_useful=1.0, rows=rows if keep_rows else [])
+
+    monkeypatch.setattr(demo_module.fastdllm, "load_model", lambda *a, **k: Model())
+    monkeypatch.setattr(demo_module, "evaluate", fake_evaluate)
+    with contextlib.redirect_stdout(io.StringIO()):
+        run_demo(settings=SUBSET)
+    assert seen[-1] == (demo_module.DEMO_N, demo_module.DEMO_N)
+    assert seen[:2] == [(WARMUP_PROBLEMS, demo_module.DEMO_N)] * 2

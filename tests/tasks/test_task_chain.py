@@ -62,3 +62,10 @@ def test_response_steps() -> None:
     assert response_steps("1+2=3. 3*4=12. The answer is 12.") == [(1, "+", 2, 3), (3, "*", 4, 12)]
     assert response_steps("1+2=3. x 3*4=12.") == [(1, "+", 2, 3)]  # the first letter ends the steps
     assert response_steps("1+2=3. 4") is None
+
+
+def test_subtraction_keeps_its_operand_order():
+    # the generator never subtracts more than there is; a hand-written problem may, and "8-5=3." does not follow
+    problem = Problem("Ben has 5 coins. He sells 8. How many coins now?", "", "-3", "arithmetic")
+    assert parse_problem(problem.prompt) == (5, [("-", 8)])
+    assert TASK.check_chain("8-5=3. The answer is 3.", problem) is False
