@@ -82,7 +82,7 @@ def test_one_token_per_forward_commits_position_by_position(model, problems, dec
 
 
 class Judge:
-    """A scorer-side stand-in task: strict accepts nothing, lenient everything, chain fails half."""
+    """A scorer-side stand-in task: strict accepts nothing, lenient everything, every chain is right."""
 
     name = "arithmetic"
 
@@ -93,7 +93,7 @@ class Judge:
         return self.resolve_scorer(scorer) == "lenient"
 
     def check_chain(self, response, problem):
-        return problem.prompt.startswith("M")
+        return True
 
 
 def test_strict_lenient_and_chain_are_distinct_figures(model, problems, decode_defaults, monkeypatch):
@@ -104,10 +104,11 @@ def test_strict_lenient_and_chain_are_distinct_figures(model, problems, decode_d
                    **decode_defaults)
     assert out.accuracy == 0.0 and out.accuracy_lenient == 1.0 and out.scorer == "strict"
     assert out.accuracy_chain == 0.0  # chain accuracy needs the answer right under the scorer too
+    assert all(row["chain_ok"] is True for row in out.rows)
     lenient = evaluate(model, problems[:2], "arithmetic", batch_size=2, scorer="gsm8k", cache="dual",
                        unmask="threshold", **decode_defaults)
     assert lenient.accuracy == 1.0 and lenient.scorer == "lenient"
-    assert lenient.accuracy_chain == pytest.approx(sum(p.prompt.startswith("M") for p in problems[:2]) / 2)
+    assert lenient.accuracy_chain == 1.0
 
 
 def test_unknown_scorer_fails_before_decoding(model, problems, monkeypatch):
