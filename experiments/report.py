@@ -15,20 +15,59 @@ REFERENCE_TOK_S = {("none", 1): 25.1, ("prefix", 1): 25.4, ("dual", 1): 23.0,
                    ("none", 4): 93.0, ("prefix", 4): 115.0, ("dual", 4): 71.9}
 
 
+def _pct(value) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
+def tiny_accuracies(row: dict) -> tuple:
+    """(strict, lenient, chain) of a result row; files written before strict scoring (issue 14) hold only
+    ``accuracy``, measured with the GSM8K-style extraction that is now the lenient scorer."""
+    if "scorer" not in row:
+        return None, row["accuracy"], None
+    lenient = row["accuracy"] if row["scorer"] == "lenient" else row.get("accuracy_lenient")
+    strict = row["accuracy"] if row["scorer"] == "strict" else None
+    return strict, lenient, row.get("accuracy_chain")
+
+
 def tiny_table(path: Path) -> str:
+    """The README's table for one ``bench_tiny.py`` result file: strict, lenient and chain accuracy per setting."""
     d = json.loads(path.read_text())
     env = d["env"]
-    lines = [f"`{d['command']}` — {d['n']} held-out {d['task']} problems, {d['family']} tiny model, gen_length "
+    scored = "scorer" in d["main"][0]
+    command = d["command"].split(" --note ")[0] + (' --note "…"' if " --note " in d["command"] else "")
+    lines = [f"`{command}` — {d['n']} held-out {d['task']} problems, {d['family']} tiny model, gen_length "
              f"{d['decode']['gen_length']}, block_length {d['decode']['block_length']}, batch {d['batch_size']}, CPU "
-             f"({env['cpu']}, {env['threads']} threads), torch {env['torch']}, {d['date']}.", "",
-             "| setting | exact match | NFE / seq | TPF canvas | TPF answer | tokens/s (canvas) | speedup |",
-             "|---|---|---|---|---|---|---|"]
+             f"({env['cpu']}, {env['threads']} thread{'s' * (env['threads'] > 1)}), torch {env['torch']}, {d['date']}"
+             + (f", commit {d['commit'][:7]}" if d.get("commit") else "") + "."]
+    if d.get("note"):
+        lines += ["", f"Conditions: {d['note']}"]
+    if not scored:
+        lines += ["", "Recorded before strict scoring: its accuracy is the GSM8K-style extraction (the lenient "
+                      "scorer); strict and chain accuracy were not measured."]
+    load = all("cpu_share" in r for r in d["main"])
+    if load:  # one thread: the process's CPU time is about the wall time it would take on an idle core
+        lines += ["", "Speedup is the baseline's decode wall time over the setting's; with the machine this loaded, "
+                      "CPU s (this process's CPU time, wall × CPU share) and its speedup are the better speed "
+                      "figures: with one thread they approximate the wall time on an idle core."]
+    base_cpu = d["main"][0]["wall_time_s"] * d["main"][0]["cpu_share"] if load else None
+    lines += ["", "| setting | strict | lenient | chain | NFE / seq | TPF canvas | TPF answer | tokens/s (canvas) | "
+                  "speedup |" + (" load avg · CPU share | CPU s | speedup (CPU s) |" if load else ""),
+              "|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if load else "")]
     for r in d["main"]:
-        lines.append(f"| {r['label']} | {100 * r['accuracy']:.1f} % | {r['nfe_mean']:.1f} | {r['tpf_canvas']:.2f} | "
-                     f"{r['tpf_answer']:.2f} | {r['tokens_per_s_canvas']:.0f} | {r['speedup']:.1f}× |")
+        strict, lenient, chain = tiny_accuracies(r)
+        cells = [r["label"], _pct(strict), _pct(lenient), _pct(chain), f"{r['nfe_mean']:.1f}", f"{r['tpf_canvas']:.2f}",
+                 f"{r['tpf_answer']:.2f}", f"{r['tokens_per_s_canvas']:.0f}", f"{r['speedup']:.1f}×"]
+        if load:
+            cpu = r["wall_time_s"] * r["cpu_share"]
+            cells += [f"{max(r['load_avg_1min']):.1f} · {r['cpu_share']:.2f}", f"{cpu:.0f}", f"{base_cpu / cpu:.1f}×"]
+        lines.append("| " + " | ".join(cells) + " |")
     if d.get("sweep"):
-        lines += ["", "Sweep (no cache): " + ", ".join(
-            f"{r['label']} → {100 * r['accuracy']:.1f} % at TPF {r['tpf_answer']:.2f}" for r in d["sweep"]) + "."]
+        lines += ["", "Sweep (no cache; accuracy against answer tokens per forward, the plot below):", "",
+                  "| setting | strict | lenient | chain | NFE / seq | TPF answer |", "|---|---|---|---|---|---|"]
+        for r in d["sweep"]:
+            strict, lenient, chain = tiny_accuracies(r)
+            lines.append(f"| {r['label']} | {_pct(strict)} | {_pct(lenient)} | {_pct(chain)} | {r['nfe_mean']:.1f} | "
+                         f"{r['tpf_answer']:.2f} |")
     return "\n".join(lines)
 
 
@@ -177,6 +216,33 @@ def speed_report(folder: Path = SPEED) -> str:
     return "\n".join(parts)
 
 
+def reworded_table(path: Path) -> str:
+    """What held-out means: the same problems in the training wording, with other nouns, reworded."""
+    d = json.loads(path.read_text())
+    command = d["command"].split(" --note ")[0] + (' --note "…"' if " --note " in d["command"] else "")
+    lines = [f"`{command}` — {d['n']} held-out problems asked three ways, dual cache + threshold 0.9, CPU, "
+             f"{d['date']}.", "", "| wording | strict | lenient | example prompt → output |", "|---|---|---|---|"]
+    for label, v in d["variants"].items():
+        e = v["examples"][0]
+        lines.append(f"| {label} | {_pct(v['accuracy_strict'])} | {_pct(v['accuracy_lenient'])} | "
+                     f"{e['prompt']} → `{e['output']}` |")
+    return "\n".join(lines)
+
+
+def plot_tiny(path: Path) -> Path | None:
+    """Redraw a bench_tiny result's sweep plot (strict and chain accuracy against TPF) beside the file."""
+    import sys
+
+    d = json.loads(path.read_text())
+    if not d.get("sweep") or "scorer" not in d["sweep"][0]:
+        return None
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_tiny import plot_sweep
+
+    plot_sweep(d["sweep"], path.with_suffix(".png"))
+    return path.with_suffix(".png")
+
+
 if __name__ == "__main__":
     import sys
 
@@ -185,6 +251,8 @@ if __name__ == "__main__":
         raise SystemExit
     for path in sorted(RESULTS.glob("tiny_*_cpu.json")):
         print(tiny_table(path), end="\n\n")
+        plot_tiny(path)
+    print(reworded_table(RESULTS / "tiny_llada_reworded.json"), end="\n\n")
     for path in sorted(RESULTS.glob("gpu_*.json")):  # LLaDA-8B batch 1 and 8, Dream-7B
         print(gpu_table(path), end="\n\n")
     plot_gpu(RESULTS / "gpu_llada8b_b1.json", RESULTS / "gpu_llada8b_b1.png")

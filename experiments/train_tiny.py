@@ -12,13 +12,22 @@ without a key).
 
     python experiments/train_tiny.py --out runs/tiny --minutes 8          # one H100
     python experiments/train_tiny.py --out /tmp/smoke --max-steps 3 --examples 512 --device cpu
+    python experiments/train_tiny.py --out /tmp/h --hash-data-only --workers 1   # the data's sha256, no training
+
+The summary (``training_summary.json``) records the commit of the code that generated the data
+(``FASTDLLM_COMMIT`` if set, else ``git rev-parse HEAD``, with ``commit_dirty`` when the work tree
+had changes) and ``data_sha256``, a hash of the tokenised training data itself (the canvas rows and
+prompt lengths), so a record can be checked against the generator that claims to produce it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import os
+import subprocess
 import multiprocessing as mp
 import random
 import time
@@ -63,7 +72,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--wandb-mode", default=None, help="online/offline/disabled (default: offline without a key)")
+    p.add_argument("--hash-data-only", action="store_true",
+                   help="build the tokenizer and the training data, write their hashes, and stop")
     return p.parse_args(argv)
+
+
+def code_commit() -> dict:
+    """The commit of the code generating the data: ``FASTDLLM_COMMIT`` (for copies without .git), else git."""
+    if os.environ.get("FASTDLLM_COMMIT"):
+        return {"commit": os.environ["FASTDLLM_COMMIT"], "commit_source": "FASTDLLM_COMMIT"}
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "fastdllm", "experiments"], cwd=root,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "commit_source": "unknown: no git and no FASTDLLM_COMMIT"}
+    return {"commit": head.stdout.strip(), "commit_source": "git rev-parse HEAD",
+            "commit_dirty": bool(dirty.stdout.strip())}
+
+
+def data_sha256(canvas: torch.Tensor, prompt_len: torch.Tensor) -> str:
+    """sha256 of the tokenised training data: canvas rows ``[N, P+G]`` int16 then prompt lengths ``[N]`` int16."""
+    digest = hashlib.sha256()
+    digest.update(canvas.contiguous().numpy().tobytes())
+    digest.update(prompt_len.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def parse_tasks(spec: str) -> tuple[list[str], list[float]]:
@@ -180,7 +214,8 @@ def quick_eval(model, problems, gen_length: int) -> dict:
     report = evaluate(model, problems, batch_size=256, cache="none", unmask="fixed", gen_length=gen_length,
                       block_length=gen_length // 4)
     model.train()
-    return {"eval/accuracy": report.accuracy, "eval/answer_tokens": report.answer_tokens_mean}
+    return {"eval/accuracy": report.accuracy, "eval/scorer": report.scorer, "eval/accuracy_lenient": report.accuracy_lenient,
+            "eval/accuracy_chain": report.accuracy_chain, "eval/answer_tokens": report.answer_tokens_mean}
 
 
 def main(argv=None) -> dict:
@@ -196,7 +231,13 @@ def main(argv=None) -> dict:
     P = prompt_width(corpus, tokenizer, args.max_prompt)
     canvas, prompt_len = build_dataset(args.tasks, args.examples, tokenizer, P, args.gen_length, args.workers, args.seed)
     prep_s = time.perf_counter() - t0
-    print(f"data: {len(canvas)} examples, canvas {canvas.shape[1]} (prompt {P}), prepared in {prep_s:.1f}s")
+    provenance = {**code_commit(), "data_sha256": data_sha256(canvas, prompt_len),
+                  "tokenizer_sha256": hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()}
+    print(f"data: {len(canvas)} examples, canvas {canvas.shape[1]} (prompt {P}), prepared in {prep_s:.1f}s; {provenance}")
+    if args.hash_data_only:
+        (out / "data_hash.json").write_text(json.dumps({**provenance, "examples": len(canvas), "prompt_len": P,
+                                                        "args": vars(args)}, indent=2))
+        return provenance
 
     hf_config = model_config(args, len(tokenizer))
     model = fastdllm.model_adapters.get(args.family)(hf_config)
@@ -259,7 +300,7 @@ def main(argv=None) -> dict:
     from fastdllm.models.checkpoint import save_checkpoint
 
     save_checkpoint(model, out, tokenizer=tokenizer, dtype=torch.float32)  # fp32: CPU runs see the trained weights
-    summary = {"steps": step, "train_seconds": train_s, "prep_seconds": prep_s, "params": n_params,
+    summary = {**provenance, "steps": step, "train_seconds": train_s, "prep_seconds": prep_s, "params": n_params,
                "examples": len(canvas), "prompt_len": P, "final": final, "history": history,
                "args": vars(args), "env": torch_info()}
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2))

@@ -81,7 +81,10 @@ def test_llada_summary(llada_run):
     assert summary["steps"] == 3
     assert 0 < summary["examples"] <= 300
     assert summary["params"] > 0
-    assert set(summary["final"]) == {"eval/accuracy", "eval/answer_tokens"}
+    assert set(summary["final"]) == {"eval/accuracy", "eval/scorer", "eval/accuracy_lenient", "eval/accuracy_chain",
+                                     "eval/answer_tokens"}
+    assert summary["final"]["eval/scorer"] == "strict"
+    assert len(summary["data_sha256"]) == 64 and "commit" in summary
     assert 0.0 <= summary["final"]["eval/accuracy"] <= 1.0
     saved = json.loads((out / "training_summary.json").read_text())
     assert saved["steps"] == 3 and saved["params"] == summary["params"]

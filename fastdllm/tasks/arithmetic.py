@@ -12,11 +12,19 @@ operands are drawn directly from the range that keeps the result in bounds.
 Sums and products are written in a random operand order (``45+123`` or ``123+45``),
 so several responses are correct and the first operand of each such step is
 genuinely uncertain: decoding order matters, as it does in natural language.
+
+Scorers (:meth:`ArithmeticTask.scorers`): ``"strict"`` (the default) wants the trained answer
+sentence, well formed, as the response's last sentence and the only one mentioning an answer:
+``"... The answer is 303."``; ``"The answer answer 303."`` or a trailing fragment is wrong.
+``"lenient"`` (alias ``"gsm8k"``) is GSM8K-style extraction: the number after the last
+"The answer is", else the last number. :meth:`ArithmeticTask.check_chain` checks the steps.
 """
 
 from __future__ import annotations
 
 import random
+import re
+from collections.abc import Callable
 
 from fastdllm.tasks.base import Problem, Task
 from fastdllm.tasks.extraction import extract_gsm8k
@@ -36,6 +44,9 @@ MUL_TEMPLATES: dict[int, tuple[str, ...]] = {
 }
 MUL_GENERIC = ("{p} multiplies them by {k}.",)
 QUESTION = "How many {obj} now?"
+# the strict answer: the response's last sentence, preceded by nothing or a space
+ANSWER_SENTENCE = re.compile(r"(?:^|(?<= ))The answer is (\d+)\.$")
+ANSWER_WORD = re.compile(r"answer", re.IGNORECASE)
 
 
 class ArithmeticTask(Task):
@@ -49,6 +60,8 @@ class ArithmeticTask(Task):
     """
 
     name = "arithmetic"
+    default_scorer = "strict"
+    scorer_aliases = {"gsm8k": "lenient"}
 
     def __init__(
         self,
@@ -122,6 +135,29 @@ class ArithmeticTask(Task):
     def extract(self, response: str) -> str | None:
         """GSM8K-style: number after the last "The answer is", else last number."""
         return extract_gsm8k(response)
+
+    def scorers(self) -> dict[str, Callable[[str, Problem], bool]]:
+        """``strict`` (the answer sentence, well formed) and ``lenient`` (GSM8K-style extraction)."""
+        return {"strict": self.score_strict, "lenient": self.score_extracted}
+
+    def score_strict(self, response: str, problem: Problem) -> bool:
+        """True iff the response ends with ``"The answer is N."`` (N the reference, digits only) and
+        mentions "answer" nowhere else."""
+        text = response.strip()  # spacing inside the sentence must be the trained one
+        match = ANSWER_SENTENCE.search(text)
+        return (match is not None and len(ANSWER_WORD.findall(text)) == 1
+                and match.group(1) == self.normalize_answer(problem.answer))
+
+    def check_chain(self, response: str, problem: Problem) -> bool | None:
+        """True iff every step ``a op b = c.`` of the response is correct arithmetic on the previous
+        result and the prompt's operand (either order for + and *), one step per operation;
+        ``None`` when the prompt is not in the task's wording (nothing to check against)."""
+        from fastdllm.tasks.arithmetic_chain import chain_is_correct, parse_problem
+
+        parsed = parse_problem(problem.prompt)
+        if parsed is None:
+            return None
+        return chain_is_correct(response, *parsed)
 
     def normalize_answer(self, answer: str) -> str:
         """Strip whitespace, thousands commas and a trailing period."""

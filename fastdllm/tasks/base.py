@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 Split = Literal["train", "test"]
 SPLITS: tuple[str, ...] = ("train", "test")
@@ -54,11 +55,20 @@ class Task(ABC):
 
     Subclasses implement :meth:`draw` (one problem, split ignored) and
     :meth:`extract`; splitting, sampling, generation and scoring are shared.
+
+    Scoring goes through named scorers (:meth:`scorers`): the base class has one,
+    ``"extract"`` (the answer :meth:`extract` finds equals the reference), which the
+    names ``"strict"`` and ``"lenient"`` also reach. The built-in tasks add a strict
+    scorer (the answer in the exact format the task trains) and make it the default.
     """
 
     name: str = "task"
     #: Fraction of the prompt-hash space assigned to the test split.
     test_fraction: float = 0.1
+    #: The scorer :meth:`score` uses when none is named.
+    default_scorer: str = "extract"
+    #: Other names accepted for a scorer (``alias -> name in scorers()``).
+    scorer_aliases: ClassVar[dict[str, str]] = {"strict": "extract", "lenient": "extract"}
 
     # ----------------------------------------------------------- abstract API
     @abstractmethod
@@ -119,10 +129,36 @@ class Task(ABC):
             )
         return problems
 
-    def score(self, response: str, problem: Problem) -> bool:
-        """True iff the answer extracted from ``response`` matches the reference."""
+    def scorers(self) -> dict[str, Callable[[str, Problem], bool]]:
+        """The task's scorers by name; each maps ``(response, problem)`` to correct or not."""
+        return {"extract": self.score_extracted}
+
+    def resolve_scorer(self, scorer: str | None = None) -> str:
+        """The scorer's name in :meth:`scorers` (``None`` gives the default; aliases resolved).
+
+        Raises:
+            ValueError: the task has no scorer of that name (the message lists the names it has).
+        """
+        if scorer is None:
+            return self.default_scorer
+        name = self.scorer_aliases.get(scorer, scorer)
+        if name not in self.scorers():
+            known = sorted({*self.scorers(), *self.scorer_aliases})
+            raise ValueError(f"Task {self.name!r} has no scorer {scorer!r}; choose one of {', '.join(known)}.")
+        return name
+
+    def score(self, response: str, problem: Problem, scorer: str | None = None) -> bool:
+        """True iff ``response`` answers ``problem`` correctly under ``scorer`` (default: the task's default)."""
+        return bool(self.scorers()[self.resolve_scorer(scorer)](response, problem))
+
+    def score_extracted(self, response: str, problem: Problem) -> bool:
+        """True iff the answer :meth:`extract` finds in ``response`` matches the reference."""
         predicted = self.extract(response)
         return predicted is not None and predicted == self.normalize_answer(problem.answer)
+
+    def check_chain(self, response: str, problem: Problem) -> bool | None:
+        """Whether the response's intermediate steps are right; ``None`` for tasks without steps."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

@@ -41,6 +41,11 @@ def normalize_whitespace(text: str) -> str:
     return " ".join(text.split())
 
 
+def is_number(text: str) -> bool:
+    """True when ``text`` (stripped, a trailing period dropped) is one number such as ``"-1,234.5"``."""
+    return NUMBER.fullmatch(text.strip().rstrip(".")) is not None
+
+
 def extract_exact(text: str) -> str | None:
     """Whitespace-normalised text, or ``None`` when it is empty."""
     normalized = normalize_whitespace(text)

@@ -3,6 +3,11 @@
 Each non-blank line is an object ``{"prompt": str, "answer": str|number,
 "response": str (optional), "split": "train"|"test" (optional)}``.
 A missing ``response`` defaults to the answer itself.
+
+Scoring follows the answers' form: ``extract="auto"`` (the default) scores GSM8K-style (the number
+after the last "The answer is", else the last number) when every reference answer is a number,
+and by exact (whitespace-normalised) match otherwise. ``extract="gsm8k"`` on a file whose answers
+are not all numbers is refused: comparing last numbers would mark wrong outputs right.
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ from pathlib import Path
 from typing import Literal
 
 from fastdllm.tasks.base import SPLITS, Problem, Split, Task, check_split
-from fastdllm.tasks.extraction import extract_exact, extract_gsm8k, normalize_whitespace
+from fastdllm.tasks.extraction import extract_exact, extract_gsm8k, is_number, normalize_whitespace
 
-ExtractMode = Literal["gsm8k", "exact"]
+ExtractMode = Literal["auto", "gsm8k", "exact"]
 
 
 def _text_field(record: dict, field: str, line: int, path: Path) -> str:
@@ -70,13 +75,32 @@ def load_jsonl_records(path: Path, task_name: str) -> list[tuple[Problem, str | 
     return records
 
 
+def _scoring_mode(extract: str, problems: list[Problem], path: Path) -> ExtractMode:
+    """``extract`` resolved against the answers: ``auto`` picks by their form; ``gsm8k`` needs numbers."""
+    if extract == "exact":
+        return "exact"
+    not_numbers = [(i, p.answer) for i, p in enumerate(problems) if not is_number(p.answer)]
+    if extract == "auto":
+        return "exact" if not_numbers else "gsm8k"
+    if not_numbers:
+        i, answer = not_numbers[0]
+        raise ValueError(
+            f"{path}: extract='gsm8k' compares the last number of the output, but {len(not_numbers)} of "
+            f"{len(problems)} answers are not numbers (record {i + 1}: {answer!r}), so wrong outputs would "
+            "score as right. Use extract='exact' (or 'auto', which picks exact for such files)."
+        )
+    return "gsm8k"
+
+
 class JsonlTask(Task):
     """Problems read from a JSONL file.
 
     Args:
         path: The ``.jsonl`` file.
-        extract: ``"gsm8k"`` (number after "The answer is", else last number)
-            or ``"exact"`` (whitespace-normalised full response).
+        extract: ``"auto"`` (``"gsm8k"`` when every answer is a number, else ``"exact"``),
+            ``"gsm8k"`` (number after "The answer is", else last number; every answer must be a
+            number) or ``"exact"`` (whitespace-normalised full response). The mode is the task's
+            scorer (``scorer="strict"``/``"lenient"`` name it too).
         name: Task name; defaults to ``"jsonl:<file stem>"``.
 
     Records with a ``split`` field belong to that split only; records without
@@ -85,14 +109,14 @@ class JsonlTask(Task):
     """
 
     def __init__(
-        self, path: str | Path, extract: ExtractMode = "gsm8k", name: str | None = None
+        self, path: str | Path, extract: ExtractMode = "auto", name: str | None = None
     ) -> None:
-        if extract not in ("gsm8k", "exact"):
-            raise ValueError(f"extract must be 'gsm8k' or 'exact', got {extract!r}.")
+        if extract not in ("auto", "gsm8k", "exact"):
+            raise ValueError(f"extract must be 'auto', 'gsm8k' or 'exact', got {extract!r}.")
         self.path = Path(path)
-        self.extract_mode: ExtractMode = extract
         self.name = name or f"jsonl:{self.path.stem}"
         records = load_jsonl_records(self.path, self.name)
+        self.extract_mode: ExtractMode = _scoring_mode(extract, [p for p, _ in records], self.path)
         self.problems: list[Problem] = [problem for problem, _ in records]
         self._by_split: dict[str, list[Problem]] = {
             s: [p for p, sp in records if sp in (None, s)] for s in SPLITS
@@ -121,6 +145,18 @@ class JsonlTask(Task):
     def split_of(self, prompt: str) -> Split:
         """The record's ``split`` field if it has one, else the prompt-hash split."""
         return self._split_of_prompt.get(prompt) or super().split_of(prompt)
+
+    @property
+    def default_scorer(self) -> str:  # type: ignore[override]
+        return self.extract_mode
+
+    @property
+    def scorer_aliases(self) -> dict[str, str]:  # type: ignore[override]
+        return {"strict": self.extract_mode, "lenient": self.extract_mode}
+
+    def scorers(self):
+        """One scorer, named by the extraction mode (``gsm8k`` or ``exact``)."""
+        return {self.extract_mode: self.score_extracted}
 
     def extract(self, response: str) -> str | None:
         """Extract with the configured mode (``gsm8k`` or ``exact``)."""

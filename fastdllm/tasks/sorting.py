@@ -8,11 +8,17 @@ Example::
 
 Each output number depends on the whole input, so answer tokens are strongly
 coupled: a good stress test for parallel decoding.
+
+Scorers: ``"strict"`` (the default) wants the response to be exactly the sorted numbers separated
+by single spaces, the format the task trains (whitespace runs collapsed, nothing else);
+``"lenient"`` (alias ``"extract"``) also accepts commas, a trailing period and a leading
+"The answer is".
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from fastdllm.tasks.base import Problem, Task
 from fastdllm.tasks.extraction import ANSWER_MARKER, extract_exact
@@ -28,6 +34,8 @@ class SortingTask(Task):
     """
 
     name = "sorting"
+    default_scorer = "strict"
+    scorer_aliases = {"extract": "lenient"}
 
     def __init__(self, min_len: int = 6, max_len: int = 12, max_value: int = 99) -> None:
         if min_len < 2 or max_len < min_len:
@@ -60,6 +68,14 @@ class SortingTask(Task):
         if markers:
             response = response[markers[-1].end():]
         return extract_exact(response.replace(",", " ").strip().rstrip("."))
+
+    def scorers(self) -> dict[str, Callable[[str, Problem], bool]]:
+        """``strict`` (exactly the sorted numbers) and ``lenient`` (:meth:`extract`'s normalisation)."""
+        return {"strict": self.score_strict, "lenient": self.score_extracted}
+
+    def score_strict(self, response: str, problem: Problem) -> bool:
+        """True iff the whitespace-normalised response is exactly the reference list."""
+        return " ".join(response.split()) == self.normalize_answer(problem.answer)
 
     def normalize_answer(self, answer: str) -> str:
         """Whitespace-normalised reference answer."""

@@ -117,7 +117,8 @@ def test_score() -> None:
     task = ArithmeticTask()
     problem = Problem("p", "1+2=3. The answer is 3.", "3", "arithmetic")
     assert task.score("1+2=3. The answer is 3.", problem)
-    assert task.score("junk 3", problem)
+    assert not task.score("junk 3", problem)  # strict by default: the answer sentence is required
+    assert task.score("junk 3", problem, scorer="lenient")
     assert not task.score("1+2=4. The answer is 4.", problem)
     assert not task.score("no number here", problem)
     assert not task.score("The answer is 33.", problem)

@@ -95,3 +95,43 @@ def test_split_without_records(tmp_path: Path) -> None:
     path = write(tmp_path / "t.jsonl", [json.dumps({"prompt": "p", "answer": "1", "split": "test"})])
     with pytest.raises(ValueError, match="no records with split 'train'"):
         JsonlTask(path).sample(random.Random(0))
+
+
+# ---- scoring picked from the answers' form (issue 11) ---------------------------------------------------
+
+
+def test_auto_scores_number_answers_gsm8k_style(tmp_path: Path) -> None:
+    path = write(tmp_path / "n.jsonl", [json.dumps({"prompt": "a", "answer": "-1,234.5"}),
+                                        json.dumps({"prompt": "b", "answer": 7})])
+    task = JsonlTask(path)
+    assert task.extract_mode == "gsm8k" and task.resolve_scorer() == "gsm8k"
+    assert task.resolve_scorer("strict") == task.resolve_scorer("lenient") == "gsm8k"
+    problem = task.generate("test", 2)[1]
+    assert task.score("so 3 then 7", problem) and task.score("The answer is 7.", problem, scorer="lenient")
+    assert not task.score("The answer is 8.", problem)
+
+
+def test_auto_scores_word_answers_exactly(tmp_path: Path) -> None:
+    path = write(tmp_path / "w.jsonl", [json.dumps({"prompt": "a", "answer": "12"}),
+                                        json.dumps({"prompt": "capital of France?", "answer": "Paris 2"})])
+    task = JsonlTask(path)
+    assert task.extract_mode == "exact" and task.resolve_scorer() == "exact"
+    problem = task.generate("test", 2)[1]
+    assert task.score("Paris  2", problem)
+    # gsm8k-style extraction would compare last numbers and take this wrong output as right
+    assert not task.score("Lyon 2", problem) and not task.score("Lyon 2", problem, scorer="lenient")
+
+
+def test_gsm8k_is_refused_when_answers_are_not_numbers(tmp_path: Path) -> None:
+    path = write(tmp_path / "w.jsonl", [json.dumps({"prompt": "a", "answer": "12"}),
+                                        json.dumps({"prompt": "b", "answer": "Paris 2"})])
+    with pytest.raises(ValueError, match=r"w\.jsonl.*1 of 2 answers are not numbers \(record 2: 'Paris 2'\).*"
+                                         r"extract='exact'"):
+        JsonlTask(path, extract="gsm8k")
+    assert JsonlTask(path, extract="exact").score("Paris 2", JsonlTask(path).problems[1])
+
+
+def test_unknown_jsonl_scorer(tmp_path: Path) -> None:
+    task = JsonlTask(write(tmp_path / "n.jsonl", [json.dumps({"prompt": "a", "answer": "1"})]))
+    with pytest.raises(ValueError, match="no scorer 'exact'.*gsm8k"):
+        task.resolve_scorer("exact")
