@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import textwrap
 from pathlib import Path
 
@@ -85,18 +84,11 @@ def _missing(what: str, module: str, extra: str, err: ImportError) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import torch
-
     from fastdllm.demo import run_demo
     from fastdllm.runs.models import resolve_model
 
     path = resolve_model(args.model)  # a bad name fails before any work
-    kwargs = {"model_path": path, "n": args.n, "device": args.device, "batch_size": args.batch_size}
-    if "threads" in inspect.signature(run_demo).parameters:
-        kwargs["threads"] = args.threads
-    elif args.threads:
-        torch.set_num_threads(args.threads)
-    run_demo(**kwargs)
+    run_demo(model_path=path, n=args.n, device=args.device, batch_size=args.batch_size, threads=args.threads)
     return 0
 
 
