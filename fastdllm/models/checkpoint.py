@@ -19,6 +19,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from fastdllm.assets import ASSETS
 from fastdllm.models.base import DiffusionLM, model_adapters
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -105,10 +106,14 @@ def _looks_like_path(text: str) -> bool:
 
 
 def resolve_folder(path_or_repo_id: str | Path, trust_remote_code: bool = False) -> Path:
-    """A local checkpoint folder; a Hub repo id (``owner/name``) is downloaded with ``snapshot_download``."""
+    """A local checkpoint folder; a shipped model's name (``tiny-llada``, ``tiny-dream``: a folder of
+    ``fastdllm/assets``); a Hub repo id (``owner/name``) is downloaded with ``snapshot_download``."""
     path = Path(path_or_repo_id).expanduser()
     if path.is_dir():
         return path
+    shipped = ASSETS / str(path_or_repo_id)
+    if isinstance(path_or_repo_id, str) and "/" not in path_or_repo_id and (shipped / "config.json").exists():
+        return shipped
     if path.exists():
         raise NotADirectoryError(f"{str(path_or_repo_id)!r} is a file; pass the checkpoint folder that holds "
                                  "config.json and the *.safetensors files")
