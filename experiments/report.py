@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-# the Fast-dLLM reference implementation on the same GPU (BENCHMARKS.md): (cache, k) -> tokens/s
+# the Fast-dLLM reference implementation on the same GPU (docs/benchmarks.md): (cache, k) -> tokens/s
 REFERENCE_TOK_S = {("none", 1): 25.1, ("prefix", 1): 25.4, ("dual", 1): 23.0,
                    ("none", 4): 93.0, ("prefix", 4): 115.0, ("dual", 4): 71.9}
 

@@ -79,7 +79,7 @@ def tiny_tokenizer(family: str) -> PreTrainedTokenizerFast:
 
 # ---- hand-written checkpoints, real HF key names -------------------------------------------------
 def hf_shapes(family: str, cfg: dict) -> dict[str, tuple[int, ...]]:
-    """Checkpoint key → shape, as the family's own modeling code names them (MODELS.md)."""
+    """Checkpoint key → shape, as the family's own modeling code names them (docs/models.md)."""
     if family == "llada":
         d, f, V, n = cfg["d_model"], cfg["mlp_hidden_size"], cfg["vocab_size"], cfg["n_layers"]
         kv = d // cfg["n_heads"] * cfg["n_kv_heads"]
