@@ -169,18 +169,24 @@ def run(args: argparse.Namespace) -> dict:
             print(f"{m.file}:{m.line}: {m.mutation}  [{m.original}]")
         return {}
 
-    # baseline: every file's tests must pass unmutated (their time sets the per-mutant timeout)
+    # baseline: every test set must pass unmutated (its time sets the per-mutant timeout); run in parallel
+    baselines: dict[tuple, float] = {}
+    pending = list(dict.fromkeys(tuple(info["tests"]) for info in files_report.values() if info["run"]))
+    while pending:
+        batch, pending = pending[:args.jobs], pending[args.jobs:]
+        started, procs = time.monotonic(), {}
+        for k, tests in enumerate(batch):
+            procs[fork_pytest(slots[k], list(tests), work / f"baseline{k}.log")] = (k, tests)
+        for pid in list(procs):
+            _, status = os.waitpid(pid, 0)
+            k, tests = procs[pid]
+            baselines[tests] = round(time.monotonic() - started, 1)
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise SystemExit(f"these tests fail before any mutation: {list(tests)}; see {work}/baseline{k}.log")
     for file, info in files_report.items():
-        if not info["run"]:
-            continue
-        log = work / "baseline.log"
-        started = time.monotonic()
-        pid = fork_pytest(slots[0], info["tests"], log)
-        _, status = os.waitpid(pid, 0)
-        info["baseline_s"] = round(time.monotonic() - started, 1)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"the tests of {file} fail before any mutation ({info['tests']}); see {log}")
-        print(f"baseline {file}: {info['baseline_s']} s, {info['run']} of {info['generated']} mutants", flush=True)
+        if info["run"]:
+            info["baseline_s"] = baselines[tuple(info["tests"])]
+            print(f"baseline {file}: {info['baseline_s']} s, {info['run']} of {info['generated']} mutants", flush=True)
 
     results, running, free = [], {}, list(range(args.jobs))
     total, done = len(queue), 0
