@@ -75,6 +75,12 @@ def tests_for(file: str, override: list[str] | None) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def tiers(tests: list[str], first: int = 3) -> list[list[str]]:
+    """Two pytest runs per mutant: the first few (targeted) files, then the rest only if those pass, so a
+    mutant killed early does not pay for collecting every test module."""
+    return [tests[:first], tests[first:]] if len(tests) > first else [tests]
+
+
 def load_equivalent(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -190,49 +196,64 @@ def run(args: argparse.Namespace) -> dict:
 
     results, running, free = [], {}, list(range(args.jobs))
     total, done = len(queue), 0
-    while queue or running:
-        while queue and free:
-            m, source, tests = queue.pop(0)
-            k = free.pop()
-            (slots[k] / m.file).write_bytes(m.apply(source))
-            log = work / f"slot{k}.log"
-            limit = max(args.min_timeout, args.timeout_factor * files_report[m.file]["baseline_s"])
-            running[fork_pytest(slots[k], tests, log)] = (m, source, k, log, time.monotonic(), limit)
-        time.sleep(0.1)
-        for pid, (m, source, k, log, started, limit) in list(running.items()):
-            finished, status = os.waitpid(pid, os.WNOHANG)
-            elapsed = time.monotonic() - started
-            if not finished and elapsed < limit:
-                continue
-            if not finished:
-                os.killpg(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                state, killer = "timeout", None
-            else:
-                code = os.waitstatus_to_exitcode(status)
-                state = "survived" if code == 0 else "killed"
-                killer = first_failure(log) if code != 0 else None
-                if code == 5:
-                    state = "no-tests"
-            reason = is_equivalent(m, equivalent) if state == "survived" else None
-            if reason:
-                state = "equivalent"
-            (slots[k] / m.file).write_bytes(source)
-            del running[pid]
-            free.append(k)
-            done += 1
-            entry = {"file": m.file, "line": m.line, "col": m.col, "operator": m.operator, "mutation": m.mutation,
-                     "original": m.original, "status": state, "seconds": round(elapsed, 1)}
-            if killer:
-                entry["killed_by"] = killer
-            if reason:
-                entry["reason"] = reason
-            results.append(entry)
-            print(f"[{done}/{total}] {state:<10} {m.file}:{m.line} {m.mutation}  ({elapsed:.0f}s)", flush=True)
+    progress = open(work / "progress.jsonl", "a")
+    try:
+        while queue or running:
+            while queue and free:
+                m, source, tests = queue.pop(0)
+                k = free.pop()
+                (slots[k] / m.file).write_bytes(m.apply(source))
+                log = work / f"slot{k}.log"
+                limit = max(args.min_timeout, args.timeout_factor * files_report[m.file]["baseline_s"])
+                stages = tiers(tests)
+                running[fork_pytest(slots[k], stages[0], log)] = (m, source, k, log, time.monotonic(), limit, stages[1:])
+            time.sleep(0.1)
+            for pid, (m, source, k, log, started, limit, later) in list(running.items()):
+                finished, status = os.waitpid(pid, os.WNOHANG)
+                elapsed = time.monotonic() - started
+                if not finished and elapsed < limit:
+                    continue
+                if not finished:
+                    os.killpg(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    state, killer = "timeout", None
+                else:
+                    code = os.waitstatus_to_exitcode(status)
+                    if code == 0 and later:  # passed the targeted tests: run the rest
+                        del running[pid]
+                        running[fork_pytest(slots[k], later[0], log)] = (m, source, k, log, started, limit, later[1:])
+                        continue
+                    state = "survived" if code == 0 else "no-tests" if code == 5 else "killed"
+                    killer = first_failure(log) if code != 0 else None
+                reason = is_equivalent(m, equivalent) if state == "survived" else None
+                if reason:
+                    state = "equivalent"
+                (slots[k] / m.file).write_bytes(source)
+                del running[pid]
+                free.append(k)
+                done += 1
+                entry = {"file": m.file, "line": m.line, "col": m.col, "operator": m.operator, "mutation": m.mutation,
+                         "original": m.original, "status": state, "seconds": round(elapsed, 1)}
+                if killer:
+                    entry["killed_by"] = killer
+                if reason:
+                    entry["reason"] = reason
+                results.append(entry)
+                progress.write(json.dumps(entry) + "\n")
+                progress.flush()
+                print(f"[{done}/{total}] {state:<10} {m.file}:{m.line} {m.mutation}  ({elapsed:.0f}s)", flush=True)
+    except KeyboardInterrupt:  # SIGINT / SIGTERM: stop, and report what ran (the rest as not-run)
+        for pid in list(running):
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        for m, *_ in [running[pid][:1] for pid in running] + [(q[0],) for q in queue]:
+            results.append({"file": m.file, "line": m.line, "col": m.col, "operator": m.operator,
+                            "mutation": m.mutation, "original": m.original, "status": "not-run"})
+        print(f"interrupted after {done} of {total} mutants", flush=True)
     shutil.rmtree(work, ignore_errors=True)
     results.sort(key=lambda e: (e["file"], e["line"], e["col"], e["mutation"]))
     counts = {s: sum(e["status"] == s for e in results)
-              for s in ("killed", "timeout", "survived", "equivalent", "no-tests")}
+              for s in ("killed", "timeout", "survived", "equivalent", "no-tests", "not-run")}
     return {"results": results, "counts": counts, "files": files_report}
 
 
@@ -263,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         p.error(f"--jobs {args.jobs}: use 1 or more")
     started = time.time()
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
     report = run(args)
     if args.list:
         return 0
@@ -276,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(report, indent=1) + "\n")
     c = report["counts"]
     print(f"{out}: killed {c['killed']}, timeout {c['timeout']}, survived {c['survived']}, "
-          f"equivalent {c['equivalent']}, no-tests {c['no-tests']}")
+          f"equivalent {c['equivalent']}, no-tests {c['no-tests']}, not run {c['not-run']}")
     return 0
 
 
