@@ -64,14 +64,15 @@ def target_files(selected: list[str] | None) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def tests_for(file: str, override: list[str] | None) -> list[str]:
-    """The mapped tests as an ordered list of test files (folders expanded, duplicates dropped)."""
+def tests_for(file: str, override: list[str] | None, base: Path = ROOT) -> list[str]:
+    """The mapped tests as an ordered list of test files (folders expanded, duplicates dropped), as found
+    in ``base`` (the jobs' snapshot of the repository)."""
     entries = override or next((tests for prefix, tests in TEST_MAP if file.startswith(prefix)), DECODING_TESTS)
     out = []
     for entry in entries:
-        path = ROOT / entry
+        path = base / entry
         files = sorted(path.rglob("test_*.py")) if path.is_dir() else [path]
-        out += [str(f.relative_to(ROOT)) for f in files]
+        out += [str(f.relative_to(base)) for f in files]
     return list(dict.fromkeys(out))
 
 
@@ -162,12 +163,12 @@ def run(args: argparse.Namespace) -> dict:
     slots = [make_slot(work, k) for k in range(args.jobs)]
     files_report, queue = {}, []
     for file in target_files(args.files):
-        source = (ROOT / file).read_bytes()
+        source = (slots[0] / file).read_bytes()  # the snapshot: edits made while this runs do not leak in
         found = mutants(file, source)
         chosen = found
         if args.max_mutants and len(found) > args.max_mutants:
             chosen = sorted(rng.sample(found, args.max_mutants), key=lambda m: (m.line, m.col, m.mutation))
-        tests = tests_for(file, args.tests)
+        tests = tests_for(file, args.tests, slots[0])
         files_report[file] = {"tests": tests, "generated": len(found), "run": len(chosen)}
         queue += [(m, source, tests) for m in chosen]
     if args.list:
