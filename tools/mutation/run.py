@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    env = environment()  # at the start: the commit the snapshot was taken from
     report = run(args)
     if args.list:
         return 0
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"command": "python tools/mutation/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "date": stamp.isoformat(timespec="seconds"), "wall_time_s": round(time.time() - started),
-              "settings": {k: v for k, v in vars(args).items() if k not in ("list", "out")}, "env": environment(),
+              "settings": {k: v for k, v in vars(args).items() if k not in ("list", "out")}, "env": env,
               **report}
     out.write_text(json.dumps(report, indent=1) + "\n")
     c = report["counts"]
