@@ -21,7 +21,8 @@ def test_token_ids_at_both_ends_of_the_vocabulary_are_accepted():
     assert result.sequences[:, :3].tolist() == [[0, 5, 0], [top, 0, top]]
 
 
-@pytest.mark.parametrize("bad, row", [([[3, 4], [5, -1]], 1), ([[VOCAB, 4]], 0)])
+# the bad id's column differs from its row, so a check reducing over the wrong dimension names the wrong row
+@pytest.mark.parametrize("bad, row", [([[3, 4, 5], [-1, 6, 7]], 1), ([[5, VOCAB, 4]], 0)])
 def test_ids_outside_the_vocabulary_name_the_row(bad, row):
     model = RecordingModel(tiny_llada(), forbid_mask=True)
     with pytest.raises(ValueError, match=rf"prompt rows \[{row}\] hold token ids outside the vocabulary"):
@@ -45,3 +46,31 @@ def test_did_you_mean_lists_at_most_three_close_names():
     suggested = re.search(r"Did you mean (.*?)\?", message).group(1).split(" or ")
     assert sorted(suggested) == ["'alpha2'", "'alpha3'", "'alpha4'"]  # the three closest, not all four
     assert "alpha1, alpha2, alpha3, alpha4, beta" in message  # then every registered name
+
+
+def test_a_zero_step_bound_is_refused():
+    with pytest.raises(ValueError, match="max_steps_per_block"):
+        fastdllm.DecodeConfig(max_steps_per_block=0)
+    assert fastdllm.DecodeConfig(max_steps_per_block=1, gen_length=8, block_length=4).steps_bound == 1
+    assert fastdllm.DecodeConfig(gen_length=8, block_length=4).steps_bound == 4
+
+
+def test_sampling_defaults():
+    """Deterministic, no early stop and no extra bound unless asked for."""
+    cfg = fastdllm.DecodeConfig(gen_length=8, block_length=4)
+    assert (cfg.temperature, cfg.seed, cfg.stop_at_eos, cfg.max_steps_per_block) == (0.0, None, False, None)
+
+
+def test_policy_field_errors_list_the_valid_fields():
+    with pytest.raises(ValueError) as info:
+        fastdllm.unmask_policies.get("threshold")(treshold=0.8)
+    valid = str(info.value).split("Valid fields:")[1]
+    assert "confidence" in valid and "threshold" in valid
+
+
+def test_describe_fields_for_ls():
+    from fastdllm.core.registry import describe_fields
+
+    rows = {name: (kind, default) for name, kind, default in describe_fields(fastdllm.unmask_policies.get("threshold").Config)}
+    assert rows["threshold"] == ("float", 0.9)
+    assert rows["confidence"][1] == "prob" and "Literal" in rows["confidence"][0] and "typing." not in rows["confidence"][0]

@@ -57,3 +57,25 @@ def test_positions_and_key_mask_of_left_padded_rows(cache, lengths):
             assert key_mask is not None and torch.equal(key_mask, real)
         assert index.numel() > 0 and int(index.max()) < positions.shape[1]
 
+
+
+def test_full_forward_positions_of_left_padded_rows():
+    """``DiffusionLM.forward`` (no cache, used for scoring) gives the network the same positions."""
+    model = tiny_llada()
+    seen = []
+    inner = model.net.hidden
+
+    def hidden(ids, start, end, store, position_ids, key_mask, *rest, **kw):
+        seen.append((position_ids.clone(), None if key_mask is None else key_mask.clone()))
+        return inner(ids, start, end, store, position_ids, key_mask, *rest, **kw)
+
+    model.net.hidden = hidden
+    lengths = [2, 5]
+    ids = torch.tensor([[1, 1, 1, 7, 8], [4, 5, 6, 7, 8]])  # [2, 5], row 0 left-padded by 3
+    mask = torch.tensor([[0, 0, 0, 1, 1], [1, 1, 1, 1, 1]])
+    model.forward(ids, attention_mask=mask)
+    positions = torch.tensor([[0, 0, 0, 0, 1], [0, 1, 2, 3, 4]])
+    assert torch.equal(seen[0][0], positions) and torch.equal(seen[0][1], mask.bool())
+    model.forward(ids[1:])
+    assert torch.equal(seen[1][0], positions[1:]) and seen[1][1] is None
+    assert lengths == [int(m.sum()) for m in mask]
