@@ -74,3 +74,12 @@ def test_describe_fields_for_ls():
     rows = {name: (kind, default) for name, kind, default in describe_fields(fastdllm.unmask_policies.get("threshold").Config)}
     assert rows["threshold"] == ("float", 0.9)
     assert rows["confidence"][1] == "prob" and "Literal" in rows["confidence"][0] and "typing." not in rows["confidence"][0]
+
+
+def test_registering_the_same_class_twice_is_allowed():
+    """A module imported twice (a notebook cell run again) re-registers the same class: that is not a clash."""
+    registry: Registry[type] = Registry("widget")
+    cls = type("Widget", (), {})
+    registry.register("w")(cls)
+    registry.register("w")(cls)
+    assert registry.get("w") is cls and registry.names() == ["w"]

@@ -174,6 +174,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.list:
         for m, _, _ in queue:
             print(f"{m.file}:{m.line}: {m.mutation}  [{m.original}]")
+        shutil.rmtree(work, ignore_errors=True)
         return {}
 
     # baseline: every test set must pass unmutated (its time sets the per-mutant timeout); run in parallel
