@@ -163,10 +163,14 @@ def run(args: argparse.Namespace) -> dict:
     slots = [make_slot(work, k) for k in range(args.jobs)]
     files_report, queue = {}, []
     for file in target_files(args.files):
+        if args.only is not None and not any(f == file for f, _, _ in args.only):
+            continue
         source = (slots[0] / file).read_bytes()  # the snapshot: edits made while this runs do not leak in
         found = mutants(file, source)
         chosen = found
-        if args.max_mutants and len(found) > args.max_mutants:
+        if args.only is not None:  # --rerun: exactly these (file, original line, mutation) mutants
+            chosen = [m for m in found if (m.file, m.original, m.mutation) in args.only]
+        elif args.max_mutants and len(found) > args.max_mutants:
             chosen = sorted(rng.sample(found, args.max_mutants), key=lambda m: (m.line, m.col, m.mutation))
         tests = tests_for(file, args.tests, slots[0])
         files_report[file] = {"tests": tests, "generated": len(found), "run": len(chosen)}
@@ -226,6 +230,8 @@ def run(args: argparse.Namespace) -> dict:
                         running[fork_pytest(slots[k], later[0], log)] = (m, source, k, log, started, limit, later[1:])
                         continue
                     state = "survived" if code == 0 else "no-tests" if code == 5 else "killed"
+                    if state == "survived" and " passed" not in log.read_text(errors="replace"):
+                        state = "all-skipped"  # every mapped test skipped here (the CUDA-only tests on CPU)
                     killer = first_failure(log) if code != 0 else None
                 reason = is_equivalent(m, equivalent) if state == "survived" else None
                 if reason:
@@ -255,7 +261,7 @@ def run(args: argparse.Namespace) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     results.sort(key=lambda e: (e["file"], e["line"], e["col"], e["mutation"]))
     counts = {s: sum(e["status"] == s for e in results)
-              for s in ("killed", "timeout", "survived", "equivalent", "no-tests", "not-run")}
+              for s in ("killed", "timeout", "survived", "equivalent", "all-skipped", "no-tests", "not-run")}
     return {"results": results, "counts": counts, "files": files_report}
 
 
@@ -270,6 +276,37 @@ def environment() -> dict:
             "device": "cpu"}
 
 
+def rerun(args: argparse.Namespace) -> int:
+    """Re-run an earlier result's survivors (matched by file, original line and mutation, so moved lines still
+    match) against the current tests, re-apply equivalent.yaml, and rewrite the result with the new statuses."""
+    path = Path(args.rerun)
+    report = json.loads(path.read_text())
+    equivalent = load_equivalent(Path(args.equivalent))
+    todo = [e for e in report["results"] if e["status"] in ("survived", "equivalent", "all-skipped")]
+    args.only = {(e["file"], e["original"], e["mutation"]) for e in todo}
+    args.files = sorted({e["file"] for e in todo})
+    fresh = run(args)["results"] if todo else []
+    by_key = {(e["file"], e["original"], e["mutation"]): e for e in fresh}
+    for e in report["results"]:
+        new = by_key.get((e["file"], e["original"], e["mutation"]))
+        if new is not None:
+            e.update(new)
+        if e["status"] == "survived" and is_equivalent(Mutant(e["file"], e["line"], e["col"], e["operator"],
+                                                               e["mutation"], e["original"], 0, 0, ""), equivalent):
+            e["status"] = "equivalent"
+        if e["status"] == "equivalent":
+            e["reason"] = is_equivalent(Mutant(e["file"], e["line"], e["col"], e["operator"], e["mutation"],
+                                               e["original"], 0, 0, ""), equivalent) or e.get("reason")
+    states = ("killed", "timeout", "survived", "equivalent", "all-skipped", "no-tests", "not-run")
+    report["counts"] = {s: sum(e["status"] == s for e in report["results"]) for s in states}
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    report.setdefault("reruns", []).append({"date": stamp, "env": environment(), "mutants": len(todo),
+                                            "command": "python tools/mutation/run.py --rerun " + str(args.rerun)})
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"{path}: {report['counts']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--files", nargs="+", help="target files or folders (default: the decoding code)")
@@ -282,7 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--equivalent", default=str(Path(__file__).resolve().parent / "equivalent.yaml"))
     p.add_argument("--out", default=None, help="result JSON (default experiments/results/mutation_<date>.json)")
     p.add_argument("--list", action="store_true", help="print the mutants and exit")
+    p.add_argument("--rerun", metavar="RESULT.json", help="run again the survivors of an earlier result (after new "
+                   "tests) and update that file in place; equivalent.yaml is re-applied to every entry")
     args = p.parse_args(argv)
+    args.only = None
+    if args.rerun:
+        return rerun(args)
     if args.jobs < 1:
         p.error(f"--jobs {args.jobs}: use 1 or more")
     started = time.time()
@@ -305,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(report, indent=1) + "\n")
     c = report["counts"]
     print(f"{out}: killed {c['killed']}, timeout {c['timeout']}, survived {c['survived']}, "
-          f"equivalent {c['equivalent']}, no-tests {c['no-tests']}, not run {c['not-run']}")
+          f"equivalent {c['equivalent']}, all tests skipped {c['all-skipped']}, no-tests {c['no-tests']}, "
+          f"not run {c['not-run']}")
     return 0
 
 
