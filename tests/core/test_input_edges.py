@@ -64,8 +64,20 @@ def test_sampling_defaults():
 def test_policy_field_errors_list_the_valid_fields():
     with pytest.raises(ValueError) as info:
         fastdllm.unmask_policies.get("threshold")(treshold=0.8)
-    valid = str(info.value).split("Valid fields:")[1]
+    message = str(info.value)
+    assert "unknown field 'treshold'" in message
+    valid = message.split("Valid fields:")[1]
     assert "confidence" in valid and "threshold" in valid
+
+
+def test_policy_configs_are_frozen():
+    """A policy's config is its identity (spec, configs, W&B): it cannot change after construction."""
+    import pydantic
+
+    policy = fastdllm.unmask_policies.get("threshold")(threshold=0.8)
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
+        policy.config.threshold = 0.5
+    assert policy.config.threshold == 0.8
 
 
 def test_describe_fields_for_ls():
