@@ -282,7 +282,12 @@ def rerun(args: argparse.Namespace) -> int:
     path = Path(args.rerun)
     report = json.loads(path.read_text())
     equivalent = load_equivalent(Path(args.equivalent))
-    todo = [e for e in report["results"] if e["status"] in ("survived", "equivalent", "all-skipped")]
+    def explained(e: dict) -> str | None:
+        return is_equivalent(Mutant(e["file"], e["line"], e["col"], e["operator"], e["mutation"], e["original"],
+                                    0, 0, ""), equivalent)
+
+    # survivors that equivalent.yaml does not explain (the explained ones are only re-labelled)
+    todo = [e for e in report["results"] if e["status"] in ("survived", "all-skipped") and not explained(e)]
     args.only = {(e["file"], e["original"], e["mutation"]) for e in todo}
     args.files = sorted({e["file"] for e in todo})
     fresh = run(args)["results"] if todo else []
@@ -291,12 +296,8 @@ def rerun(args: argparse.Namespace) -> int:
         new = by_key.get((e["file"], e["original"], e["mutation"]))
         if new is not None:
             e.update(new)
-        if e["status"] == "survived" and is_equivalent(Mutant(e["file"], e["line"], e["col"], e["operator"],
-                                                               e["mutation"], e["original"], 0, 0, ""), equivalent):
-            e["status"] = "equivalent"
-        if e["status"] == "equivalent":
-            e["reason"] = is_equivalent(Mutant(e["file"], e["line"], e["col"], e["operator"], e["mutation"],
-                                               e["original"], 0, 0, ""), equivalent) or e.get("reason")
+        if e["status"] in ("survived", "equivalent") and explained(e):
+            e["status"], e["reason"] = "equivalent", explained(e)
     states = ("killed", "timeout", "survived", "equivalent", "all-skipped", "no-tests", "not-run")
     report["counts"] = {s: sum(e["status"] == s for e in report["results"]) for s in states}
     stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
