@@ -61,7 +61,9 @@ def test_texts_need_a_tokenizer():
 
 @pytest.mark.parametrize("value", [fastdllm.Proposal(torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1),
                                                      torch.ones(1, 1, dtype=torch.bool)),
-                                   fastdllm.Layout(2, 4, 2, 0)])
+                                   fastdllm.Layout(2, 4, 2, 0), fastdllm.Step(fastdllm.Layout(2, 4, 2, 0), 0, 0),
+                                   fastdllm.Plan.full(fastdllm.Step(fastdllm.Layout(2, 4, 2, 0), 0, 0))],
+                         ids=["Proposal", "Layout", "Step", "Plan"])
 def test_value_types_are_immutable(value):
     """Policies receive these shared objects: one policy must not be able to change what the next one sees."""
     field = dataclasses.fields(value)[0].name
