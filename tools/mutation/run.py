@@ -163,13 +163,13 @@ def run(args: argparse.Namespace) -> dict:
     slots = [make_slot(work, k) for k in range(args.jobs)]
     files_report, queue = {}, []
     for file in target_files(args.files):
-        if args.only is not None and not any(f == file for f, _, _ in args.only):
+        if args.only is not None and not any(key.startswith(file + ":") for key in args.only):
             continue
         source = (slots[0] / file).read_bytes()  # the snapshot: edits made while this runs do not leak in
         found = mutants(file, source)
         chosen = found
-        if args.only is not None:  # --rerun: exactly these (file, original line, mutation) mutants
-            chosen = [m for m in found if (m.file, m.original, m.mutation) in args.only]
+        if args.only is not None:  # --rerun: exactly these mutants (keys resolved by rerun())
+            chosen = [m for m in found if m.key in args.only]
         elif args.max_mutants and len(found) > args.max_mutants:
             chosen = sorted(rng.sample(found, args.max_mutants), key=lambda m: (m.line, m.col, m.mutation))
         tests = tests_for(file, args.tests, slots[0])
@@ -288,12 +288,20 @@ def rerun(args: argparse.Namespace) -> int:
 
     # survivors that equivalent.yaml does not explain (the explained ones are only re-labelled)
     todo = [e for e in report["results"] if e["status"] in ("survived", "all-skipped") and not explained(e)]
-    args.only = {(e["file"], e["original"], e["mutation"]) for e in todo}
+    # each survivor's mutant in today's code: same line text, mutation and column, the nearest line if the
+    # same text occurs more than once (three `@dataclass(frozen=True)` lines, say)
+    wanted: dict[int, str] = {}
+    for i, e in enumerate(todo):
+        found = [m for m in mutants(e["file"], (ROOT / e["file"]).read_bytes())
+                 if (m.original, m.mutation, m.col) == (e["original"], e["mutation"], e["col"])]
+        if found:
+            wanted[i] = min(found, key=lambda m: abs(m.line - e["line"])).key
+    args.only = set(wanted.values())
     args.files = sorted({e["file"] for e in todo})
-    fresh = run(args)["results"] if todo else []
-    by_key = {(e["file"], e["original"], e["mutation"]): e for e in fresh}
+    fresh = {f"{r['file']}:{r['line']}:{r['col']}:{r['mutation']}": r for r in run(args)["results"]} if todo else {}
+    updates = {id(todo[i]): fresh.get(key) for i, key in wanted.items()}
     for e in report["results"]:
-        new = by_key.get((e["file"], e["original"], e["mutation"]))
+        new = updates.get(id(e))
         if new is not None:
             e.update(new)
         if e["status"] in ("survived", "equivalent") and explained(e):
