@@ -41,7 +41,7 @@ def test_a_repo_id_is_downloaded_without_code_by_default(tmp_path, monkeypatch):
     assert "*.py" in calls[1][1]
 
 
-@pytest.mark.parametrize("text, nbytes", [("40KB", 40_000), ("40KiB", 40_960), ("0.04MB", 40_000)])
+@pytest.mark.parametrize("text, nbytes", [("40KB", 40_000), ("40KiB", 40_960), ("0.04MB", 40_000), ("0.00004GB", 40_000)])
 def test_shard_size_strings(tmp_path, text, nbytes):
     model = tiny_model("llada")
     by_text = fastdllm.save_checkpoint(model, tmp_path / "a", max_shard_bytes=text)
