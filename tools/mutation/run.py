@@ -129,7 +129,7 @@ def fork_pytest(slot: Path, tests: list[str], log: Path) -> int:
         if not fastdllm.__file__.startswith(str(slot)):  # the editable install must not shadow the mutant
             raise RuntimeError(f"fastdllm imported from {fastdllm.__file__}, not from {slot}")
 
-        code = pytest.main(["-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *tests])
+        code = pytest.main(["-o", "addopts=", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *tests])
         sys.stdout.flush()
         os._exit(int(code))
     except BaseException:  # noqa: BLE001
