@@ -166,6 +166,15 @@ class DiffusionLM(nn.Module):
         """Token ids ``[B, P]`` (left-padded) and attention mask ``[B, P]`` for text prompts."""
         tok = self._need_tokenizer()
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not prompts:
+            raise ValueError("no prompts given: pass a prompt text or a list of them")
+        not_text = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
+        if not_text:
+            raise ValueError(f"prompt rows {not_text} are not text (row {not_text[0]}: {prompts[not_text[0]]!r}); "
+                             "encode takes strings; pass token ids to generate directly")
+        empty = [i for i, p in enumerate(prompts) if not p.strip()]
+        if empty:  # before the chat template, whose own tokens would hide the emptiness
+            raise ValueError(f"empty prompt text at rows {empty}: every prompt needs some text to answer")
         if chat:
             if not getattr(tok, "chat_template", None):
                 raise RuntimeError("the tokenizer has no chat template; call encode(..., chat=False)")

@@ -58,7 +58,7 @@ def load_model(path_or_repo_id: str | Path, *, dtype: torch.dtype | str | None =
     params = model.state_dict(keep_vars=True)
     with torch.no_grad():
         for file, keys in files.items():
-            with safe_open(file, framework="pt", device="cpu") as shard:
+            with open_shard(file) as shard:
                 for key in keys:
                     params[key_map[key]].copy_(shard.get_tensor(key))  # one tensor at a time on the host
     gen = folder / "generation_config.json"
@@ -203,6 +203,15 @@ def _named(items: list, what: str) -> str:
     return f"{len(items)} {what}: {', '.join(items[:5])}{more}"
 
 
+def open_shard(file: Path):
+    """``safe_open(file)``; a truncated or corrupt file raises a ``ValueError`` naming it and the fix."""
+    try:
+        return safe_open(file, framework="pt", device="cpu")
+    except Exception as err:  # safetensors' SafetensorError: header too small, file not fully covered, ...
+        raise ValueError(f"{file} is not a readable .safetensors file ({err}): it is truncated or corrupt; "
+                         "re-download it, or re-save the checkpoint (fastdllm.save_checkpoint)") from None
+
+
 def plan_shards(folder: Path, model: DiffusionLM, key_map: dict[str, str]) -> dict[Path, list[str]]:
     """Shard file → the checkpoint keys to read from it, after checking (from the headers only) that every
     file exists and every expected key is present once, with the model's shape, and nothing else is."""
@@ -225,7 +234,7 @@ def plan_shards(folder: Path, model: DiffusionLM, key_map: dict[str, str]) -> di
         raise FileNotFoundError(f"{folder} has no weights: expected {INDEX_FILE} with its shards or {SINGLE_FILE}")
     shapes, files = {}, {folder / n: [] for n in names}
     for file, keys in files.items():
-        with safe_open(file, framework="pt", device="cpu") as shard:
+        with open_shard(file) as shard:
             for key in shard.keys():
                 if IGNORED_KEYS.match(key):
                     continue

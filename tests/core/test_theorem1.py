@@ -1,9 +1,13 @@
-"""Theorem 1 of Fast-dLLM (arXiv 2505.22618): if each of n positions has a token whose marginal probability
-exceeds 1 - eps and (n + 1) eps <= 1, the argmax of the joint is the tuple of marginal argmaxes.
+"""Theorem 1 of Fast-dLLM (arXiv 2505.22618), through the package: if each of n masked positions has a token
+whose marginal probability exceeds 1 - eps and (n + 1) eps <= 1, the argmax of the joint is the tuple of
+marginal argmaxes, so the registered ``threshold`` policy at tau = 1 - eps commits the whole block in one
+forward and decodes the joint argmax, i.e. what one-token-per-step greedy decoding (``fixed``) decodes.
 
-(a) on explicit joint distributions (and its tightness: a counterexample for every eps past the bound);
-(b) at the decoder level, with an oracle model returning the exact conditional marginals of a known
-joint: threshold decoding at tau = 1 - eps yields what one-token-per-step greedy decoding yields.
+Every test runs ``fastdllm.generate`` (the decoder, ``propose`` and the registered policies) on an oracle
+model whose logits are the log conditional marginals of a known joint **plus an offset per position**, so
+a confidence that skipped the softmax normalisation would be visible; the tightness tests run the same
+decoder past the bound, and the boundary tests put a confidence exactly at the threshold (the rule is
+``confidence >= threshold``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from hypothesis import strategies as st
 
 import fastdllm
 from fastdllm.core.kv_store import NoStore
+from fastdllm.core.proposal import propose
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -87,73 +92,16 @@ def concentrated_joints(draw, ns=(2, 3), vocabs=(2, 3, 4), eps=None):
     return joint, n, vocab, eps
 
 
-@settings(max_examples=150, deadline=None)
-@given(concentrated_joints())
-def test_joint_argmax_is_the_marginal_argmaxes_under_the_bound(case):
-    joint, n, vocab, eps = case
-    assert (n + 1) * eps <= 1 + 1e-12
-    assume(min_top_marginal(joint, n, vocab) > 1 - eps)  # the theorem's condition, checked not assumed
-    greedy = marginal_argmax(joint, n, vocab)
-    best = max(joint, key=joint.get)
-    assert best == greedy
-    # strict: the proof gives p(x*) > 1 - n eps >= eps > p(y) for every other tuple y
-    assert all(joint[greedy] > p for x, p in joint.items() if x != greedy)
-
-
-def test_theorem_holds_when_no_tuple_has_most_of_the_mass():
-    """n = 3, eps = 1/4: every marginal is 0.76 on token 0, yet the joint argmax holds only 0.28."""
-    joint: Joint = {x: 0.0 for x in itertools.product(range(2), repeat=3)}
-    joint[(0, 0, 0)] = 0.28
-    for i in range(3):
-        x = [0, 0, 0]
-        x[i] = 1
-        joint[tuple(x)] = 0.24
-    assert min_top_marginal(joint, 3, 2) == pytest.approx(0.76) and 0.76 > 1 - 0.25 and 4 * 0.25 <= 1
-    assert max(joint, key=joint.get) == marginal_argmax(joint, 3, 2) == (0, 0, 0)
-
-
-def test_counterexample_past_the_bound():
-    """Two positions, marginals 0.7 and 0.6 (so eps > 0.4 and (n+1) eps > 1): the product of the marginal
-    argmaxes (0, 0) is not the joint argmax (0, 1)."""
-    joint: Joint = {(0, 0): 0.3, (0, 1): 0.4, (1, 0): 0.3, (1, 1): 0.0}
-    m = marginals(joint, 2, 2)
-    assert m[0] == pytest.approx([0.7, 0.3]) and m[1] == pytest.approx([0.6, 0.4])
-    eps = 1 - min_top_marginal(joint, 2, 2)  # the smallest eps the condition could use (0.4)
-    assert (2 + 1) * eps > 1
-    assert marginal_argmax(joint, 2, 2) == (0, 0)
-    assert max(joint, key=joint.get) == (0, 1)
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.sampled_from([2, 3]), st.sampled_from([2, 3, 4]), st.floats(0.0, 1.0), st.data())
-def test_bound_is_tight(n, vocab, where, data):
-    """For every eps with (n+1) eps > 1 (and eps < 1/2) some joint meets 'every marginal > 1 - eps' while its
-    argmax is not the marginal argmaxes: star keeps 1 - n (eps - eta), each one-position deviation eps - eta."""
-    low = 1.0 / (n + 1)
-    eps = low + (0.5 - low) * (0.02 + 0.96 * where)
-    eta = (eps - low) / 2
-    star = tuple(data.draw(st.integers(0, vocab - 1)) for _ in range(n))
-    other = [(s + 1) % vocab for s in star]
-    joint: Joint = {x: 0.0 for x in itertools.product(range(vocab), repeat=n)}
-    joint[star] = 1 - n * (eps - eta)
-    for i in range(n):
-        x = list(star)
-        x[i] = other[i]
-        joint[tuple(x)] = eps - eta
-    assert (n + 1) * eps > 1
-    assert min_top_marginal(joint, n, vocab) > 1 - eps
-    assert marginal_argmax(joint, n, vocab) == star
-    assert max(joint.values()) > joint[star]  # a deviation beats star: the theorem fails past the bound
-
-
-# ---- the decoder with an oracle ---------------------------------------------------------------------------
+# ---- the oracle model ------------------------------------------------------------------------------------
 
 
 class JointOracle:
     """A model (the decoder's contract) over a known joint of the generated positions: for each block
-    position, the log of its exact marginal given the tokens already committed. Tokens ``0..vocab-1``;
-    ``vocab`` is the mask, ``vocab + 1`` pad/end. One block; ignores the store (use ``cache="none"``)."""
+    position, the log of its exact marginal given the tokens already committed, plus ``OFFSET + i`` at
+    position i (logits, not log-probabilities: the decoder must normalise). Tokens ``0..vocab-1``; ``vocab``
+    is the mask (its raw logit the largest), ``vocab + 1`` pad/end. One block after a one-token prompt."""
 
+    OFFSET = 2.0
     logit_shift = 0
     max_sequence_length = 64
     device = torch.device("cpu")
@@ -166,28 +114,38 @@ class JointOracle:
         self.min_top = 1.0  # the smallest top conditional marginal over masked positions seen
 
     def new_kv_store(self, batch, length):
-        raise AssertionError("the oracle runs with cache='none'")
+        return NoStore()
 
-    def forward_step(self, canvas, start, end, store, position_ids, key_mask, logits_start, logits_end):
-        assert isinstance(store, NoStore) and (start, end) == (0, canvas.shape[1])
-        assert logits_end - logits_start == self.n
+    def forward_step(self, canvas, *args, **kwargs):
         self.forwards += 1
-        out = torch.full((canvas.shape[0], self.n, self.vocab + 2), float("-inf"), dtype=torch.float64)
-        for b, row in enumerate(canvas[:, logits_start:logits_end].tolist()):
+        out = torch.full((canvas.shape[0], self.n, self.vocab + 2), -1e4, dtype=torch.float64)  # [B, n, V + 2]
+        out[..., self.mask_token_id] = 50.0
+        for b, row in enumerate(canvas[:, PROMPT_LENGTH:PROMPT_LENGTH + self.n].tolist()):
             fixed = {i: t for i, t in enumerate(row) if t != self.mask_token_id}
             m = marginals(conditional(self.joint, fixed), self.n, self.vocab)
             for i in range(self.n):
                 if i not in fixed:
                     self.min_top = min(self.min_top, max(m[i]))
-                out[b, i, :self.vocab] = torch.tensor([math.log(p) if p > 0 else float("-inf") for p in m[i]])
+                out[b, i, :self.vocab] = torch.tensor([math.log(p) + self.OFFSET + i if p > 0 else -1e4
+                                                       for p in m[i]])
         return out.float()
+
+
+PROMPT_LENGTH = 1
 
 
 def decode(joint: Joint, n: int, vocab: int, unmask) -> tuple[tuple[int, ...], int, JointOracle]:
     oracle = JointOracle(joint, n, vocab)
-    result = fastdllm.generate(oracle, [[0]], gen_length=n, block_length=n, cache="none", unmask=unmask)
-    assert result.nfe == oracle.forwards
+    result = fastdllm.generate(oracle, [[0] * PROMPT_LENGTH], gen_length=n, block_length=n, cache="none",
+                               unmask=unmask)
+    assert result.nfe == oracle.forwards and result.bound_flushes == 0
     return tuple(result.generated[0].tolist()), result.nfe, oracle
+
+
+def greedy(joint: Joint, n: int, vocab: int) -> tuple[tuple[int, ...], int]:
+    tokens, nfe, _ = decode(joint, n, vocab, {"name": "fixed", "steps": n})
+    assert nfe == n  # one token per forward
+    return tokens, nfe
 
 
 def condition_holds_everywhere(joint: Joint, n: int, vocab: int, star: tuple[int, ...], eps: float) -> bool:
@@ -206,7 +164,24 @@ def small_eps(n):
     return st.floats(0.02, 1.0 / (n + 1))
 
 
-@settings(max_examples=60, deadline=None)
+# ---- the theorem, under its condition ---------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(concentrated_joints(ns=(2, 3, 4), vocabs=(2, 3), eps=small_eps))
+def test_threshold_at_one_minus_eps_decodes_the_joint_argmax_in_one_forward(case):
+    """The theorem's conclusion through the decoder: one forward, and the result is the joint's argmax."""
+    joint, n, vocab, eps = case
+    assert (n + 1) * eps <= 1 + 1e-12
+    assume(min_top_marginal(joint, n, vocab) > 1 - eps + 1e-4)  # the condition, clear of float32 rounding at tau
+    parallel, parallel_nfe, _ = decode(joint, n, vocab, {"name": "threshold", "threshold": 1 - eps})
+    assert parallel_nfe == 1
+    best = max(joint, key=joint.get)
+    assert parallel == best
+    assert all(joint[best] > p for x, p in joint.items() if x != best)  # strict: p(x*) > 1 - n eps >= eps > p(y)
+
+
+@settings(max_examples=40, deadline=None)
 @given(concentrated_joints(ns=(2, 3, 4), vocabs=(2, 3), eps=small_eps), st.floats(0.0, 0.999))
 def test_threshold_decoding_matches_greedy_under_the_condition(case, where):
     joint, n, vocab, eps = case
@@ -214,37 +189,105 @@ def test_threshold_decoding_matches_greedy_under_the_condition(case, where):
     assume(condition_holds_everywhere(joint, n, vocab, star, eps))
     tau = (1 - eps) + eps * where  # any tau in [1 - eps, 1): multi-step threshold decoding too
 
-    greedy, greedy_nfe, _ = decode(joint, n, vocab, {"name": "fixed", "steps": n})
+    sequential, _ = greedy(joint, n, vocab)
     parallel, parallel_nfe, oracle = decode(joint, n, vocab, {"name": "threshold", "threshold": tau})
-
-    assert greedy_nfe == n  # one token per forward
-    assert greedy == max(joint, key=joint.get) == star  # sequential greedy finds the joint argmax here
-    assert parallel == greedy
+    assert sequential == max(joint, key=joint.get) == star  # sequential greedy finds the joint argmax here
+    assert parallel == sequential
     assert oracle.min_top > 1 - eps  # the run stayed inside the theorem's condition
     assert 1 <= parallel_nfe <= n
     event(f"threshold decoding took {'one forward' if parallel_nfe == 1 else 'several forwards'}")
 
 
-@settings(max_examples=40, deadline=None)
-@given(concentrated_joints(ns=(2, 3, 4), vocabs=(2, 3), eps=small_eps))
-def test_threshold_at_one_minus_eps_decodes_in_one_forward(case):
-    """Under the condition every marginal clears tau = 1 - eps, so the whole block commits at once."""
-    joint, n, vocab, eps = case
-    star = marginal_argmax(joint, n, vocab)
-    assume(min_top_marginal(joint, n, vocab) > 1 - eps + 1e-4)  # clear of float32 rounding at tau
-    assume(condition_holds_everywhere(joint, n, vocab, star, eps))
+def test_theorem_holds_when_no_tuple_has_most_of_the_mass():
+    """n = 3, eps = 1/4: every marginal is 0.76 on token 0, yet the joint argmax holds only 0.28; threshold
+    decoding at tau = 0.75 commits (0, 0, 0) in one forward, which is the joint argmax."""
+    joint: Joint = {x: 0.0 for x in itertools.product(range(2), repeat=3)}
+    joint[(0, 0, 0)] = 0.28
+    for i in range(3):
+        x = [0, 0, 0]
+        x[i] = 1
+        joint[tuple(x)] = 0.24
+    assert min_top_marginal(joint, 3, 2) == pytest.approx(0.76) and 4 * 0.25 <= 1
+    tokens, nfe, _ = decode(joint, 3, 2, {"name": "threshold", "threshold": 0.75})
+    assert tokens == (0, 0, 0) == max(joint, key=joint.get) and nfe == 1
 
-    greedy, greedy_nfe, _ = decode(joint, n, vocab, {"name": "fixed", "steps": n})
-    parallel, parallel_nfe, _ = decode(joint, n, vocab, {"name": "threshold", "threshold": 1 - eps})
-    assert parallel == greedy == star
-    assert parallel_nfe == 1 < greedy_nfe == n
+
+# ---- past the bound: the theorem is tight -----------------------------------------------------------------
+
+
+def tight_joint(n: int, vocab: int, eps: float, star: tuple[int, ...]) -> Joint:
+    """star keeps 1 - n (eps - eta), each one-position deviation eps - eta (eta = half the excess over 1/(n+1)):
+    every marginal exceeds 1 - eps, yet each deviation outweighs star once (n + 1) eps > 1."""
+    eta = (eps - 1.0 / (n + 1)) / 2
+    joint: Joint = {x: 0.0 for x in itertools.product(range(vocab), repeat=n)}
+    joint[star] = 1 - n * (eps - eta)
+    for i in range(n):
+        x = list(star)
+        x[i] = (star[i] + 1) % vocab
+        joint[tuple(x)] = eps - eta
+    return joint
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from([2, 3]), st.sampled_from([2, 3]), st.floats(0.0, 1.0), st.data())
+def test_past_the_bound_one_forward_commits_a_tuple_that_is_not_the_joint_argmax(n, vocab, where, data):
+    """For eps with (n + 1) eps > 1 (and eps < 1/2), a joint meeting 'every marginal > 1 - eps' makes the
+    threshold policy at tau = 1 - eps commit the marginal argmaxes in one forward, and they are not the
+    joint argmax: the bound of the theorem cannot be relaxed."""
+    low = 1.0 / (n + 1)
+    eps = low + (0.5 - low) * (0.05 + 0.9 * where)
+    star = tuple(data.draw(st.integers(0, vocab - 1)) for _ in range(n))
+    joint = tight_joint(n, vocab, eps, star)
+    assert (n + 1) * eps > 1 and min_top_marginal(joint, n, vocab) > 1 - eps + 1e-4
+    tokens, nfe, _ = decode(joint, n, vocab, {"name": "threshold", "threshold": 1 - eps})
+    assert tokens == star and nfe == 1
+    assert max(joint.values()) > joint[star]
 
 
 def test_threshold_decoding_departs_from_greedy_past_the_bound():
     """The counterexample joint at tau = 0.55 (eps = 0.45, (n+1) eps = 1.35 > 1): both positions clear tau and
     commit together as (0, 0), while greedy commits position 0 first and then takes (0, 1), the joint argmax."""
     joint: Joint = {(0, 0): 0.3, (0, 1): 0.4, (1, 0): 0.3, (1, 1): 0.0}
-    greedy, greedy_nfe, _ = decode(joint, 2, 2, {"name": "fixed", "steps": 2})
+    assert greedy(joint, 2, 2)[0] == (0, 1) == max(joint, key=joint.get)
     parallel, parallel_nfe, _ = decode(joint, 2, 2, {"name": "threshold", "threshold": 0.55})
-    assert greedy == (0, 1) and greedy_nfe == 2
     assert parallel == (0, 0) and parallel_nfe == 1
+
+
+# ---- the threshold rule's edges: >= and normalised confidences --------------------------------------------
+
+# position 0: marginal 0.96 on token 0; position 1: 0.7 on token 1 (independent positions)
+SPLIT: Joint = {(a, b): (0.96 if a == 0 else 0.04) * (0.7 if b == 1 else 0.3) for a in (0, 1) for b in (0, 1)}
+
+
+def first_step_confidences(joint: Joint, n: int, vocab: int) -> torch.Tensor:
+    """The confidences the decoder computes at its first forward, through the package's own ``propose``."""
+    oracle = JointOracle(joint, n, vocab)
+    canvas = torch.tensor([[0] * PROMPT_LENGTH + [oracle.mask_token_id] * n])  # [1, P + n]
+    logits = oracle.forward_step(canvas)
+    logits[..., oracle.mask_token_id] = float("-inf")
+    return propose(logits, torch.ones(1, n, dtype=torch.bool)).confidence[0]  # [n]
+
+
+def test_a_confidence_exactly_at_the_threshold_commits():
+    """tau equal (to the last bit) to position 1's first-step confidence: ``>=`` commits both positions in
+    one forward; the next float above tau leaves position 1 for a second forward."""
+    conf = first_step_confidences(SPLIT, 2, 2)
+    assert conf[1] == pytest.approx(0.7, abs=1e-6) and conf[0] == pytest.approx(0.96, abs=1e-6)
+    tau = float(conf[1])
+    tokens, nfe, _ = decode(SPLIT, 2, 2, {"name": "threshold", "threshold": tau})
+    assert (tokens, nfe) == ((0, 1), 1)
+    above = float(torch.nextafter(conf[1], torch.tensor(1.0)))
+    tokens, nfe, _ = decode(SPLIT, 2, 2, {"name": "threshold", "threshold": above})
+    assert (tokens, nfe) == ((0, 1), 2)
+
+
+def test_confidences_are_normalised_probabilities():
+    """The oracle's logits are log-probabilities plus 2 (position 0) and 3 (position 1): unnormalised
+    scores (exp(logit) = 7.4 p and 20 p, or the raw logit) would clear tau = 0.9 at both positions and
+    commit the block in one forward; the probabilities (0.96, 0.7) commit position 0 only."""
+    conf = first_step_confidences(SPLIT, 2, 2)
+    torch.testing.assert_close(conf, torch.tensor([0.96, 0.7]), rtol=0, atol=1e-6)
+    tokens, nfe, _ = decode(SPLIT, 2, 2, {"name": "threshold", "threshold": 0.9})
+    assert (tokens, nfe) == ((0, 1), 2)
+    tokens, nfe, _ = decode(SPLIT, 2, 2, {"name": "factor", "factor": 0.5})  # (1 + 1)(1 - 0.96) < 0.5 < (2 + 1)(1 - 0.7)
+    assert (tokens, nfe) == ((0, 1), 2)
