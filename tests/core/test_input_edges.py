@@ -85,7 +85,10 @@ def test_describe_fields_for_ls():
 
     rows = {name: (kind, default) for name, kind, default in describe_fields(fastdllm.unmask_policies.get("threshold").Config)}
     assert rows["threshold"] == ("float", 0.9)
-    assert rows["confidence"][1] == "prob" and "Literal" in rows["confidence"][0] and "typing." not in rows["confidence"][0]
+    assert rows["confidence"] == ("str", "prob")  # a confidence-measure name, validated against its registry
+    fixed = {name: (kind, default) for name, kind, default in describe_fields(fastdllm.unmask_policies.get("fixed").Config)}
+    assert fixed["remasking"][1] == "low_confidence"
+    assert "Literal" in fixed["remasking"][0] and "typing." not in fixed["remasking"][0]
 
 
 def test_registering_the_same_class_twice_is_allowed():
