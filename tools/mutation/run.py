@@ -105,8 +105,10 @@ def is_equivalent(m: Mutant, entries: list[dict]) -> str | None:
 def make_slot(base: Path, k: int) -> Path:
     slot = base / f"slot{k}"
     slot.mkdir()
-    for name in ("fastdllm", "tests"):
-        shutil.copytree(ROOT / name, slot / name, ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
+    for name in ("fastdllm", "tests", "experiments", "configs", "sweeps"):  # tests also run scripts and configs
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, slot / name,
+                            ignore=shutil.ignore_patterns("__pycache__", ".hypothesis", "results"))
     shutil.copy2(ROOT / "pyproject.toml", slot / "pyproject.toml")
     return slot
 
