@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from fastdllm.core.decoder import DiffusionDecoder
 
 
 @dataclass
@@ -61,20 +60,6 @@ def load_run(folder: str | Path) -> Run:
     return Run(path, summary, samples if samples.is_file() else None)
 
 
-def _commit_forwards(model, problems, batch_size: int, options: dict[str, Any]) -> list[list[int]]:
-    """Per problem, the forward that committed each generated position (``GenerationResult.commit_forward``),
-    for ``evaluate`` rows that lack it; decoded in evaluate's batches, so the same decode."""
-    order = sorted(range(len(problems)), key=lambda i: len(problems[i].prompt))
-    decoder = DiffusionDecoder(model, **options)
-    out: list[list[int]] = [[] for _ in problems]
-    for b in range(0, len(order), batch_size):
-        idx = order[b:b + batch_size]
-        ids, mask = model.encode([problems[i].prompt for i in idx], chat=True)
-        for i, row in zip(idx, decoder.generate(ids, mask).commit_forward.tolist()):
-            out[i] = row
-    return out
-
-
 def write_run_folder(folder: str | Path, model, problems: Sequence, task, *, name: str | None = None,
                      batch_size: int = 64, **options: Any) -> Path:
     """Evaluate one setting with ``fastdllm.evaluation.evaluate`` and write its run folder."""
@@ -85,16 +70,13 @@ def write_run_folder(folder: str | Path, model, problems: Sequence, task, *, nam
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
     report = evaluate(model, problems, task, batch_size=batch_size, keep_rows=True, **options)
-    rows = report.rows
-    if rows and "commit_forward" not in rows[0]:
-        for row, forwards in zip(rows, _commit_forwards(model, problems, batch_size, options)):
-            row["commit_forward"] = forwards
+    rows = report.rows  # each with "index", "target", scores and "commit_forward" (evaluate's rows)
     summary = {"name": name or path.name, **report.to_dict(), "task": getattr(task, "name", str(task)),
-               "scorer": getattr(task, "name", str(task)), "env": torch_info(), "world_size": 1}
+               "env": torch_info(), "world_size": 1}
     (path / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     with (path / "samples.jsonl").open("w") as handle:
-        for index, row in enumerate(rows):
-            handle.write(json.dumps({"index": index, "target": row.get("answer"), **row}) + "\n")
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
     config = {"model": str(getattr(model, "name", "model")), "decode": report.setting, "task": summary["task"],
               "n": len(problems), "batch_size": batch_size}
     (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
