@@ -66,18 +66,14 @@ def write_run_folder(folder: str | Path, model, problems: Sequence, task, *, nam
     import yaml
 
     from fastdllm.evaluation import evaluate, torch_info
+    from fastdllm.runs.folder import write_run_folder as write_files
 
     path = Path(folder)
-    path.mkdir(parents=True, exist_ok=True)
     report = evaluate(model, problems, task, batch_size=batch_size, keep_rows=True, **options)
-    rows = report.rows  # each with "index", "target", scores and "commit_forward" (evaluate's rows)
     summary = {"name": name or path.name, **report.to_dict(), "task": getattr(task, "name", str(task)),
                "env": torch_info(), "world_size": 1}
-    (path / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    with (path / "samples.jsonl").open("w") as handle:
-        for row in rows:
-            handle.write(json.dumps(row) + "\n")
     config = {"model": str(getattr(model, "name", "model")), "decode": report.setting, "task": summary["task"],
               "n": len(problems), "batch_size": batch_size}
-    (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    # evaluate's rows already carry index, target, the scores and commit_forward
+    write_files(path, yaml.safe_dump(config, sort_keys=False), summary, report.rows)
     return path
