@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 ASSETS = Path(__file__).parent
@@ -16,11 +15,10 @@ def tiny_model_path() -> Path:
 
 
 def default_decode_options(folder) -> dict:
-    """``gen_length``/``block_length`` recommended beside a checkpoint (``fastdllm.json``), else the
-    ``DecodeConfig`` defaults."""
+    """``gen_length``/``block_length`` recommended beside a checkpoint (``fastdllm.json``, read by the loader's
+    ``read_decode_defaults``), else the ``DecodeConfig`` defaults."""
     from fastdllm.core.config import DecodeConfig
+    from fastdllm.models.checkpoint import read_decode_defaults
 
-    path = Path(str(folder)) / "fastdllm.json"
-    stored = json.loads(path.read_text()).get("decode", {}) if path.exists() else {}
     defaults = {k: DecodeConfig.model_fields[k].default for k in ("gen_length", "block_length")}
-    return {**defaults, **stored}
+    return {**defaults, **read_decode_defaults(Path(str(folder)))}

@@ -66,14 +66,11 @@ def resolve_model(reference: str | Path | None) -> str | Path:
 
 
 def stored_decode_settings(folder: str | Path) -> dict[str, Any]:
-    """The ``decode`` section of a local checkpoint's ``fastdllm.json`` ({} for a Hub id or none stored)."""
-    path = Path(str(folder)) / "fastdllm.json"
-    if not path.is_file():
-        return {}
-    try:
-        return dict(json.loads(path.read_text()).get("decode", {}))
-    except (json.JSONDecodeError, AttributeError) as err:
-        raise ValueError(f"{path} is not a JSON object with a 'decode' section ({err}); fix or delete it") from None
+    """The ``decode`` section of a local checkpoint's ``fastdllm.json`` ({} for a Hub id or none stored),
+    read and checked by the loader's own reader."""
+    from fastdllm.models.checkpoint import read_decode_defaults
+
+    return read_decode_defaults(Path(str(folder)))
 
 
 def model_task(folder: str | Path) -> str:
