@@ -12,7 +12,10 @@ none / prefix / dual. Every setting runs in several modes:
   (``fuse_projections``; on the CPU, where graphs do not apply, the fused eager forward);
 - ``compiled-unfused``: the optimised forward with ``torch.compile``'d layer functions, replayed from CUDA
   graphs, projections separate (the ``compiled`` mode before the projections were fused);
-- ``compiled``: ``compiled-unfused`` with fused projections (what ``use_compile()`` gives).
+- ``compiled``: ``compiled-unfused`` with fused projections (what ``use_compile()`` gives);
+- ``split-kv``: ``compiled`` with the split-KV Triton attention for cached steps (``use_split_kv_attention()``).
+
+Every CUDA mode writes the KV store with the one-launch Triton copy (``fastdllm.kernels.kv_write``, exact).
 
 Each setting records wall time (``generate``'s own, device synchronised; the median of ``--repeats``
 runs after a warm-up that captures graphs and compiles; ``plain`` runs once), tokens/s, the **floor
@@ -42,11 +45,11 @@ import fastdllm
 from fastdllm.core.policy import cache_policies
 from fastdllm.evaluation import torch_info
 
-MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled")
-CUDA_MODES = ("graphs", "compiled-unfused", "compiled")  # dropped on the CPU
-GRAPHED_MODES = ("graphs", "fused", "compiled-unfused", "compiled")
-COMPILED_MODES = ("compiled-unfused", "compiled")
-FUSED_MODES = ("fused", "compiled")
+MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled", "split-kv")
+CUDA_MODES = ("graphs", "compiled-unfused", "compiled", "split-kv")  # dropped on the CPU
+GRAPHED_MODES = ("graphs", "fused", "compiled-unfused", "compiled", "split-kv")
+COMPILED_MODES = ("compiled-unfused", "compiled", "split-kv")
+FUSED_MODES = ("fused", "compiled", "split-kv")
 # tiny configs for CPU smoke runs, per family (field names are the family's config.json's)
 SMALL = {"llada": dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=512, mask_token_id=500,
                        eos_token_id=1, pad_token_id=1),
@@ -119,6 +122,7 @@ def set_mode(model, mode: str) -> None:
     model.net.fast = mode != "plain"
     model.use_compile(mode in COMPILED_MODES, fuse=False)
     model.fuse_projections(mode in FUSED_MODES)  # every other mode runs the separate projections
+    model.use_split_kv_attention(mode == "split-kv")
     model.use_cuda_graphs(mode in GRAPHED_MODES)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from fastdllm.kernels.kv_write import kv_write, use_kv_write
+
 
 class KVStore:
     """Static buffers ``[n_layers, B, H_kv, L, D]``; keys are stored after RoPE (positions never move).
@@ -42,9 +44,13 @@ class KVStore:
         if self.key_drift is not None:
             _relative_change(self.keys[layer].index_select(2, index), keys, out=self.key_drift[layer])
             _relative_change(self.values[layer].index_select(2, index), values, out=self.value_drift[layer])
-        self.keys[layer].index_copy_(2, index, keys)
-        self.values[layer].index_copy_(2, index, values)
-        return self.keys[layer], self.values[layer]
+        store_keys, store_values = self.keys[layer], self.values[layer]  # [B, H_kv, L, D] views
+        if keys.is_cuda and use_kv_write(store_keys, keys):
+            kv_write(store_keys, store_values, index, keys, values)  # one launch for both (exact copy)
+        else:
+            store_keys.index_copy_(2, index, keys)
+            store_values.index_copy_(2, index, values)
+        return store_keys, store_values
 
 
 def _relative_change(old: torch.Tensor, new: torch.Tensor, out: torch.Tensor) -> None:

@@ -125,10 +125,28 @@ class DiffusionLM(nn.Module):
         projections as they are. The first forward of each new shape compiles (seconds). CPU forwards stay
         eager. Fused kernels round differently from the eager ones (bf16), so tokens can differ where two
         candidates tie within rounding; ``experiments/bench_gpu.py`` measures the agreement."""
-        self.net.compiled = enabled
+        if self.net.compiled != enabled:
+            self.net.compiled = enabled
+            self._recapture()
         if enabled and fuse:
             self.fuse_projections()
         return self
+
+    def use_split_kv_attention(self, enabled: bool = True) -> "DiffusionLM":
+        """Attend with the split-KV Triton kernel (``fastdllm.kernels.split_kv_attention``) on CUDA wherever a
+        forward recomputes at most 64 positions per row (cached steps): the key range is cut into slices
+        so that every SM has work at batch 1, then the slices are combined exactly. Rounds differently
+        from SDPA's kernels (bf16), so tokens can differ where two candidates tie within rounding, as with
+        ``use_compile``. Needs Triton; without it (or on the CPU) SDPA runs, as it does for longer windows."""
+        if self.net.split_kv != enabled:
+            self.net.split_kv = enabled
+            self._recapture()
+        return self
+
+    def _recapture(self) -> None:
+        """Drop the captured CUDA graphs (they hold the old kernels); each is captured again at its next use."""
+        if self.cuda_graphs is not None:
+            self.use_cuda_graphs(backend=self.cuda_graphs.backend)
 
     def fuse_projections(self, enabled: bool = True) -> "DiffusionLM":
         """Compute each layer's q/k/v projections as one GEMM and its gate/up projections as one GEMM, over
@@ -138,8 +156,8 @@ class DiffusionLM(nn.Module):
         a fused forward does not propagate gradients to the parameters (train unfused, as
         ``experiments/train_tiny.py`` does). CUDA graphs captured before a change are dropped (they read
         the old weight addresses) and are captured again at their next use."""
-        if self.net.fuse_projections(enabled) and self.cuda_graphs is not None:
-            self.use_cuda_graphs(backend=self.cuda_graphs.backend)
+        if self.net.fuse_projections(enabled):
+            self._recapture()
         return self
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

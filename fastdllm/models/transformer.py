@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastdllm.kernels.split_kv_attention import attend
+
 
 @dataclass(frozen=True)
 class ArchConfig:
@@ -270,7 +272,8 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = SwiGLU(cfg)
 
-    def forward(self, x, cos, sin, layer, start, index, store, attn_mask, q_rows=None, fns: LayerFunctions = EAGER):
+    def forward(self, x, cos, sin, layer, start, index, store, key_mask, q_rows=None, fns: LayerFunctions = EAGER,
+                split_kv: bool = False):
         """x ``[B, n, d]`` → ``[B, n, d]``, or ``[B, m, d]`` for the rows ``q_rows`` ``[m]`` only (keys and values
         of all ``n`` positions are still computed and stored: other positions attend to them later)."""
         a, mlp = self.attn, self.mlp
@@ -282,8 +285,7 @@ class Block(nn.Module):
                                            a.q_proj.bias, a.k_proj.weight, a.k_proj.bias, a.v_proj.weight,
                                            a.v_proj.bias, cos, sin, q_rows, a.n_heads, a.n_kv_heads, a.head_dim)
         keys, values = store.update(layer, start, index, k, v)  # [B, H_kv, L, D] each
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask,
-                                             enable_gqa=a.n_kv_heads != a.n_heads)  # [B, H, m, D]
+        out = attend(q, keys, values, key_mask, split_kv)  # [B, H, m, D]
         if q_rows is not None:
             x = x.index_select(1, q_rows)  # [B, m, d]
         if mlp.gate_up_weight is not None:
@@ -308,6 +310,7 @@ class Transformer(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)  # [max_len, D] fp32
         self.fast = True  # last layer and final norm only on the rows read (see ``hidden``); False: every row
         self.compiled = False  # per-layer functions through torch.compile on CUDA (``DiffusionLM.use_compile``)
+        self.split_kv = False  # split-KV Triton attention for few query rows on CUDA (``use_split_kv_attention``)
 
     def fuse_projections(self, enabled: bool = True) -> bool:
         """Fuse each layer's q/k/v weights (and Dream's q/k/v biases) into one ``[(H + 2·H_kv)·D, d]`` matrix
@@ -353,11 +356,11 @@ class Transformer(nn.Module):
         x = self.embed(canvas.index_select(1, index))  # [B, n, d]
         pos = position_ids.index_select(1, index)  # [B, n]
         cos, sin = self.rope_cos[pos].unsqueeze(1), self.rope_sin[pos].unsqueeze(1)  # [B, 1, n, D]
-        attn_mask = None if key_mask is None else key_mask[:, None, None, :]  # [B, 1, 1, L]
         last = len(self.layers) - 1
         narrow = rows is not None and self.fast
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, i, start, index, store, attn_mask, rows if narrow and i == last else None, fns)
+            x = layer(x, cos, sin, i, start, index, store, key_mask, rows if narrow and i == last else None, fns,
+                      self.split_kv)
         if rows is not None and not narrow:
             x = x.index_select(1, rows)  # [B, m, d]
         return self.norm(x)

@@ -1,0 +1,7 @@
+"""Triton kernels for the CUDA hot path (optional: without Triton, or on the CPU, the PyTorch ops run).
+
+- ``split_kv_attention``: attention of few query rows over a long key range, the keys split across SMs.
+- ``kv_write``: the keys and values of a forward written into the KV store in one launch.
+
+Both run on the CPU through Triton's interpreter (``TRITON_INTERPRET=1``), which is how the tests check them.
+"""

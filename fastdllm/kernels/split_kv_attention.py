@@ -1,0 +1,165 @@
+"""Split-KV attention for few query rows over a long key range (a Triton kernel, CUDA).
+
+A cached decoding step recomputes few positions (a dual-cache step: the 32 rows of the block) that attend
+to every key of the canvas (~1000). Flash-attention kernels parallelise over batch × heads × query tiles:
+at batch 1 that is 32 programs on a 132-SM H100, and the attention of one layer takes ~18 µs to read the
+~17 MB of keys and values it needs 6 µs for. Splitting the key range as well (flash-decoding, Dao et al.
+2023) gives every SM work: each program attends its query tile to one slice of the keys and writes a partial
+output with its log-sum-exp; a second kernel combines the slices exactly (the softmax over the union of
+the slices). Same mathematics as ``scaled_dot_product_attention`` with a key-padding mask (scores in fp32,
+probabilities rounded to the value dtype before the P·V product, as flash-attention does), different
+rounding: ``tests/models/test_split_kv_attention.py`` compares the two, on the CPU through Triton's
+interpreter.
+
+``attend`` picks the kernel for CUDA tensors when Triton is importable and the shape suits it
+(``use_split_kv``), and ``scaled_dot_product_attention`` otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # the CPU wheel of torch comes without Triton: ``attend`` falls back to SDPA
+    triton = tl = None
+
+MAX_QUERY_ROWS = 64  # above this many query rows, query tiles alone fill the GPU: SDPA's kernels serve
+BLOCK_N = 64  # keys per inner iteration
+
+
+def available() -> bool:
+    return triton is not None
+
+
+def use_split_kv(q: torch.Tensor, keys: torch.Tensor) -> bool:
+    """Whether ``attend`` runs the split-KV kernel for these tensors: CUDA (or Triton's CPU interpreter),
+    at most ``MAX_QUERY_ROWS`` query rows, a power-of-two head dim in [16, 256], a floating dtype."""
+    D = q.shape[-1]
+    return (triton is not None and q.shape[-2] <= MAX_QUERY_ROWS and 16 <= D <= 256 and D & (D - 1) == 0
+            and q.dtype in (torch.bfloat16, torch.float16, torch.float32) and keys.dtype == q.dtype)
+
+
+if triton is not None:
+
+    @triton.jit
+    def _partial_kernel(Q, K, V, KEEP, O_PART, LSE_PART,
+                        sq_b, sq_h, sq_m, sk_b, sk_h, sk_l, sv_b, sv_h, sv_l, skeep_b,
+                        n_heads, group, m, L, n_splits, scale_log2,
+                        KEYS_PER_SPLIT: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr):
+        """Program (split, query tile, batch·head): softmax(q kᵀ)·v over keys [split·S, (split+1)·S), as a
+        normalised partial output ``O_PART[bh, split, rows]`` (fp32) and its base-2 log-sum-exp ``LSE_PART``."""
+        split, tile, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+        b, h = bh // n_heads, bh % n_heads
+        kv_h = h // group  # grouped-query attention: ``group`` query heads share one key/value head
+        rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)  # [BLOCK_M]
+        dims = tl.arange(0, D)  # [D]
+        q = tl.load(Q + b * sq_b + h * sq_h + rows[:, None] * sq_m + dims[None, :],
+                    mask=rows[:, None] < m, other=0.0)  # [BLOCK_M, D]
+        # running max (base 2), running sum and output; -1e30 (not -inf) keeps fully masked slices NaN-free:
+        # their garbage weight is exp2(-1e30 - real max) = 0 once a real key is seen, here or in the combine
+        m_i = tl.full([BLOCK_M], -1.0e30, tl.float32)
+        l_i = tl.zeros([BLOCK_M], tl.float32)
+        acc = tl.zeros([BLOCK_M, D], tl.float32)
+        lo = split * KEYS_PER_SPLIT
+        for offset in range(0, KEYS_PER_SPLIT, BLOCK_N):  # KEYS_PER_SPLIT is a multiple of BLOCK_N
+            cols = lo + offset + tl.arange(0, BLOCK_N)  # [BLOCK_N]
+            inside = cols < L
+            k = tl.load(K + b * sk_b + kv_h * sk_h + cols[None, :] * sk_l + dims[:, None],
+                        mask=inside[None, :], other=0.0)  # [D, BLOCK_N]
+            s = tl.dot(q, k) * scale_log2  # [BLOCK_M, BLOCK_N] fp32, base-2 logits
+            keep = inside
+            if HAS_MASK:
+                keep = keep & (tl.load(KEEP + b * skeep_b + cols, mask=inside, other=0) != 0)
+            s = tl.where(keep[None, :], s, -1.0e30)
+            m_new = tl.maximum(m_i, tl.max(s, 1))  # [BLOCK_M]
+            alpha = tl.exp2(m_i - m_new)
+            p = tl.exp2(s - m_new[:, None])  # [BLOCK_M, BLOCK_N]
+            l_i = l_i * alpha + tl.sum(p, 1)
+            v = tl.load(V + b * sv_b + kv_h * sv_h + cols[:, None] * sv_l + dims[None, :],
+                        mask=inside[:, None], other=0.0)  # [BLOCK_N, D]
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            m_i = m_new
+        l_safe = tl.where(l_i > 0, l_i, 1.0)
+        part = (bh * n_splits + split) * m + rows  # [BLOCK_M] row index into the partial buffers
+        tl.store(O_PART + part[:, None] * D + dims[None, :], acc / l_safe[:, None], mask=rows[:, None] < m)
+        tl.store(LSE_PART + part, m_i + tl.log2(l_safe), mask=rows < m)
+
+    @triton.jit
+    def _combine_kernel(O_PART, LSE_PART, OUT, so_b, so_h, so_m, n_heads, m, n_splits,
+                        SPLITS: tl.constexpr, D: tl.constexpr):
+        """Program (batch·head·row): the exact softmax-weighted sum of its slices' partial outputs."""
+        pid = tl.program_id(0)
+        bh, row = pid // m, pid % m
+        b, h = bh // n_heads, bh % n_heads
+        splits = tl.arange(0, SPLITS)  # [SPLITS]
+        dims = tl.arange(0, D)
+        part = (bh * n_splits + splits) * m + row  # [SPLITS]
+        lse = tl.load(LSE_PART + part, mask=splits < n_splits, other=-float("inf"))  # [SPLITS]
+        weight = tl.exp2(lse - tl.max(lse, 0))  # [SPLITS]
+        o = tl.load(O_PART + part[:, None] * D + dims[None, :], mask=(splits < n_splits)[:, None], other=0.0)
+        out = tl.sum(o * weight[:, None], 0) / tl.sum(weight, 0)  # [D]
+        tl.store(OUT + b * so_b + h * so_h + row * so_m + dims, out.to(OUT.dtype.element_ty))
+
+
+@functools.lru_cache(maxsize=None)
+def _processors(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 8
+
+
+def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                       key_mask: torch.Tensor | None = None, n_splits: int | None = None) -> torch.Tensor:
+    """softmax(q kᵀ / √D) v over the keys whose ``key_mask`` is True (every key when None).
+
+    q ``[B, H, m, D]``; keys, values ``[B, H_kv, L, D]`` (H a multiple of H_kv; unit stride over D);
+    key_mask ``[B, L]`` bool. Returns ``[B, H, m, D]`` in q's dtype, a transposed view of a contiguous
+    ``[B, m, H, D]`` tensor (the layout the output projection reads). ``n_splits`` (default: enough
+    slices for two programs per SM) cuts the key range into that many slices of a multiple of 64 keys.
+    """
+    if triton is None:
+        raise RuntimeError("split_kv_attention needs Triton (pip install triton); attend() falls back to SDPA")
+    B, H, m, D = q.shape
+    _, H_kv, L, _ = keys.shape
+    if H % H_kv or values.shape != keys.shape or keys.shape[0] != B or keys.shape[-1] != D:
+        raise ValueError(f"split_kv_attention: q {tuple(q.shape)}, keys {tuple(keys.shape)}, values "
+                         f"{tuple(values.shape)}: want q [B, H, m, D] and keys = values [B, H_kv, L, D], H % H_kv == 0")
+    q, keys, values = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, keys, values))
+    block_m = 16 if m <= 16 else 32 if m <= 32 else 64
+    tiles = triton.cdiv(m, block_m)
+    if n_splits is None:  # two programs per SM, each slice at least one BLOCK_N of keys
+        n_splits = triton.cdiv(2 * _processors(q.device), B * H * tiles)
+    n_splits = max(1, min(n_splits, triton.cdiv(L, BLOCK_N)))
+    keys_per_split = triton.cdiv(triton.cdiv(L, n_splits), BLOCK_N) * BLOCK_N
+    n_splits = triton.cdiv(L, keys_per_split)
+    o_part = torch.empty(B * H * n_splits * m, D, dtype=torch.float32, device=q.device)  # [BH·splits·m, D]
+    lse_part = torch.empty(B * H * n_splits * m, dtype=torch.float32, device=q.device)  # [BH·splits·m]
+    out = torch.empty(B, m, H, D, dtype=q.dtype, device=q.device).transpose(1, 2)  # [B, H, m, D] view
+    keep = lse_part  # any tensor: not read without HAS_MASK
+    if key_mask is not None:
+        if key_mask.shape != (B, L) or key_mask.dtype != torch.bool:
+            raise ValueError(f"key_mask is {key_mask.dtype} {tuple(key_mask.shape)}; want bool [B, L] = [{B}, {L}]")
+        keep = key_mask if key_mask.stride(-1) == 1 else key_mask.contiguous()  # [B, L]
+    _partial_kernel[(n_splits, tiles, B * H)](
+        q, keys, values, keep, o_part, lse_part,
+        q.stride(0), q.stride(1), q.stride(2), keys.stride(0), keys.stride(1), keys.stride(2),
+        values.stride(0), values.stride(1), values.stride(2), keep.stride(0),
+        H, H // H_kv, m, L, n_splits, math.log2(math.e) / math.sqrt(D),
+        KEYS_PER_SPLIT=keys_per_split, HAS_MASK=key_mask is not None, BLOCK_M=block_m, BLOCK_N=BLOCK_N, D=D)
+    _combine_kernel[(B * H * m,)](o_part, lse_part, out, out.stride(0), out.stride(1), out.stride(2), H, m, n_splits,
+                                  SPLITS=triton.next_power_of_2(n_splits), D=D)
+    return out
+
+
+def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, key_mask: torch.Tensor | None,
+           split_kv: bool) -> torch.Tensor:
+    """Attention of q ``[B, H, m, D]`` over keys/values ``[B, H_kv, L, D]`` (key_mask ``[B, L]`` or None):
+    the split-KV kernel when ``split_kv`` and the tensors suit it (``use_split_kv``, CUDA), else SDPA."""
+    if split_kv and q.is_cuda and use_split_kv(q, keys):
+        return split_kv_attention(q, keys, values, key_mask)
+    mask = None if key_mask is None else key_mask[:, None, None, :]  # [B, 1, 1, L]
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=keys.shape[1] != q.shape[1])
