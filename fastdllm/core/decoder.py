@@ -223,7 +223,7 @@ def _check_plan(plan: Plan, step: Step, cache: CachePolicy, first_forward: bool)
     is no store; extra positions must be a 1-D integer tensor. Host arithmetic only, no sync."""
     L = step.layout.canvas_length
     need_start, need_end = step.block_start - step.layout.logit_shift, step.block_end - step.layout.logit_shift
-    where = f"cache policy {cache.name!r} planned {plan} at block {step.block}, step {step.index}"
+    where = _PlanPlace(plan, step, cache)  # formatted only into an error message
     if not (0 <= plan.start <= need_start and need_end <= plan.end <= L):
         raise RuntimeError(f"{where}: its range does not cover positions [{need_start}, {need_end}) that the "
                            "block's logits come from (build plans with Plan.block / Plan.from_block_to_end / "
@@ -241,6 +241,17 @@ def _check_plan(plan: Plan, step: Step, cache: CachePolicy, first_forward: bool)
         raise RuntimeError(f"{where}: " + ("the first forward must be a refresh (the KV store is empty)"
                                            if cache.uses_store else "a policy with uses_store = False must "
                                            "recompute the whole canvas; set uses_store = True to reuse a store"))
+
+
+class _PlanPlace:
+    """"cache policy 'x' planned Plan(...) at block b, step s", built only when an error message needs it."""
+
+    def __init__(self, plan: Plan, step: Step, cache: CachePolicy) -> None:
+        self.plan, self.step, self.cache = plan, step, cache
+
+    def __str__(self) -> str:
+        return (f"cache policy {self.cache.name!r} planned {self.plan} at block {self.step.block}, "
+                f"step {self.step.index}")
 
 
 def _checked_selection(chosen: Any, masked: torch.Tensor, policy: UnmaskPolicy) -> torch.Tensor:

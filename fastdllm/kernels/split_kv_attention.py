@@ -38,11 +38,16 @@ def available() -> bool:
 
 
 def use_split_kv(q: torch.Tensor, keys: torch.Tensor) -> bool:
-    """Whether ``attend`` runs the split-KV kernel for these tensors: CUDA (or Triton's CPU interpreter),
-    at most ``MAX_QUERY_ROWS`` query rows, a power-of-two head dim in [16, 256], a floating dtype."""
-    D = q.shape[-1]
-    return (triton is not None and q.shape[-2] <= MAX_QUERY_ROWS and 16 <= D <= 256 and D & (D - 1) == 0
-            and q.dtype in (torch.bfloat16, torch.float16, torch.float32) and keys.dtype == q.dtype)
+    """Whether ``attend`` runs the split-KV kernel for these tensors: Triton present, at most
+    ``MAX_QUERY_ROWS`` query rows, a power-of-two head dim in [16, 256], a floating dtype, and few enough
+    batch rows × heads × query tiles that a flash-attention grid would leave half the SMs idle (measured on
+    an H100, ``experiments/bench_attention.py``: at batch 1 the split kernel takes 11.9 µs per LLaDA-8B
+    layer against SDPA's 17.3; at batch 4, where SDPA's grid already fills the GPU, 46 µs against 30)."""
+    B, H, m, D = q.shape
+    tiles = -(-m // (16 if m <= 16 else 32 if m <= 32 else 64))
+    return (triton is not None and m <= MAX_QUERY_ROWS and 16 <= D <= 256 and D & (D - 1) == 0
+            and q.dtype in (torch.bfloat16, torch.float16, torch.float32) and keys.dtype == q.dtype
+            and B * H * tiles <= _processors(q.device) // 2)
 
 
 if triton is not None:

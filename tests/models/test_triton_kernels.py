@@ -1,0 +1,131 @@
+"""The Triton kernels of the CUDA hot path, run on the CPU through Triton's interpreter.
+
+``TRITON_INTERPRET=1`` must be set before Triton compiles a kernel definition, i.e. before ``fastdllm`` is
+imported; so each check runs in a fresh interpreter (``_interpret``) and reports JSON. The split-KV
+attention is compared with ``scaled_dot_product_attention`` in fp32 over the cases where a slip would show:
+grouped-query heads, a key mask that empties whole slices, key counts and query rows that are not multiples
+of the tiles, one slice and many, a transposed (non-contiguous) query. ``kv_write`` must equal two
+``index_copy_`` bit for bit, through ``KVStore.update`` too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _interpret(code: str) -> dict:
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+ATTENTION_CASES = [
+    # batch, query heads, kv heads, query rows, keys, head dim, dtype, masked prefix per batch row, slices
+    (2, 4, 4, 5, 200, 32, "float32", None, 3),
+    (1, 6, 2, 32, 130, 64, "float32", None, None),  # grouped-query heads, keys not a multiple of 64
+    (2, 4, 1, 17, 64, 16, "float16", [10, 0], 1),  # one slice, rows not a multiple of the tile
+    (2, 4, 2, 40, 256, 32, "float32", [0, 150], 4),  # row 1: slices 0-1 fully masked
+    (1, 2, 2, 64, 300, 32, "float32", [299], 5),  # one visible key (the last)
+]
+
+
+@pytest.mark.slow
+def test_split_kv_attention_equals_sdpa():
+    out = _interpret(f"""
+        import json, torch, torch.nn.functional as F
+        from fastdllm.kernels.split_kv_attention import split_kv_attention
+        torch.manual_seed(0)
+        diffs = []
+        for B, H, H_kv, m, L, D, dtype, masked, splits in {ATTENTION_CASES!r}:
+            dt = getattr(torch, dtype)
+            q = torch.randn(B, m, H, D).to(dt).transpose(1, 2)  # [B, H, m, D], not contiguous (the model's layout)
+            k, v = torch.randn(B, H_kv, L, D).to(dt), torch.randn(B, H_kv, L, D).to(dt)
+            keep = None
+            if masked is not None:
+                keep = torch.ones(B, L, dtype=torch.bool)
+                for b, n in enumerate(masked):
+                    keep[b, :n] = False
+            got = split_kv_attention(q, k, v, keep, splits)
+            want = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), enable_gqa=H != H_kv,
+                                                  attn_mask=None if keep is None else keep[:, None, None, :])
+            diffs.append([list(got.shape), str(got.dtype).removeprefix("torch."), (got.float() - want).abs().max().item(),
+                          got.transpose(1, 2).is_contiguous()])
+        print(json.dumps(diffs))
+        """)
+    for (B, H, _, m, _, D, dtype, _, _), (shape, got_dtype, diff, layout) in zip(ATTENTION_CASES, out):
+        assert shape == [B, H, m, D] and got_dtype == dtype and layout  # [B, m, H, D] memory, as o_proj reads it
+        assert diff < (2e-3 if dtype == "float16" else 1e-5), (B, H, m, diff)
+
+
+@pytest.mark.slow
+def test_kv_write_is_index_copy_and_serves_the_store():
+    out = _interpret("""
+        import json, torch
+        from fastdllm.kernels.kv_write import kv_write
+        from fastdllm.core.kv_store import KVStore
+        torch.manual_seed(0)
+        results = []
+        for dt in (torch.float32, torch.bfloat16):
+            store_k, store_v = torch.randn(2, 3, 50, 16).to(dt), torch.randn(2, 3, 50, 16).to(dt)
+            k = torch.randn(2, 7, 3, 16).to(dt).transpose(1, 2)  # [B, H_kv, n, D] view, as the model makes it
+            v = torch.randn(2, 7, 3, 16).to(dt).transpose(1, 2)
+            index = torch.tensor([4, 5, 6, 40, 41, 0, 49])
+            want_k, want_v = store_k.clone().index_copy_(2, index, k), store_v.clone().index_copy_(2, index, v)
+            kv_write(store_k, store_v, index, k, v)
+            results.append(torch.equal(store_k, want_k) and torch.equal(store_v, want_v))
+        # through the store: layer 1 written, layers 0 and 2 untouched
+        store = KVStore(3, 2, 3, 50, 16, torch.float32, "cpu")
+        store.keys.zero_(); store.values.zero_()
+        k, v = torch.randn(2, 3, 4, 16), torch.randn(2, 3, 4, 16)
+        index = torch.arange(10, 14)
+        import fastdllm.core.kv_store as ks
+        ks_write = ks.kv_write
+        calls = []
+        ks.kv_write = lambda *a: (calls.append(1), ks_write(*a))
+        torch.Tensor.is_cuda = property(lambda self: True)  # take the CUDA branch on the CPU
+        keys, values = store.update(1, 10, index, k, v)
+        results.append(bool(calls) and torch.equal(keys[:, :, 10:14], k) and torch.equal(values[:, :, 10:14], v)
+                       and keys[:, :, :10].abs().sum().item() == 0 and keys[:, :, 14:].abs().sum().item() == 0
+                       and store.keys[0].abs().sum().item() == 0 and store.keys[2].abs().sum().item() == 0)
+        print(json.dumps(results))
+        """)
+    assert out == [True, True, True]
+
+
+def test_attend_falls_back_to_sdpa_off_cuda():
+    """On the CPU (and for shapes the kernel does not take) ``attend`` is SDPA itself, bit for bit."""
+    from fastdllm.kernels.split_kv_attention import attend, use_split_kv
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(1, 4, 8, 32), torch.randn(1, 2, 40, 32), torch.randn(1, 2, 40, 32)
+    keep = torch.ones(1, 40, dtype=torch.bool)
+    keep[0, :7] = False
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :], enable_gqa=True)
+    assert torch.equal(attend(q, k, v, keep, split_kv=True), want)
+    assert not use_split_kv(torch.randn(1, 4, 65, 32), k)  # more query rows than the kernel takes
+    assert not use_split_kv(torch.randn(1, 4, 8, 48), torch.randn(1, 2, 40, 48))  # head dim not a power of two
+    assert not use_split_kv(torch.randn(64, 4, 8, 32), k)  # batch × heads already fill the GPU
+
+
+def test_split_kv_attention_rejects_bad_shapes():
+    from fastdllm.kernels.split_kv_attention import split_kv_attention
+
+    with pytest.raises(ValueError, match="H % H_kv"):
+        split_kv_attention(torch.randn(1, 3, 4, 32), torch.randn(1, 2, 10, 32), torch.randn(1, 2, 10, 32))
+    with pytest.raises(ValueError, match="bool"):
+        split_kv_attention(torch.randn(1, 2, 4, 32), torch.randn(1, 2, 10, 32), torch.randn(1, 2, 10, 32),
+                           torch.ones(1, 10))
