@@ -1,7 +1,7 @@
 """Markdown tables for the README from the committed result files (so no figure is typed by hand).
 
     python experiments/report.py    # prints the tiny-model and GPU tables, draws results/gpu_llada8b_b1.png
-    python experiments/report.py speed   # only the speed tables from results/speed/ (bench_gpu.py's JSONs)
+    python experiments/report.py speed [FOLDER ...]   # only the speed tables of results/speed/ (or the folders given)
 """
 
 from __future__ import annotations
@@ -209,6 +209,8 @@ def modes_table(d: dict) -> str:
 
 
 def speed_report(folder: Path = SPEED) -> str:
+    """The tables of one run folder: its own JSONs are the headline table (``results/speed/`` itself holds
+    the 682b5fb run; ``results/speed/final_1068640`` the current one), subfolders give forwards and modes."""
     files = _speed_files(folder)
     final = [d for d in files if d["_final"]]
     parts = [speed_table(final) if final else "", "", forward_table(files)]
@@ -246,8 +248,9 @@ def plot_tiny(path: Path) -> Path | None:
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:] == ["speed"]:
-        print(speed_report())
+    if sys.argv[1:2] == ["speed"]:  # python experiments/report.py speed [RUN_FOLDER ...]
+        for folder in sys.argv[2:] or [SPEED]:
+            print(speed_report(Path(folder).resolve()), end="\n\n")
         raise SystemExit
     for path in sorted(RESULTS.glob("tiny_*_cpu.json")):
         print(tiny_table(path), end="\n\n")
