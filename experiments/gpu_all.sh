@@ -18,7 +18,7 @@
 # took 151 and 120 s (both cut by their limits inside --profile, since dropped: profile in a call of its
 # own), 104, 56 and 99 s. Each run is capped so that the whole script ends by 530 s.
 set -u
-OUT=${1:?usage: gpu_all.sh OUT_DIR [B1_CACHES] [BATCH_CACHES]}
+OUT=${1:?usage: gpu_all.sh OUT_DIR [B1_CACHES] [BATCH_CACHES] [PART]}
 B1=${2:-none,prefix,dual}
 BC=${3:-dual,prefix}
 HERE=$(cd "$(dirname "$0")" && pwd)
