@@ -144,4 +144,8 @@ def torch_info() -> dict[str, Any]:
             "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         info.update(gpu=torch.cuda.get_device_name(0), cuda=torch.version.cuda)
+    from fastdllm.kernels import triton
+
+    if triton is not None:  # the kernels of fastdllm.kernels run on CUDA only with it
+        info["triton"] = triton.__version__
     return info

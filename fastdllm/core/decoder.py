@@ -223,35 +223,26 @@ def _check_plan(plan: Plan, step: Step, cache: CachePolicy, first_forward: bool)
     is no store; extra positions must be a 1-D integer tensor. Host arithmetic only, no sync."""
     L = step.layout.canvas_length
     need_start, need_end = step.block_start - step.layout.logit_shift, step.block_end - step.layout.logit_shift
-    where = _PlanPlace(plan, step, cache)  # formatted only into an error message
+    def where() -> str:  # formatted only into an error message (a Plan repr per step costs)
+        return f"cache policy {cache.name!r} planned {plan} at block {step.block}, step {step.index}"
+
     if not (0 <= plan.start <= need_start and need_end <= plan.end <= L):
-        raise RuntimeError(f"{where}: its range does not cover positions [{need_start}, {need_end}) that the "
+        raise RuntimeError(f"{where()}: its range does not cover positions [{need_start}, {need_end}) that the "
                            "block's logits come from (build plans with Plan.block / Plan.from_block_to_end / "
                            "Plan.range, which add the logit shift)")
     whole = plan.start == 0 and plan.end == L and plan.extra is None
     if plan.refresh != whole:
-        raise RuntimeError(f"{where}: refresh must be True exactly for the whole canvas [0, {L}) without extra "
+        raise RuntimeError(f"{where()}: refresh must be True exactly for the whole canvas [0, {L}) without extra "
                            "positions (use Plan.full; a partial refresh such as Plan.generated has refresh=False)")
     if plan.extra is not None and (not isinstance(plan.extra, torch.Tensor) or plan.extra.dim() != 1
                                    or plan.extra.is_floating_point() or plan.extra.dtype == torch.bool):
-        raise RuntimeError(f"{where}: extra must be a 1-D integer tensor of canvas positions, got "
+        raise RuntimeError(f"{where()}: extra must be a 1-D integer tensor of canvas positions, got "
                            f"{getattr(plan.extra, 'dtype', type(plan.extra).__name__)} "
                            f"{tuple(getattr(plan.extra, 'shape', ()))}")
     if not plan.refresh and (first_forward or not cache.uses_store):
-        raise RuntimeError(f"{where}: " + ("the first forward must be a refresh (the KV store is empty)"
+        raise RuntimeError(f"{where()}: " + ("the first forward must be a refresh (the KV store is empty)"
                                            if cache.uses_store else "a policy with uses_store = False must "
                                            "recompute the whole canvas; set uses_store = True to reuse a store"))
-
-
-class _PlanPlace:
-    """"cache policy 'x' planned Plan(...) at block b, step s", built only when an error message needs it."""
-
-    def __init__(self, plan: Plan, step: Step, cache: CachePolicy) -> None:
-        self.plan, self.step, self.cache = plan, step, cache
-
-    def __str__(self) -> str:
-        return (f"cache policy {self.cache.name!r} planned {self.plan} at block {self.step.block}, "
-                f"step {self.step.index}")
 
 
 def _checked_selection(chosen: Any, masked: torch.Tensor, policy: UnmaskPolicy) -> torch.Tensor:

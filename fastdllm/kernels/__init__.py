@@ -5,3 +5,9 @@
 
 Both run on the CPU through Triton's interpreter (``TRITON_INTERPRET=1``), which is how the tests check them.
 """
+
+try:  # the CPU wheel of torch comes without Triton: callers then run the PyTorch ops
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = tl = None

@@ -8,15 +8,7 @@ from __future__ import annotations
 
 import torch
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError:
-    triton = tl = None
-
-
-def available() -> bool:
-    return triton is not None
+from fastdllm.kernels import tl, triton
 
 
 if triton is not None:

@@ -23,18 +23,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # the CPU wheel of torch comes without Triton: ``attend`` falls back to SDPA
-    triton = tl = None
+from fastdllm.kernels import tl, triton
 
 MAX_QUERY_ROWS = 64  # above this many query rows, query tiles alone fill the GPU: SDPA's kernels serve
 BLOCK_N = 64  # keys per inner iteration
-
-
-def available() -> bool:
-    return triton is not None
 
 
 def use_split_kv(q: torch.Tensor, keys: torch.Tensor) -> bool:
@@ -44,7 +36,7 @@ def use_split_kv(q: torch.Tensor, keys: torch.Tensor) -> bool:
     an H100, ``experiments/bench_attention.py``: at batch 1 the split kernel takes 11.9 µs per LLaDA-8B
     layer against SDPA's 17.3; at batch 4, where SDPA's grid already fills the GPU, 46 µs against 30)."""
     B, H, m, D = q.shape
-    tiles = -(-m // (16 if m <= 16 else 32 if m <= 32 else 64))
+    tiles = -(-m // _block_m(m))
     return (triton is not None and m <= MAX_QUERY_ROWS and 16 <= D <= 256 and D & (D - 1) == 0
             and q.dtype in (torch.bfloat16, torch.float16, torch.float32) and keys.dtype == q.dtype
             and B * H * tiles <= _processors(q.device) // 2)
@@ -112,8 +104,14 @@ if triton is not None:
         tl.store(OUT + b * so_b + h * so_h + row * so_m + dims, out.to(OUT.dtype.element_ty))
 
 
+def _block_m(m: int) -> int:
+    """Query rows per program: the smallest of 16 / 32 / 64 that holds ``m`` (64 tiles beyond)."""
+    return 16 if m <= 16 else 32 if m <= 32 else 64
+
+
 @functools.lru_cache(maxsize=None)
 def _processors(device: torch.device) -> int:
+    """SMs of a CUDA device; 8 for the CPU (Triton's interpreter, where only correctness is at stake)."""
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 8
 
 
@@ -134,7 +132,7 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
         raise ValueError(f"split_kv_attention: q {tuple(q.shape)}, keys {tuple(keys.shape)}, values "
                          f"{tuple(values.shape)}: want q [B, H, m, D] and keys = values [B, H_kv, L, D], H % H_kv == 0")
     q, keys, values = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, keys, values))
-    block_m = 16 if m <= 16 else 32 if m <= 32 else 64
+    block_m = _block_m(m)
     tiles = triton.cdiv(m, block_m)
     if n_splits is None:  # two programs per SM, each slice at least one BLOCK_N of keys
         n_splits = triton.cdiv(2 * _processors(q.device), B * H * tiles)
