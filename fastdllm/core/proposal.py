@@ -89,8 +89,24 @@ def propose(
     top_p: float | None = None,
 ) -> Proposal:
     """Candidate tokens (``sample_candidates``) and their confidence (the registered measure ``confidence``:
-    ``prob`` = p[token], ``margin`` = p[top1] - p[top2], ``neg_entropy`` = exp(-H(p)), ...)."""
+    ``prob`` = p[token], ``margin`` = p[top1] - p[top2], ``neg_entropy`` = exp(-H(p)), ...).
+
+    On CUDA with Triton, the greedy ``prob`` case (temperature 0, Fast-dLLM's default) runs one fused kernel
+    (``fastdllm.kernels.greedy_proposal``): the same tokens, a confidence within float32 rounding."""
+    if temperature <= 0 and confidence == "prob" and _fused_greedy(logits):
+        from fastdllm.kernels.greedy_proposal import greedy_proposal
+
+        tokens, score = greedy_proposal(logits)  # [B, block] each: one pass over the logits, no float32 copy
+        return Proposal(tokens=tokens, confidence=score, masked=masked)
     logits = logits.float()  # [B, block, V]
     tokens = sample_candidates(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
     score = confidence_measures.get(confidence).score(logits, tokens)  # [B, block]
     return Proposal(tokens=tokens, confidence=score, masked=masked)
+
+
+def _fused_greedy(logits: torch.Tensor) -> bool:
+    if not logits.is_cuda:  # the CPU (and CI) never imports the kernels
+        return False
+    from fastdllm.kernels.greedy_proposal import use_greedy_proposal
+
+    return use_greedy_proposal(logits)

@@ -129,3 +129,48 @@ def test_split_kv_attention_rejects_bad_shapes():
     with pytest.raises(ValueError, match="bool"):
         split_kv_attention(torch.randn(1, 2, 4, 32), torch.randn(1, 2, 10, 32), torch.randn(1, 2, 10, 32),
                            torch.ones(1, 10))
+
+
+@pytest.mark.slow
+def test_greedy_proposal_equals_torch():
+    """The fused greedy proposal gives ``argmax`` (first index on ties) and ``softmax[argmax]`` of PyTorch's path:
+    several vocabulary chunks, widths that are not multiples of the tiles, ties inside a lane, across lanes
+    and across chunks, -inf entries (the mask token), half-precision input, a strided batch view; and
+    ``propose`` takes it for greedy ``prob`` proposals (forced onto the CPU here)."""
+    out = _interpret("""
+        import json, torch
+        from fastdllm.kernels.greedy_proposal import greedy_proposal
+        import fastdllm.core.proposal as proposal
+        torch.manual_seed(0)
+        results = []
+        for V, dtype in ((20000, torch.float32), (8192 + 5, torch.bfloat16), (300, torch.float16), (64, torch.float32)):
+            logits = (torch.randn(3, 4, V) * 3).to(dtype)  # [B, block, V]
+            logits[0, 0, 7] = logits[0, 0, (7 + 1024) % (V - 2)] = 50  # a tie within one lane (same lane, next iteration)
+            logits[0, 1, 3] = logits[0, 1, 5] = 50  # a tie across lanes
+            logits[0, 2, V - 1] = logits[0, 2, V // 2] = 50  # a tie across chunks (when there are several)
+            logits[..., V - 2] = float("-inf")  # the mask token
+            logits[1, 3, :] = float("-inf"); logits[1, 3, 11] = 0.5  # one finite entry: probability 1
+            view = logits[::2]  # [2, block, V], a strided batch view
+            for x in (logits, view):
+                tokens, conf = greedy_proposal(x)
+                want_tokens = x.float().argmax(-1)
+                want_conf = (x.float().gather(-1, want_tokens[..., None]) - x.float().logsumexp(-1, keepdim=True)).exp()[..., 0]
+                results.append([V, torch.equal(tokens, want_tokens), (conf - want_conf).abs().max().item(),
+                                (conf / want_conf - 1).abs().max().item(), list(tokens.shape) == list(x.shape[:-1])])
+        # propose() takes the kernel for greedy prob proposals on CUDA; force that branch on the CPU
+        calls = []
+        kernel = proposal.__dict__.get("_fused_greedy")
+        proposal._fused_greedy = lambda x: (calls.append(1), True)[1]
+        logits = torch.randn(2, 5, 1000)
+        masked = torch.ones(2, 5, dtype=torch.bool)
+        fused = proposal.propose(logits, masked)
+        proposal._fused_greedy = kernel
+        plain = proposal.propose(logits, masked)
+        results.append([bool(calls), torch.equal(fused.tokens, plain.tokens),
+                        torch.allclose(fused.confidence, plain.confidence, rtol=1e-5, atol=0)])
+        print(json.dumps(results))
+        """)
+    for V, same_tokens, abs_diff, rel_diff, shape in out[:-1]:
+        assert same_tokens and shape, V
+        assert rel_diff < 1e-5 and abs_diff < 1e-6, (V, abs_diff, rel_diff)
+    assert out[-1] == [True, True, True]
