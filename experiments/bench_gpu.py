@@ -14,6 +14,7 @@ none / prefix / dual. Every setting runs in several modes:
   graphs, projections separate (the ``compiled`` mode before the projections were fused);
 - ``compiled``: ``compiled-unfused`` with fused projections (what ``use_compile()`` gives);
 - ``split-kv``: ``compiled`` with the split-KV Triton attention for cached steps (``use_split_kv_attention()``).
+- ``kernels``: ``split-kv`` with the split-K Triton GEMMs for forwards of at most 64 rows (``use_skinny_matmul()``).
 
 Every CUDA mode writes the KV store with the one-launch Triton copy (``fastdllm.kernels.kv_write``, exact).
 
@@ -45,11 +46,11 @@ import fastdllm
 from fastdllm.core.policy import cache_policies
 from fastdllm.evaluation import torch_info
 
-MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled", "split-kv")
-CUDA_MODES = ("graphs", "compiled-unfused", "compiled", "split-kv")  # dropped on the CPU
-GRAPHED_MODES = ("graphs", "fused", "compiled-unfused", "compiled", "split-kv")
-COMPILED_MODES = ("compiled-unfused", "compiled", "split-kv")
-FUSED_MODES = ("fused", "compiled", "split-kv")
+MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels")
+CUDA_MODES = ("graphs", "compiled-unfused", "compiled", "split-kv", "kernels")  # dropped on the CPU
+GRAPHED_MODES = ("graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels")
+COMPILED_MODES = ("compiled-unfused", "compiled", "split-kv", "kernels")
+FUSED_MODES = ("fused", "compiled", "split-kv", "kernels")
 # tiny configs for CPU smoke runs, per family (field names are the family's config.json's)
 SMALL = {"llada": dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=512, mask_token_id=500,
                        eos_token_id=1, pad_token_id=1),
@@ -122,7 +123,8 @@ def set_mode(model, mode: str) -> None:
     model.net.fast = mode != "plain"
     model.use_compile(mode in COMPILED_MODES, fuse=False)
     model.fuse_projections(mode in FUSED_MODES)  # every other mode runs the separate projections
-    model.use_split_kv_attention(mode == "split-kv")
+    model.use_split_kv_attention(mode in ("split-kv", "kernels"))
+    model.use_skinny_matmul(mode == "kernels")
     model.use_cuda_graphs(mode in GRAPHED_MODES)
 
 

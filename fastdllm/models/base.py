@@ -143,6 +143,16 @@ class DiffusionLM(nn.Module):
             self._recapture()
         return self
 
+    def use_skinny_matmul(self, enabled: bool = True) -> "DiffusionLM":
+        """Run the projections of forwards with at most 64 rows (cached steps at batch 1) through the split-K
+        Triton GEMM (``fastdllm.kernels.skinny_matmul``) on CUDA: the weight read spread over every SM.
+        Rounds differently from cuBLAS (bf16), so tokens can differ where two candidates tie within rounding,
+        as with ``use_compile``. Needs Triton; without it, on the CPU and for more rows, cuBLAS runs."""
+        if self.net.skinny != enabled:
+            self.net.skinny = enabled
+            self._recapture()
+        return self
+
     def _recapture(self) -> None:
         """Drop the captured CUDA graphs (they hold the old kernels); each is captured again at its next use."""
         if self.cuda_graphs is not None:

@@ -20,6 +20,14 @@ from torch import nn
 from fastdllm.kernels.split_kv_attention import attend
 
 
+def skinny_or_cublas():
+    """``F.linear`` through the split-K Triton GEMM where it applies (``fastdllm.kernels.skinny_matmul.linear``;
+    imported here, not in the traced layer functions)."""
+    from fastdllm.kernels.skinny_matmul import linear
+
+    return linear
+
+
 @dataclass(frozen=True)
 class ArchConfig:
     vocab_size: int
@@ -83,7 +91,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 # SiLU-gate and residual elementwise kernels that otherwise cost ~40 % of a forward's GPU time.
 
 def attention_inputs(x, norm_w, eps: float, wq, bq, wk, bk, wv, bv, cos, sin, q_rows,
-                     n_heads: int, n_kv_heads: int, head_dim: int):
+                     n_heads: int, n_kv_heads: int, head_dim: int, linear=F.linear):
     """Pre-norm, q/k/v projections, RoPE. x ``[B, n, d]``, cos/sin ``[B, 1, n, D]``; ``q_rows`` ``[m]`` (or
     None: every row) picks the rows that need queries. Returns q ``[B, H, m, D]``, k and v ``[B, H_kv, n, D]``."""
     B, n, _ = x.shape
@@ -91,22 +99,22 @@ def attention_inputs(x, norm_w, eps: float, wq, bq, wk, bk, wv, bv, cos, sin, q_
     hq, cq, sq = h, cos, sin
     if q_rows is not None:
         hq, cq, sq = h.index_select(1, q_rows), cos.index_select(2, q_rows), sin.index_select(2, q_rows)
-    q = F.linear(hq, wq, bq).view(B, hq.shape[1], n_heads, head_dim).transpose(1, 2)  # [B, H, m, D]
-    k = F.linear(h, wk, bk).view(B, n, n_kv_heads, head_dim).transpose(1, 2)  # [B, H_kv, n, D]
-    v = F.linear(h, wv, bv).view(B, n, n_kv_heads, head_dim).transpose(1, 2)  # [B, H_kv, n, D]
+    q = linear(hq, wq, bq).view(B, hq.shape[1], n_heads, head_dim).transpose(1, 2)  # [B, H, m, D]
+    k = linear(h, wk, bk).view(B, n, n_kv_heads, head_dim).transpose(1, 2)  # [B, H_kv, n, D]
+    v = linear(h, wv, bv).view(B, n, n_kv_heads, head_dim).transpose(1, 2)  # [B, H_kv, n, D]
     return apply_rope(q, cq, sq), apply_rope(k, cos, sin), v
 
 
-def attention_output_and_mlp(x, attn, wo, norm_w, eps: float, w_gate, w_up, w_down):
+def attention_output_and_mlp(x, attn, wo, norm_w, eps: float, w_gate, w_up, w_down, linear=F.linear):
     """Output projection + residual, then the SwiGLU MLP + residual. x ``[B, m, d]``, attn ``[B, H, m, D]``."""
     B, H, m, D = attn.shape
-    h = x + F.linear(attn.transpose(1, 2).reshape(B, m, H * D), wo)  # [B, m, d]
+    h = x + linear(attn.transpose(1, 2).reshape(B, m, H * D), wo)  # [B, m, d]
     g = rms_norm(h, norm_w, eps)
-    return h + F.linear(F.silu(F.linear(g, w_gate)) * F.linear(g, w_up), w_down)
+    return h + linear(F.silu(linear(g, w_gate)) * linear(g, w_up), w_down)
 
 
 def fused_attention_inputs(x, norm_w, eps: float, w_qkv, b_qkv, cos, sin, q_rows,
-                           n_heads: int, n_kv_heads: int, head_dim: int):
+                           n_heads: int, n_kv_heads: int, head_dim: int, linear=F.linear):
     """``attention_inputs`` with the q/k/v weights fused: ``w_qkv`` ``[(H + 2·H_kv)·D, d]`` (rows q, then k,
     then v), ``b_qkv`` ``[(H + 2·H_kv)·D]`` or None. One GEMM for every row; with ``q_rows`` (the last
     layer) the queries of those rows and the keys/values of every row, two GEMMs on row slices of ``w_qkv``."""
@@ -114,12 +122,12 @@ def fused_attention_inputs(x, norm_w, eps: float, w_qkv, b_qkv, cos, sin, q_rows
     q_size, kv_size = n_heads * head_dim, n_kv_heads * head_dim
     h = rms_norm(x, norm_w, eps)  # [B, n, d]
     if q_rows is None:
-        q, kv = F.linear(h, w_qkv, b_qkv).split([q_size, 2 * kv_size], dim=-1)  # [B, n, H·D], [B, n, 2·H_kv·D]
+        q, kv = linear(h, w_qkv, b_qkv).split([q_size, 2 * kv_size], dim=-1)  # [B, n, H·D], [B, n, 2·H_kv·D]
         cq, sq = cos, sin
     else:
         bq, bkv = (None, None) if b_qkv is None else (b_qkv[:q_size], b_qkv[q_size:])
-        q = F.linear(h.index_select(1, q_rows), w_qkv[:q_size], bq)  # [B, m, H·D]
-        kv = F.linear(h, w_qkv[q_size:], bkv)  # [B, n, 2·H_kv·D]
+        q = linear(h.index_select(1, q_rows), w_qkv[:q_size], bq)  # [B, m, H·D]
+        kv = linear(h, w_qkv[q_size:], bkv)  # [B, n, 2·H_kv·D]
         cq, sq = cos.index_select(2, q_rows), sin.index_select(2, q_rows)
     k, v = kv.split(kv_size, dim=-1)  # [B, n, H_kv·D] each
     q = q.unflatten(-1, (n_heads, head_dim)).transpose(1, 2)  # [B, H, m, D]
@@ -128,12 +136,12 @@ def fused_attention_inputs(x, norm_w, eps: float, w_qkv, b_qkv, cos, sin, q_rows
     return apply_rope(q, cq, sq), apply_rope(k, cos, sin), v
 
 
-def fused_attention_output_and_mlp(x, attn, wo, norm_w, eps: float, w_gate_up, w_down):
+def fused_attention_output_and_mlp(x, attn, wo, norm_w, eps: float, w_gate_up, w_down, linear=F.linear):
     """``attention_output_and_mlp`` with ``w_gate_up`` ``[2·F, d]`` (gate rows, then up rows): one GEMM."""
     B, H, m, D = attn.shape
-    h = x + F.linear(attn.transpose(1, 2).reshape(B, m, H * D), wo)  # [B, m, d]
-    gate, up = F.linear(rms_norm(h, norm_w, eps), w_gate_up).chunk(2, dim=-1)  # [B, m, F] each
-    return h + F.linear(F.silu(gate) * up, w_down)
+    h = x + linear(attn.transpose(1, 2).reshape(B, m, H * D), wo)  # [B, m, d]
+    gate, up = linear(rms_norm(h, norm_w, eps), w_gate_up).chunk(2, dim=-1)  # [B, m, F] each
+    return h + linear(F.silu(gate) * up, w_down)
 
 
 class LayerFunctions:
@@ -273,26 +281,28 @@ class Block(nn.Module):
         self.mlp = SwiGLU(cfg)
 
     def forward(self, x, cos, sin, layer, start, index, store, key_mask, q_rows=None, fns: LayerFunctions = EAGER,
-                split_kv: bool = False):
+                split_kv: bool = False, linear=F.linear):
         """x ``[B, n, d]`` → ``[B, n, d]``, or ``[B, m, d]`` for the rows ``q_rows`` ``[m]`` only (keys and values
         of all ``n`` positions are still computed and stored: other positions attend to them later)."""
         a, mlp = self.attn, self.mlp
         if a.qkv_weight is not None:  # fused (``Transformer.fuse_projections``): one GEMM for q, k and v
             q, k, v = fns.fused_attention_inputs(x, self.attn_norm.weight, self.attn_norm.eps, a.qkv_weight,
-                                                 a.qkv_bias, cos, sin, q_rows, a.n_heads, a.n_kv_heads, a.head_dim)
+                                                 a.qkv_bias, cos, sin, q_rows, a.n_heads, a.n_kv_heads, a.head_dim,
+                                                 linear)
         else:
             q, k, v = fns.attention_inputs(x, self.attn_norm.weight, self.attn_norm.eps, a.q_proj.weight,
                                            a.q_proj.bias, a.k_proj.weight, a.k_proj.bias, a.v_proj.weight,
-                                           a.v_proj.bias, cos, sin, q_rows, a.n_heads, a.n_kv_heads, a.head_dim)
+                                           a.v_proj.bias, cos, sin, q_rows, a.n_heads, a.n_kv_heads, a.head_dim,
+                                           linear)
         keys, values = store.update(layer, start, index, k, v)  # [B, H_kv, L, D] each
         out = attend(q, keys, values, key_mask, split_kv)  # [B, H, m, D]
         if q_rows is not None:
             x = x.index_select(1, q_rows)  # [B, m, d]
         if mlp.gate_up_weight is not None:
             return fns.fused_attention_output_and_mlp(x, out, a.o_proj.weight, self.mlp_norm.weight,
-                                                      self.mlp_norm.eps, mlp.gate_up_weight, mlp.down_proj.weight)
+                                                      self.mlp_norm.eps, mlp.gate_up_weight, mlp.down_proj.weight, linear)
         return fns.attention_output_and_mlp(x, out, a.o_proj.weight, self.mlp_norm.weight, self.mlp_norm.eps,
-                                            mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight)
+                                            mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight, linear)
 
 
 class Transformer(nn.Module):
@@ -311,6 +321,7 @@ class Transformer(nn.Module):
         self.fast = True  # last layer and final norm only on the rows read (see ``hidden``); False: every row
         self.compiled = False  # per-layer functions through torch.compile on CUDA (``DiffusionLM.use_compile``)
         self.split_kv = False  # split-KV Triton attention for few query rows on CUDA (``use_split_kv_attention``)
+        self.skinny = False  # Triton split-K GEMMs for few rows on CUDA (``use_skinny_matmul``)
 
     def fuse_projections(self, enabled: bool = True) -> bool:
         """Fuse each layer's q/k/v weights (and Dream's q/k/v biases) into one ``[(H + 2·H_kv)·D, d]`` matrix
@@ -358,9 +369,10 @@ class Transformer(nn.Module):
         cos, sin = self.rope_cos[pos].unsqueeze(1), self.rope_sin[pos].unsqueeze(1)  # [B, 1, n, D]
         last = len(self.layers) - 1
         narrow = rows is not None and self.fast
+        linear = skinny_or_cublas() if self.skinny and canvas.is_cuda else F.linear
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, i, start, index, store, key_mask, rows if narrow and i == last else None, fns,
-                      self.split_kv)
+                      self.split_kv, linear)
         if rows is not None and not narrow:
             x = x.index_select(1, rows)  # [B, m, d]
         return self.norm(x)

@@ -1,0 +1,183 @@
+"""The round-4 kernels against what they replace, one at a time, on the GPU.
+
+- GEMMs of a batch-1 cached step (32 or 33 rows times each LLaDA-8B / Dream-7B weight matrix): cuBLAS
+  (``F.linear``) against the split-K Triton GEMM (``fastdllm.kernels.skinny_matmul``) with its default
+  configuration and the best of a sweep; each against the weight's read time at the copy bandwidth measured
+  here, and its max relative difference from an fp32 product.
+- The greedy proposal over ``[rows, V]`` bf16 logits: PyTorch's path (``propose`` on the CPU branch: float copy,
+  argmax, log-sum-exp, gather) against the fused kernel (``fastdllm.kernels.greedy_proposal``); token equality
+  and the confidence's max relative difference.
+- Split-KV attention with the slices merged by a second kernel against the merge in the partial kernel's
+  last program (bitwise equality).
+
+Every timing replays a CUDA graph of ``calls`` calls, so launch costs are excluded as in the decoder (µs per call).
+
+    python experiments/bench_kernels.py --out $OUT/kernels.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from fastdllm.evaluation import torch_info
+from fastdllm.kernels.greedy_proposal import greedy_proposal
+from fastdllm.kernels.skinny_matmul import _config, skinny_linear
+from fastdllm.kernels.split_kv_attention import split_kv_attention
+
+GEMMS = [  # name, rows, N (outputs), K (inputs)
+    ("llada qkv", 32, 3 * 4096, 4096), ("llada o_proj", 32, 4096, 4096), ("llada gate_up", 32, 2 * 12288, 4096),
+    ("llada down", 32, 4096, 12288), ("llada lm_head", 32, 126464, 4096),
+    ("dream qkv", 33, 3584 + 2 * 512, 3584), ("dream o_proj", 33, 3584, 3584), ("dream gate_up", 33, 2 * 18944, 3584),
+    ("dream down", 33, 3584, 18944), ("dream lm_head", 32, 152064, 3584),
+]
+SWEEP = list(itertools.product((32, 64, 128), (128, 256), (1, 2, 4, 8), (3, 5)))  # BLOCK_N, BLOCK_K, SPLIT_K, stages
+
+
+def graph_time_us(fn, calls: int = 16, replays: int = 10) -> float:
+    """µs per call of ``fn`` replayed from a CUDA graph of ``calls`` calls."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(2):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(replays):
+        graph.replay()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) / (replays * calls) * 1e6
+
+
+def copy_bandwidth() -> float:
+    x = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+    y = torch.empty_like(x)
+    us = graph_time_us(lambda: y.copy_(x), calls=8)
+    return 2 * x.numel() / (us * 1e-6)
+
+
+def gemms(bandwidth: float, sweep: bool) -> list[dict]:
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    processors = torch.cuda.get_device_properties(0).multi_processor_count
+    out = []
+    for name, M, N, K in GEMMS:
+        x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16, generator=gen)
+        w = torch.randn(N, K, device="cuda", dtype=torch.bfloat16, generator=gen) / K ** 0.5
+        ref = F.linear(x.float(), w.float())
+        scale = ref.abs().max().item()
+        floor_us = N * K * 2 / bandwidth * 1e6
+        calls = 4 if N > 100000 else 16
+        row = {"gemm": name, "rows": M, "N": N, "K": K, "weight_read_us": floor_us,
+               "cublas_us": graph_time_us(lambda: F.linear(x, w), calls),
+               "cublas_rel_diff": (F.linear(x, w).float() - ref).abs().max().item() / scale}
+        default = _config(M, N, K, processors)
+        row["default_config"] = list(default)
+        row["skinny_us"] = graph_time_us(lambda: skinny_linear(x, w), calls)
+        row["skinny_rel_diff"] = (skinny_linear(x, w).float() - ref).abs().max().item() / scale
+        if sweep and N < 100000:  # the LM heads have tiles enough for any configuration
+            best = None
+            for bn, bk, split, stages in SWEEP:
+                if K // split < bk:
+                    continue
+                cfg = (32 if M <= 32 else 64, bn, bk, split, stages)
+                try:
+                    us = graph_time_us(lambda c=cfg: skinny_linear(x, w, config=c), calls, replays=5)
+                except Exception as err:  # noqa: BLE001 - a configuration the compiler refuses is skipped
+                    print("  skipped", cfg, type(err).__name__, str(err)[:80], flush=True)
+                    continue
+                if best is None or us < best[0]:
+                    best = (us, cfg)
+            row["best_us"], row["best_config"] = best[0], list(best[1])
+            row["best_us"] = graph_time_us(lambda: skinny_linear(x, w, config=best[1]), calls)
+            row["best_rel_diff"] = (skinny_linear(x, w, config=best[1]).float() - ref).abs().max().item() / scale
+        for key in ("cublas_us", "skinny_us", "best_us"):
+            if key in row:
+                row[key.replace("_us", "_floor_ratio")] = row[key] / floor_us
+        out.append(row)
+        print(name, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items() if k != "gemm"}, flush=True)
+    return out
+
+
+def proposals() -> list[dict]:
+    from fastdllm.core.proposal import ProbConfidence
+
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    out = []
+    for rows, V in ((32, 126464), (512, 126464), (32, 152064), (512, 152064)):
+        logits = torch.randn(rows // 32, 32, V, device="cuda", dtype=torch.bfloat16, generator=gen) * 4
+        logits[..., 5] = float("-inf")  # the mask token
+
+        def torch_path():
+            f = logits.float()
+            tokens = f.argmax(-1)
+            return tokens, ProbConfidence.score(f, tokens)
+        want_tokens, want_conf = torch_path()
+        tokens, conf = greedy_proposal(logits)
+        row = {"rows": rows, "vocab": V, "logits_megabytes": logits.numel() * 2 / 1e6,
+               "torch_us": graph_time_us(torch_path, 8), "fused_us": graph_time_us(lambda: greedy_proposal(logits), 8),
+               "tokens_equal": bool(torch.equal(tokens, want_tokens)),
+               "confidence_max_rel_diff": ((conf - want_conf).abs() / want_conf).max().item()}
+        out.append(row)
+        print("proposal", row, flush=True)
+    return out
+
+
+def attention() -> list[dict]:
+    gen = torch.Generator(device="cuda").manual_seed(2)
+    out = []
+    for name, B, H, H_kv, m, L in (("llada b1 dual", 1, 32, 32, 32, 1024), ("dream b1 dual", 1, 28, 4, 33, 1024),
+                                   ("llada b2 dual", 2, 32, 32, 32, 1024)):
+        q = torch.randn(B, m, H, 128, device="cuda", dtype=torch.bfloat16, generator=gen).transpose(1, 2)
+        k = torch.randn(B, H_kv, L, 128, device="cuda", dtype=torch.bfloat16, generator=gen)
+        v = torch.randn(B, H_kv, L, 128, device="cuda", dtype=torch.bfloat16, generator=gen)
+        mask = torch.ones(B, L, dtype=torch.bool, device="cuda")
+        mask[:, :37] = False
+        separate = split_kv_attention(q, k, v, mask, fused_combine=False)
+        fused = split_kv_attention(q, k, v, mask)
+        repeat = [torch.equal(split_kv_attention(q, k, v, mask), fused) for _ in range(20)]
+        ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask[:, None, None, :],
+                                             enable_gqa=H != H_kv)
+        row = {"shape": name, "separate_combine_us": graph_time_us(lambda: split_kv_attention(q, k, v, mask, fused_combine=False), 32),
+               "fused_combine_us": graph_time_us(lambda: split_kv_attention(q, k, v, mask), 32),
+               "sdpa_us": graph_time_us(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :],
+                                                                                enable_gqa=H != H_kv), 32),
+               "bitwise_equal": bool(torch.equal(separate, fused)), "repeatable": all(repeat),
+               "max_abs_diff_fp32": (fused.float() - ref).abs().max().item()}
+        out.append(row)
+        print("attention", row, flush=True)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=None)
+    p.add_argument("--no-sweep", action="store_true", help="only the default GEMM configuration")
+    args = p.parse_args()
+    t0 = time.time()
+    bandwidth = copy_bandwidth()
+    print(f"copy bandwidth {bandwidth / 1e12:.3f} TB/s", flush=True)
+    out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/bench_kernels.py",
+           "copy_bytes_per_s": bandwidth, "attention": attention(), "proposal": proposals(),
+           "gemm": gemms(bandwidth, not args.no_sweep)}
+    out["seconds"] = time.time() - t0
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
