@@ -7,8 +7,6 @@
 - The greedy proposal over ``[rows, V]`` bf16 logits: PyTorch's path (``propose`` on the CPU branch: float copy,
   argmax, log-sum-exp, gather) against the fused kernel (``fastdllm.kernels.greedy_proposal``); token equality
   and the confidence's max relative difference.
-- Split-KV attention with the slices merged by a second kernel against the merge in the partial kernel's
-  last program (bitwise equality).
 
 Every timing replays a CUDA graph of ``calls`` calls, so launch costs are excluded as in the decoder (µs per call).
 
@@ -30,7 +28,6 @@ import torch.nn.functional as F
 from fastdllm.evaluation import torch_info
 from fastdllm.kernels.greedy_proposal import greedy_proposal
 from fastdllm.kernels.skinny_matmul import _config, skinny_linear
-from fastdllm.kernels.split_kv_attention import split_kv_attention
 
 GEMMS = [  # name, rows, N (outputs), K (inputs)
     ("llada qkv", 32, 3 * 4096, 4096), ("llada o_proj", 32, 4096, 4096), ("llada gate_up", 32, 2 * 12288, 4096),
@@ -112,7 +109,7 @@ def gemms(bandwidth: float, sweep: bool) -> list[dict]:
 
 
 def proposals() -> list[dict]:
-    from fastdllm.core.proposal import ProbConfidence
+    from fastdllm.confidences.prob import ProbConfidence
 
     gen = torch.Generator(device="cuda").manual_seed(1)
     out = []
@@ -135,32 +132,6 @@ def proposals() -> list[dict]:
     return out
 
 
-def attention() -> list[dict]:
-    gen = torch.Generator(device="cuda").manual_seed(2)
-    out = []
-    for name, B, H, H_kv, m, L in (("llada b1 dual", 1, 32, 32, 32, 1024), ("dream b1 dual", 1, 28, 4, 33, 1024),
-                                   ("llada b2 dual", 2, 32, 32, 32, 1024)):
-        q = torch.randn(B, m, H, 128, device="cuda", dtype=torch.bfloat16, generator=gen).transpose(1, 2)
-        k = torch.randn(B, H_kv, L, 128, device="cuda", dtype=torch.bfloat16, generator=gen)
-        v = torch.randn(B, H_kv, L, 128, device="cuda", dtype=torch.bfloat16, generator=gen)
-        mask = torch.ones(B, L, dtype=torch.bool, device="cuda")
-        mask[:, :37] = False
-        separate = split_kv_attention(q, k, v, mask, fused_combine=False)
-        fused = split_kv_attention(q, k, v, mask)
-        repeat = [torch.equal(split_kv_attention(q, k, v, mask), fused) for _ in range(20)]
-        ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask[:, None, None, :],
-                                             enable_gqa=H != H_kv)
-        row = {"shape": name, "separate_combine_us": graph_time_us(lambda: split_kv_attention(q, k, v, mask, fused_combine=False), 32),
-               "fused_combine_us": graph_time_us(lambda: split_kv_attention(q, k, v, mask), 32),
-               "sdpa_us": graph_time_us(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :],
-                                                                                enable_gqa=H != H_kv), 32),
-               "bitwise_equal": bool(torch.equal(separate, fused)), "repeatable": all(repeat),
-               "max_abs_diff_fp32": (fused.float() - ref).abs().max().item()}
-        out.append(row)
-        print("attention", row, flush=True)
-    return out
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=None)
@@ -171,7 +142,7 @@ def main() -> None:
     print(f"copy bandwidth {bandwidth / 1e12:.3f} TB/s", flush=True)
     out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/bench_kernels.py",
-           "copy_bytes_per_s": bandwidth, "attention": attention(), "proposal": proposals(),
+           "copy_bytes_per_s": bandwidth, "proposal": proposals(),
            "gemm": gemms(bandwidth, not args.no_sweep)}
     out["seconds"] = time.time() - t0
     if args.out:

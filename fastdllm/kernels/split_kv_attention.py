@@ -45,15 +45,12 @@ def use_split_kv(q: torch.Tensor, keys: torch.Tensor) -> bool:
 if triton is not None:
 
     @triton.jit
-    def _partial_kernel(Q, K, V, KEEP, O_PART, LSE_PART, OUT, ARRIVED,
-                        sq_b, sq_h, sq_m, sk_b, sk_h, sk_l, sv_b, sv_h, sv_l, skeep_b, so_b, so_h, so_m,
-                        n_heads, group, m, L, n_splits, n_tiles, scale_log2,
-                        KEYS_PER_SPLIT: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                        D: tl.constexpr, COMBINE: tl.constexpr):
+    def _partial_kernel(Q, K, V, KEEP, O_PART, LSE_PART,
+                        sq_b, sq_h, sq_m, sk_b, sk_h, sk_l, sv_b, sv_h, sv_l, skeep_b,
+                        n_heads, group, m, L, n_splits, scale_log2,
+                        KEYS_PER_SPLIT: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr):
         """Program (split, query tile, batch·head): softmax(q kᵀ)·v over keys [split·S, (split+1)·S), as a
-        normalised partial output ``O_PART[bh, split, rows]`` (fp32) and its base-2 log-sum-exp ``LSE_PART``.
-        With ``COMBINE``, the last program of a (query tile, batch·head) to finish merges its slices into
-        ``OUT`` (``ARRIVED`` counts the finished slices per tile, and is left at zero for the next launch)."""
+        normalised partial output ``O_PART[bh, split, rows]`` (fp32) and its base-2 log-sum-exp ``LSE_PART``."""
         split, tile, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
         b, h = bh // n_heads, bh % n_heads
         kv_h = h // group  # grouped-query attention: ``group`` query heads share one key/value head
@@ -89,34 +86,6 @@ if triton is not None:
         part = (bh * n_splits + split) * m + rows  # [BLOCK_M] row index into the partial buffers
         tl.store(O_PART + part[:, None] * D + dims[None, :], acc / l_safe[:, None], mask=rows[:, None] < m)
         tl.store(LSE_PART + part, m_i + tl.log2(l_safe), mask=rows < m)
-        if COMBINE:
-            tl.debug_barrier()  # every thread's partial stored before the arrival is counted (release)
-            counter = ARRIVED + bh * n_tiles + tile
-            if tl.atomic_add(counter, 1) == n_splits - 1:  # the last slice of this tile in: merge them all
-                _merge_slices(O_PART, LSE_PART, OUT, b, h, rows, bh, so_b, so_h, so_m, m, n_splits, D)
-                tl.atomic_xchg(counter, 0)
-
-    @triton.jit
-    def _merge_slices(O_PART, LSE_PART, OUT, b, h, rows, bh, so_b, so_h, so_m, m, n_splits, D: tl.constexpr):
-        """OUT[b, h, rows] = the exact softmax-weighted sum of the slices' partial outputs (fixed slice order:
-        the result does not depend on which program merges)."""
-        dims = tl.arange(0, D)
-        inside = rows < m
-        top = tl.full(rows.shape, -1.0e30, tl.float32)
-        for split in range(0, n_splits):
-            part = (bh * n_splits + split) * m + rows
-            top = tl.maximum(top, tl.load(LSE_PART + part, mask=inside, other=-1.0e30, cache_modifier=".cg"))
-        total = tl.zeros(rows.shape, tl.float32)
-        out = tl.zeros([rows.shape[0], D], tl.float32)
-        for split in range(0, n_splits):
-            part = (bh * n_splits + split) * m + rows
-            weight = tl.exp2(tl.load(LSE_PART + part, mask=inside, other=-1.0e30, cache_modifier=".cg") - top)
-            o = tl.load(O_PART + part[:, None] * D + dims[None, :], mask=inside[:, None], other=0.0,
-                        cache_modifier=".cg")
-            out += o * weight[:, None]
-            total += weight
-        tl.store(OUT + b * so_b + h * so_h + rows[:, None] * so_m + dims[None, :],
-                 (out / total[:, None]).to(OUT.dtype.element_ty), mask=inside[:, None])
 
     @triton.jit
     def _combine_kernel(O_PART, LSE_PART, OUT, so_b, so_h, so_m, n_heads, m, n_splits,
@@ -147,16 +116,13 @@ def _processors(device: torch.device) -> int:
 
 
 def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                       key_mask: torch.Tensor | None = None, n_splits: int | None = None,
-                       fused_combine: bool = True) -> torch.Tensor:
+                       key_mask: torch.Tensor | None = None, n_splits: int | None = None) -> torch.Tensor:
     """softmax(q kᵀ / √D) v over the keys whose ``key_mask`` is True (every key when None).
 
     q ``[B, H, m, D]``; keys, values ``[B, H_kv, L, D]`` (H a multiple of H_kv; unit stride over D);
     key_mask ``[B, L]`` bool. Returns ``[B, H, m, D]`` in q's dtype, a transposed view of a contiguous
     ``[B, m, H, D]`` tensor (the layout the output projection reads). ``n_splits`` (default: enough
     slices for two programs per SM) cuts the key range into that many slices of a multiple of 64 keys.
-    ``fused_combine`` (the default) merges the slices in the last program of each query tile to finish,
-    instead of a second kernel launch; both sum the slices in the same fixed order.
     """
     if triton is None:
         raise RuntimeError("split_kv_attention needs Triton (pip install triton); attend() falls back to SDPA")
@@ -181,30 +147,15 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
         if key_mask.shape != (B, L) or key_mask.dtype != torch.bool:
             raise ValueError(f"key_mask is {key_mask.dtype} {tuple(key_mask.shape)}; want bool [B, L] = [{B}, {L}]")
         keep = key_mask if key_mask.stride(-1) == 1 else key_mask.contiguous()  # [B, L]
-    arrived = _arrival_counters(q.device, B * H * tiles) if fused_combine else lse_part  # [B·H·tiles] int32
     _partial_kernel[(n_splits, tiles, B * H)](
-        q, keys, values, keep, o_part, lse_part, out, arrived,
+        q, keys, values, keep, o_part, lse_part,
         q.stride(0), q.stride(1), q.stride(2), keys.stride(0), keys.stride(1), keys.stride(2),
-        values.stride(0), values.stride(1), values.stride(2), keep.stride(0), out.stride(0), out.stride(1), out.stride(2),
-        H, H // H_kv, m, L, n_splits, tiles, math.log2(math.e) / math.sqrt(D),
-        KEYS_PER_SPLIT=keys_per_split, HAS_MASK=key_mask is not None, BLOCK_M=block_m, BLOCK_N=BLOCK_N, D=D,
-        COMBINE=fused_combine)
-    if not fused_combine:
-        _combine_kernel[(B * H * m,)](o_part, lse_part, out, out.stride(0), out.stride(1), out.stride(2), H, m,
-                                      n_splits, SPLITS=triton.next_power_of_2(n_splits), D=D)
+        values.stride(0), values.stride(1), values.stride(2), keep.stride(0),
+        H, H // H_kv, m, L, n_splits, math.log2(math.e) / math.sqrt(D),
+        KEYS_PER_SPLIT=keys_per_split, HAS_MASK=key_mask is not None, BLOCK_M=block_m, BLOCK_N=BLOCK_N, D=D)
+    _combine_kernel[(B * H * m,)](o_part, lse_part, out, out.stride(0), out.stride(1), out.stride(2), H, m, n_splits,
+                                  SPLITS=triton.next_power_of_2(n_splits), D=D)
     return out
-
-
-_counters: dict[torch.device, list[torch.Tensor]] = {}
-
-
-def _arrival_counters(device: torch.device, n: int) -> torch.Tensor:
-    """``n`` zeroed int32 arrival counters on ``device``, shared by every launch (each launch leaves them at zero).
-    Kept for the process: a CUDA graph holds their address, so a larger request adds a buffer and keeps the old."""
-    held = _counters.setdefault(device, [])
-    if not held or held[-1].numel() < n:
-        held.append(torch.zeros(max(n, 1024), dtype=torch.int32, device=device))
-    return held[-1]
 
 
 def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, key_mask: torch.Tensor | None,
