@@ -1,14 +1,15 @@
 """The round-4 kernels against what they replace, one at a time, on the GPU.
 
 - GEMMs of a batch-1 cached step (32 or 33 rows times each LLaDA-8B / Dream-7B weight matrix): cuBLAS
-  (``F.linear``) against the split-K Triton GEMM (``fastdllm.kernels.skinny_matmul``) with its default
-  configuration and the best of a sweep; each against the weight's read time at the copy bandwidth measured
-  here, and its max relative difference from an fp32 product.
+  (``F.linear``) against the few-row Triton GEMM (``fastdllm.kernels.skinny_matmul``) in each candidate
+  configuration and as ``skinny_linear`` chooses, L2 flushed before each call; each against the weight's read
+  time at the copy bandwidth measured here, and its max relative difference from an fp32 product.
 - The greedy proposal over ``[rows, V]`` bf16 logits: PyTorch's path (``propose`` on the CPU branch: float copy,
   argmax, log-sum-exp, gather) against the fused kernel (``fastdllm.kernels.greedy_proposal``); token equality
   and the confidence's max relative difference.
 
-Every timing replays a CUDA graph of ``calls`` calls, so launch costs are excluded as in the decoder (µs per call).
+The proposal timings replay a CUDA graph of ``calls`` calls, so launch costs are excluded as in the decoder
+(µs per call).
 
     python experiments/bench_kernels.py --out $OUT/kernels.json
 """
@@ -16,7 +17,6 @@ Every timing replays a CUDA graph of ``calls`` calls, so launch costs are exclud
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import time
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from fastdllm.evaluation import torch_info
 from fastdllm.kernels.greedy_proposal import greedy_proposal
-from fastdllm.kernels.skinny_matmul import _config, skinny_linear
+from fastdllm.kernels.skinny_matmul import CANDIDATES, skinny_linear
 
 GEMMS = [  # name, rows, N (outputs), K (inputs)
     ("llada qkv", 32, 3 * 4096, 4096), ("llada o_proj", 32, 4096, 4096), ("llada gate_up", 32, 2 * 12288, 4096),
@@ -35,7 +35,6 @@ GEMMS = [  # name, rows, N (outputs), K (inputs)
     ("dream qkv", 33, 3584 + 2 * 512, 3584), ("dream o_proj", 33, 3584, 3584), ("dream gate_up", 33, 2 * 18944, 3584),
     ("dream down", 33, 3584, 18944), ("dream lm_head", 32, 152064, 3584),
 ]
-SWEEP = list(itertools.product((32, 64, 128), (128, 256), (1, 2, 4, 8), (3, 5)))  # BLOCK_N, BLOCK_K, SPLIT_K, stages
 
 
 def graph_time_us(fn, calls: int = 16, replays: int = 10) -> float:
@@ -66,9 +65,12 @@ def copy_bandwidth() -> float:
     return 2 * x.numel() / (us * 1e-6)
 
 
-def gemms(bandwidth: float, sweep: bool) -> list[dict]:
+def gemms(bandwidth: float) -> list[dict]:
+    """Each shape: cuBLAS and every candidate configuration, timed by ``triton.testing.do_bench`` (the L2 cache
+    flushed before every call, as a forward's weights are never L2-resident), and the choice ``skinny_linear`` makes."""
+    from triton.testing import do_bench
+
     gen = torch.Generator(device="cuda").manual_seed(0)
-    processors = torch.cuda.get_device_properties(0).multi_processor_count
     out = []
     for name, M, N, K in GEMMS:
         x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16, generator=gen)
@@ -76,36 +78,26 @@ def gemms(bandwidth: float, sweep: bool) -> list[dict]:
         ref = F.linear(x.float(), w.float())
         scale = ref.abs().max().item()
         floor_us = N * K * 2 / bandwidth * 1e6
-        calls = 4 if N > 100000 else 16
         row = {"gemm": name, "rows": M, "N": N, "K": K, "weight_read_us": floor_us,
-               "cublas_us": graph_time_us(lambda: F.linear(x, w), calls),
-               "cublas_rel_diff": (F.linear(x, w).float() - ref).abs().max().item() / scale}
-        default = _config(M, N, K, processors)
-        row["default_config"] = list(default)
-        row["skinny_us"] = graph_time_us(lambda: skinny_linear(x, w), calls)
+               "cublas_us": 1000 * do_bench(lambda: F.linear(x, w), warmup=10, rep=50),
+               "cublas_rel_diff": (F.linear(x, w).float() - ref).abs().max().item() / scale, "candidates_us": {}}
+        for config in CANDIDATES:
+            row["candidates_us"][str(list(config))] = 1000 * do_bench(lambda c=config: skinny_linear(x, w, config=c),
+                                                                      warmup=10, rep=50)
+        row["chosen"] = str(_choose_config(x, w))
         row["skinny_rel_diff"] = (skinny_linear(x, w).float() - ref).abs().max().item() / scale
-        if sweep and N < 100000:  # the LM heads have tiles enough for any configuration
-            best = None
-            for bn, bk, split, stages in SWEEP:
-                if K // split < bk:
-                    continue
-                cfg = (32 if M <= 32 else 64, bn, bk, split, stages)
-                try:
-                    us = graph_time_us(lambda c=cfg: skinny_linear(x, w, config=c), calls, replays=5)
-                except Exception as err:  # noqa: BLE001 - a configuration the compiler refuses is skipped
-                    print("  skipped", cfg, type(err).__name__, str(err)[:80], flush=True)
-                    continue
-                if best is None or us < best[0]:
-                    best = (us, cfg)
-            row["best_us"], row["best_config"] = best[0], list(best[1])
-            row["best_us"] = graph_time_us(lambda: skinny_linear(x, w, config=best[1]), calls)
-            row["best_rel_diff"] = (skinny_linear(x, w, config=best[1]).float() - ref).abs().max().item() / scale
-        for key in ("cublas_us", "skinny_us", "best_us"):
-            if key in row:
-                row[key.replace("_us", "_floor_ratio")] = row[key] / floor_us
+        row["chosen_us"] = 1000 * do_bench(lambda: skinny_linear(x, w), warmup=10, rep=50)
+        row["cublas_floor_ratio"], row["chosen_floor_ratio"] = row["cublas_us"] / floor_us, row["chosen_us"] / floor_us
         out.append(row)
         print(name, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items() if k != "gemm"}, flush=True)
     return out
+
+
+def _choose_config(x, w):
+    from fastdllm.kernels import skinny_matmul
+
+    skinny_linear(x, w)
+    return next(v for k, v in skinny_matmul.chosen.items() if k[1:3] == (w.shape[0], w.shape[1]))
 
 
 def proposals() -> list[dict]:
@@ -135,7 +127,6 @@ def proposals() -> list[dict]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=None)
-    p.add_argument("--no-sweep", action="store_true", help="only the default GEMM configuration")
     args = p.parse_args()
     t0 = time.time()
     bandwidth = copy_bandwidth()
@@ -143,7 +134,7 @@ def main() -> None:
     out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/bench_kernels.py",
            "copy_bytes_per_s": bandwidth, "proposal": proposals(),
-           "gemm": gemms(bandwidth, not args.no_sweep)}
+           "gemm": gemms(bandwidth)}
     out["seconds"] = time.time() - t0
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -51,18 +51,22 @@ def timeline(trace: dict) -> tuple[list[tuple[float, float, str, bool]], list[fl
     return kernels, ends
 
 
-def host_prep(trace: dict) -> float | None:
-    """Median host time from the end of a blocking device-to-host copy (the step's sync) to the next graph launch."""
+def host_prep(trace: dict) -> dict:
+    """Median host µs from the end of the step's sync (a stream synchronisation) to the next graph launch,
+    and of the graph launch call itself."""
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
     runtime = sorted((e["ts"], e["ts"] + e["dur"], e["name"]) for e in events if e.get("cat") == "cuda_runtime")
-    gaps, synced = [], None
+    gaps, launches, synced = [], [], None
     for start, end, name in runtime:
-        if "Memcpy" in name or "Synchronize" in name:
+        if "Synchronize" in name:
             synced = end
-        elif "GraphLaunch" in name and synced is not None:
-            gaps.append(start - synced)
+        elif "GraphLaunch" in name:
+            launches.append(end - start)
+            if synced is not None:
+                gaps.append(start - synced)
             synced = None
-    return statistics.median(gaps) if gaps else None
+    return {"sync_to_launch_us": statistics.median(gaps) if gaps else None,
+            "graph_launch_call_us": statistics.median(launches) if launches else None}
 
 
 def split_steps(kernels, ends) -> dict:
@@ -72,10 +76,12 @@ def split_steps(kernels, ends) -> dict:
         inside = [(max(s, lo), min(e, hi), n, g) for s, e, n, g in kernels if e > lo and s < hi]
         graph = sum(e - s for s, e, _, g in inside if g)
         eager = sum(e - s for s, e, _, g in inside if not g)
+        gaps_in_graph = sum(max(0.0, b[0] - a[1]) for a, b in zip(inside, inside[1:]) if a[3] and b[3])
         for s, e, n, g in inside:
             if not g:
                 eager_names[n[:70]] += e - s
         steps.append({"period_us": hi - lo, "graph_us": graph, "eager_us": eager, "idle_us": hi - lo - graph - eager,
+                      "idle_between_graph_kernels_us": gaps_in_graph, "idle_outside_graph_us": hi - lo - graph - eager - gaps_in_graph,
                       "eager_kernels": sum(1 for *_, g in inside if not g)})
     med = {k: statistics.median(s[k] for s in steps) for k in steps[0]} if steps else {}
     n = max(len(steps), 1)
@@ -112,7 +118,7 @@ def main() -> None:
     out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/step_gaps.py " + " ".join(sys.argv[1:]),
            "settings": vars(args), "unprofiled_wall_s": walls, "unprofiled_ms_per_forward": [1000 * w / profiled.nfe for w in walls],
-           "profiled_wall_s": profiled.wall_time_s, "nfe": profiled.nfe, "replays": len(ends), "host_sync_to_launch_us": host_prep(trace),
+           "profiled_wall_s": profiled.wall_time_s, "nfe": profiled.nfe, "replays": len(ends), **host_prep(trace),
            **split_steps(kernels, ends)}
     print(json.dumps({k: v for k, v in out.items() if k != "env"}, indent=1), flush=True)
     if args.out:

@@ -1,12 +1,13 @@
-"""``x @ weight.T`` for few rows (a Triton kernel, CUDA): the weight read split over every SM.
+"""``x @ weight.T`` for few rows (a Triton kernel, CUDA), picked per shape against cuBLAS by timing both.
 
 A batch-1 cached step multiplies 32 (Dream: 33) rows by each weight matrix: the GEMM is a read of the
-weight, and its time is the weight's bytes over the memory bandwidth when enough programs stream it.
-cuBLAS's choice for these shapes leaves part of the GPU idle on the smaller matrices (an H100 profile:
-the 4096 × 4096 output projection at 1.42× its read time, q/k/v 1.22×, the MLP down projection 1.21×).
-Here each program owns a tile of ``BLOCK_N`` output columns and one of ``SPLIT_K`` slices of the reduction;
-with ``SPLIT_K > 1`` each writes an fp32 partial and the last program of a column tile to finish sums the
-partials in slice order (a fixed order: the result does not depend on which program finishes last).
+weight, and its time is the weight's bytes over the memory bandwidth when the read streams at full rate.
+Each program here owns ``BLOCK_N`` output columns and reads their weight rows once, ``BLOCK_K`` at a time,
+with ``num_stages`` loads in flight; the rows of x (tens of KB) come from L2. Measured on an H100
+(``experiments/bench_kernels.py``, L2 flushed between calls): LLaDA-8B's LM head 355 µs against cuBLAS's 390,
+the gate/up, q/k/v and down projections 2-4 % faster; on small matrices cuBLAS wins. So
+``skinny_linear`` times a few configurations and cuBLAS on the first call of each shape (outside any
+CUDA graph capture: the decoder's graphs warm up first) and keeps the fastest for the process.
 
 Same mathematics as ``torch.nn.functional.linear`` (fp32 accumulation, one rounding to the output dtype),
 different summation order: tested on the CPU through Triton's interpreter.
@@ -19,59 +20,33 @@ import torch
 from fastdllm.kernels import tl, triton
 
 MAX_ROWS = 64  # above this many rows cuBLAS's tiles fill the GPU
+# (BLOCK_N, BLOCK_K, num_stages, num_warps): the configurations that won a sweep of 48 on the H100 for
+# LLaDA-8B's and Dream-7B's projections at 32-33 rows (experiments/results/speed/round4_dev/kernels.json)
+CANDIDATES = ((32, 256, 3, 4), (32, 256, 5, 4), (64, 128, 3, 4), (64, 128, 4, 4), (64, 256, 3, 4), (32, 128, 3, 4))
+CUBLAS = "cublas"
 
 
 if triton is not None:
 
     @triton.jit
-    def _skinny_kernel(X, W, BIAS, Y, PART, ARRIVED, M, N, K, k_per_split, sx_m, sw_n, sy_m,
-                       SPLIT_K: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                       BLOCK_K: tl.constexpr):
-        """Program (column tile, slice): Y[:, tile] (or its fp32 partial) over reduction indices
-        [slice·k_per_split, (slice+1)·k_per_split)."""
-        tile, split = tl.program_id(0), tl.program_id(1)
+    def _skinny_kernel(X, W, BIAS, Y, M, N, K, sx_m, sw_n, sy_m,
+                       HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+        """Program (column tile): Y[:, tile] = X · W[tile]ᵀ (+ bias), accumulated in fp32 over the whole K."""
+        tile = tl.program_id(0)
         rows = tl.arange(0, BLOCK_M)  # [BLOCK_M]
         cols = tile * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N]
         acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
-        lo = split * k_per_split
-        for offset in range(0, k_per_split, BLOCK_K):
-            ks = lo + offset + tl.arange(0, BLOCK_K)  # [BLOCK_K]
-            inside_k = ks < K
-            x = tl.load(X + rows[:, None] * sx_m + ks[None, :], mask=(rows < M)[:, None] & inside_k[None, :],
+        for k0 in range(0, K, BLOCK_K):
+            ks = k0 + tl.arange(0, BLOCK_K)  # [BLOCK_K]
+            x = tl.load(X + rows[:, None] * sx_m + ks[None, :], mask=(rows < M)[:, None] & (ks < K)[None, :],
                         other=0.0)  # [BLOCK_M, BLOCK_K]
-            w = tl.load(W + cols[:, None] * sw_n + ks[None, :], mask=(cols < N)[:, None] & inside_k[None, :],
+            w = tl.load(W + cols[:, None] * sw_n + ks[None, :], mask=(cols < N)[:, None] & (ks < K)[None, :],
                         other=0.0)  # [BLOCK_N, BLOCK_K]
             acc = tl.dot(x, tl.trans(w), acc)
-        out_mask = (rows < M)[:, None] & (cols < N)[None, :]
-        if SPLIT_K == 1:
-            if HAS_BIAS:
-                acc += tl.load(BIAS + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
-            tl.store(Y + rows[:, None] * sy_m + cols[None, :], acc.to(Y.dtype.element_ty), mask=out_mask)
-        else:
-            tl.store(PART + (split * M + rows[:, None]) * N + cols[None, :], acc, mask=out_mask)
-            tl.debug_barrier()  # every thread's partial stored before the arrival is counted (release)
-            counter = ARRIVED + tile
-            if tl.atomic_add(counter, 1) == SPLIT_K - 1:  # the last slice of this column tile: sum them all
-                total = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
-                for s in range(0, SPLIT_K):
-                    total += tl.load(PART + (s * M + rows[:, None]) * N + cols[None, :], mask=out_mask, other=0.0,
-                                     cache_modifier=".cg")
-                if HAS_BIAS:
-                    total += tl.load(BIAS + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
-                tl.store(Y + rows[:, None] * sy_m + cols[None, :], total.to(Y.dtype.element_ty), mask=out_mask)
-                tl.atomic_xchg(counter, 0)
-
-
-_counters: dict[torch.device, list[torch.Tensor]] = {}
-
-
-def _arrival_counters(device: torch.device, n: int) -> torch.Tensor:
-    """``n`` zeroed int32 counters, shared by every launch (each leaves them at zero); kept for the process,
-    since CUDA graphs hold their address (a larger request adds a buffer and keeps the old one)."""
-    held = _counters.setdefault(device, [])
-    if not held or held[-1].numel() < n:
-        held.append(torch.zeros(max(n, 4096), dtype=torch.int32, device=device))
-    return held[-1]
+        if HAS_BIAS:
+            acc += tl.load(BIAS + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
+        tl.store(Y + rows[:, None] * sy_m + cols[None, :], acc.to(Y.dtype.element_ty),
+                 mask=(rows < M)[:, None] & (cols < N)[None, :])
 
 
 def use_skinny_matmul(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -82,22 +57,48 @@ def use_skinny_matmul(x: torch.Tensor, weight: torch.Tensor) -> bool:
             and x.dtype in (torch.bfloat16, torch.float16) and weight.stride(-1) == 1)
 
 
-def _config(M: int, N: int, K: int, processors: int) -> tuple[int, int, int, int, int]:
-    """(BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_stages): enough programs for two per SM."""
-    block_m = 16 if M <= 16 else 32 if M <= 32 else 64
-    block_n, block_k = 64, 128
-    tiles = triton.cdiv(N, block_n)
-    split_k = 1
-    while tiles * split_k < 2 * processors and K // (split_k * 2) >= 4 * block_k:
-        split_k *= 2
-    return block_m, block_n, block_k, split_k, 4
+def _block_m(M: int) -> int:
+    return 16 if M <= 16 else 32 if M <= 32 else 64
+
+
+def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, config) -> torch.Tensor:
+    M, K = x2.shape
+    N = weight.shape[0]
+    block_n, block_k, stages, warps = config
+    y = torch.empty(M, N, dtype=x2.dtype, device=x2.device)  # [M, N]
+    _skinny_kernel[(triton.cdiv(N, block_n),)](
+        x2, weight, weight if bias is None else bias, y, M, N, K, x2.stride(0), weight.stride(0), y.stride(0),
+        HAS_BIAS=bias is not None, BLOCK_M=_block_m(M), BLOCK_N=block_n, BLOCK_K=block_k,
+        num_stages=stages, num_warps=warps)
+    return y
+
+
+chosen: dict[tuple, object] = {}  # (rows tile, N, K, dtype, bias, device) → a CANDIDATES entry or CUBLAS
+
+
+def _choose(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> object:
+    """The fastest of ``CANDIDATES`` and cuBLAS for this shape, timed with the L2 cache flushed between calls."""
+    from triton.testing import do_bench
+
+    def run(config):
+        if config == CUBLAS:
+            return lambda: torch.nn.functional.linear(x2, weight, bias)
+        return lambda: _launch(x2, weight, bias, config)
+
+    times = {}
+    for config in (CUBLAS, *CANDIDATES):
+        try:
+            times[config] = do_bench(run(config), warmup=5, rep=20)
+        except Exception:  # noqa: BLE001 - a configuration the compiler or the GPU refuses is not a candidate
+            continue
+    return min(times, key=times.get)
 
 
 def skinny_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                  config: tuple[int, int, int, int, int] | None = None) -> torch.Tensor:
+                  config=None) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` for x ``[..., K]`` with at most ``MAX_ROWS`` rows, weight ``[N, K]``:
-    ``[..., N]`` in x's dtype. ``config`` = (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_stages) overrides the
-    default choice (benchmarks sweep it)."""
+    ``[..., N]`` in x's dtype. ``config`` = (BLOCK_N, BLOCK_K, num_stages, num_warps) runs the Triton kernel
+    with it; by default the shape's fastest of ``CANDIDATES`` and cuBLAS (timed at its first call)."""
     if triton is None:
         raise RuntimeError("skinny_linear needs Triton (pip install triton); use torch.nn.functional.linear")
     K = x.shape[-1]
@@ -111,20 +112,15 @@ def skinny_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     M = x2.shape[0]
     if M > MAX_ROWS:
         raise ValueError(f"skinny_linear takes at most {MAX_ROWS} rows, got {M}; use torch.nn.functional.linear")
-    y = torch.empty(M, N, dtype=x.dtype, device=x.device)  # [M, N]
-    processors = torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else 8
-    block_m, block_n, block_k, split_k, stages = config or _config(M, N, K, processors)
-    block_m = max(block_m, 16 if M <= 16 else 32 if M <= 32 else 64)
-    k_per_split = triton.cdiv(triton.cdiv(K, split_k), block_k) * block_k
-    split_k = triton.cdiv(K, k_per_split)
-    tiles = triton.cdiv(N, block_n)
-    part = torch.empty(split_k * M * N if split_k > 1 else 1, dtype=torch.float32, device=x.device)  # [S·M·N]
-    arrived = _arrival_counters(x.device, tiles) if split_k > 1 else part
-    _skinny_kernel[(tiles, split_k)](
-        x2, weight, weight if bias is None else bias, y, part, arrived, M, N, K, k_per_split,
-        x2.stride(0), weight.stride(0), y.stride(0),
-        SPLIT_K=split_k, HAS_BIAS=bias is not None, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
-        num_stages=stages)
+    if config is None:
+        key = (_block_m(M), N, K, x.dtype, bias is not None, x.device)
+        if key not in chosen:
+            if x.is_cuda and torch.cuda.is_current_stream_capturing():
+                config = CUBLAS  # no timing inside a graph capture (not reached by the decoder: it warms up first)
+            else:
+                chosen[key] = _choose(x2, weight, bias) if x.is_cuda else CANDIDATES[0]
+        config = chosen.get(key, config)
+    y = torch.nn.functional.linear(x2, weight, bias) if config == CUBLAS else _launch(x2, weight, bias, config)
     return y.view(*x.shape[:-1], N)
 
 

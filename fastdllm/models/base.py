@@ -106,6 +106,10 @@ class DiffusionLM(nn.Module):
         """The forward of ``forward_step`` on device index tensors: recompute positions ``index`` ``[n]``
         (``start + arange(end - start)``, then any extra positions) and apply the LM head to hidden rows ``rows`` ``[m]``: ``[B, m, V]``."""
         h = self.net.hidden(canvas, start, start + index.numel(), store, position_ids, key_mask, index, rows)  # [B, m, d]
+        if self.net.skinny:
+            from fastdllm.models.transformer import skinny_or_cublas
+
+            return skinny_or_cublas()(h, self.net.lm_head.weight)  # [B, m, V]
         return self.net.lm_head(h)
 
     def use_cuda_graphs(self, enabled: bool = True, backend=None) -> "DiffusionLM":
@@ -144,10 +148,11 @@ class DiffusionLM(nn.Module):
         return self
 
     def use_skinny_matmul(self, enabled: bool = True) -> "DiffusionLM":
-        """Run the projections of forwards with at most 64 rows (cached steps at batch 1) through the split-K
-        Triton GEMM (``fastdllm.kernels.skinny_matmul``) on CUDA: the weight read spread over every SM.
-        Rounds differently from cuBLAS (bf16), so tokens can differ where two candidates tie within rounding,
-        as with ``use_compile``. Needs Triton; without it, on the CPU and for more rows, cuBLAS runs."""
+        """Run the projections and the LM head of forwards with at most 64 rows (cached steps at batch 1)
+        through the few-row Triton GEMM (``fastdllm.kernels.skinny_matmul``) on CUDA, for each shape where it
+        timed faster than cuBLAS at its first call. Rounds differently from cuBLAS (bf16), so tokens can differ
+        where two candidates tie within rounding, as with ``use_compile``. Needs Triton; without it, on the
+        CPU and for more rows, cuBLAS runs."""
         if self.net.skinny != enabled:
             self.net.skinny = enabled
             self._recapture()

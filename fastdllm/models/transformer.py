@@ -21,7 +21,7 @@ from fastdllm.kernels.split_kv_attention import attend
 
 
 def skinny_or_cublas():
-    """``F.linear`` through the split-K Triton GEMM where it applies (``fastdllm.kernels.skinny_matmul.linear``;
+    """``F.linear`` through the few-row Triton GEMM where it applies (``fastdllm.kernels.skinny_matmul.linear``;
     imported here, not in the traced layer functions)."""
     from fastdllm.kernels.skinny_matmul import linear
 
@@ -321,7 +321,7 @@ class Transformer(nn.Module):
         self.fast = True  # last layer and final norm only on the rows read (see ``hidden``); False: every row
         self.compiled = False  # per-layer functions through torch.compile on CUDA (``DiffusionLM.use_compile``)
         self.split_kv = False  # split-KV Triton attention for few query rows on CUDA (``use_split_kv_attention``)
-        self.skinny = False  # Triton split-K GEMMs for few rows on CUDA (``use_skinny_matmul``)
+        self.skinny = False  # few-row Triton GEMMs on CUDA, where faster than cuBLAS (``use_skinny_matmul``)
 
     def fuse_projections(self, enabled: bool = True) -> bool:
         """Fuse each layer's q/k/v weights (and Dream's q/k/v biases) into one ``[(H + 2·H_kv)·D, d]`` matrix
@@ -369,7 +369,7 @@ class Transformer(nn.Module):
         cos, sin = self.rope_cos[pos].unsqueeze(1), self.rope_sin[pos].unsqueeze(1)  # [B, 1, n, D]
         last = len(self.layers) - 1
         narrow = rows is not None and self.fast
-        linear = skinny_or_cublas() if self.skinny and canvas.is_cuda else F.linear
+        linear = skinny_or_cublas() if self.skinny else F.linear  # it runs cuBLAS where the kernel does not apply
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, i, start, index, store, key_mask, rows if narrow and i == last else None, fns,
                       self.split_kv, linear)

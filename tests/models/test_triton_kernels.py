@@ -174,3 +174,54 @@ def test_greedy_proposal_equals_torch():
         assert same_tokens and shape, V
         assert rel_diff < 1e-5 and abs_diff < 1e-6, (V, abs_diff, rel_diff)
     assert out[-1] == [True, True, True]
+
+
+@pytest.mark.slow
+def test_skinny_matmul_equals_linear_and_serves_the_model():
+    """The few-row GEMM is ``F.linear`` (fp32 reference) for every candidate configuration: rows from 1 to 64,
+    widths and reductions that are not multiples of the tiles, with and without bias. With
+    ``use_skinny_matmul()`` every projection of a few-row forward and the LM head go through it (forced onto
+    the CPU here: the step logits agree with the plain model's, and the kernel ran 7 times per layer's worth)."""
+    out = _interpret("""
+        import json, torch
+        import fastdllm
+        from fastdllm.kernels import skinny_matmul as sm
+        torch.manual_seed(0)
+        results = []
+        for (M, N, K, bias), config in zip(((32, 200, 512, True), (1, 64, 300, False), (33, 130, 256, True),
+                                            (64, 96, 1024, False), (5, 40, 70, True), (17, 33, 129, False)),
+                                           sm.CANDIDATES):
+            x = torch.randn(M, K).half(); w = torch.randn(N, K).half(); b = torch.randn(N).half() if bias else None
+            y = sm.skinny_linear(x.view(1, M, K), w, b, config)
+            want = torch.nn.functional.linear(x.float(), w.float(), None if b is None else b.float())
+            results.append([list(y.shape) == [1, M, N], ((y[0].float() - want).abs().max() / want.abs().max()).item()])
+        # the model's wiring: force the kernel onto the CPU (fp32) and count its launches
+        calls = []
+        launch = sm._launch
+        sm._launch = lambda *a: (calls.append(a[1].shape), launch(*a))[1]
+        sm.use_skinny_matmul = lambda x, w: x.numel() // x.shape[-1] <= sm.MAX_ROWS
+        cfg = fastdllm.model_adapters.get("dream").tiny_config()
+        model = fastdllm.model_adapters.get("dream")(cfg).eval()
+        L, P = 24, 8
+        canvas = torch.randint(0, 60, (1, L)); canvas[:, P:] = model.mask_token_id
+        pos = torch.arange(L)[None]
+        store = model.new_kv_store(1, L)
+        with torch.no_grad():
+            model.forward_step(canvas, 0, L, store, pos, None, P, P + 8)  # fill the store (24 rows: 24 <= 64 too)
+            plain = model.forward_step(canvas, P - 1, P + 8, store, pos, None, P, P + 8)
+            calls.clear()
+            model.use_skinny_matmul()
+            fast = model.forward_step(canvas, P - 1, P + 8, store, pos, None, P, P + 8)
+            unfused_calls = len(calls)
+            model.fuse_projections()
+            fused = model.forward_step(canvas, P - 1, P + 8, store, pos, None, P, P + 8)
+        results.append([model.arch.n_layers, unfused_calls, len(calls) - unfused_calls,
+                        (fast - plain).abs().max().item(), (fused - plain).abs().max().item()])
+        print(json.dumps(results))
+        """)
+    for ok_shape, rel in out[:-1]:
+        assert ok_shape and rel < 2e-3, (ok_shape, rel)
+    layers, unfused_calls, fused_calls, diff, fused_diff = out[-1]
+    assert unfused_calls == 7 * layers + 1  # q, k, v, o, gate, up, down per layer, then the LM head
+    assert fused_calls == 4 * layers + 1 + 1  # qkv, o, gate_up, down (the last layer: q and kv apart), LM head
+    assert diff < 1e-4 and fused_diff < 1e-4, (diff, fused_diff)
