@@ -5,7 +5,9 @@ weight, and its time is the weight's bytes over the memory bandwidth when the re
 Each program here owns ``BLOCK_N`` output columns and reads their weight rows once, ``BLOCK_K`` at a time,
 with ``num_stages`` loads in flight; the rows of x (tens of KB) come from L2. Measured on an H100
 (``experiments/bench_kernels.py``, L2 flushed between calls): LLaDA-8B's LM head 355 µs against cuBLAS's 390,
-the gate/up, q/k/v and down projections 2-4 % faster; on small matrices cuBLAS wins. So
+the gate/up, q/k/v and down projections 2-4 % faster; on small matrices cuBLAS wins. The same holds
+up to a few hundred rows (a batch-1 prefix-cache step recomputes 32-256), where the weight read still
+dominates the multiply. So
 ``skinny_linear`` times a few configurations and cuBLAS on the first call of each shape (outside any
 CUDA graph capture: the decoder's graphs warm up first) and keeps the fastest for the process.
 
@@ -19,10 +21,12 @@ import torch
 
 from fastdllm.kernels import tl, triton
 
-MAX_ROWS = 64  # above this many rows cuBLAS's tiles fill the GPU
-# (BLOCK_N, BLOCK_K, num_stages, num_warps): the configurations that won a sweep of 48 on the H100 for
-# LLaDA-8B's and Dream-7B's projections at 32-33 rows (experiments/results/speed/round4_dev/kernels.json)
+MAX_ROWS = 256  # the rows of a batch-1 prefix-cache step at most; beyond, a GEMM is compute-bound (cuBLAS)
+# (BLOCK_N, BLOCK_K, num_stages, num_warps): for up to 64 rows, the configurations that won a sweep of 48 on
+# the H100 for LLaDA-8B's and Dream-7B's projections at 32-33 rows (experiments/results/speed/round4_dev/);
+# for 65-256 rows, smaller K tiles (the x tile grows with the rows; shared memory holds num_stages of each)
 CANDIDATES = ((32, 256, 3, 4), (32, 256, 5, 4), (64, 128, 3, 4), (64, 128, 4, 4), (64, 256, 3, 4), (32, 128, 3, 4))
+WIDE_CANDIDATES = ((32, 64, 4, 8), (64, 64, 3, 8), (64, 128, 3, 8), (128, 64, 3, 8))
 CUBLAS = "cublas"
 
 
@@ -51,14 +55,16 @@ if triton is not None:
 
 def use_skinny_matmul(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether ``skinny_linear`` serves ``F.linear(x, weight)``: Triton present, CUDA, at most ``MAX_ROWS``
-    rows, half-precision operands of one dtype with unit stride over the reduction."""
+    rows, half-precision operands of one dtype with unit stride over the reduction (it still runs cuBLAS for
+    the shapes where cuBLAS timed faster)."""
     rows = x.numel() // max(x.shape[-1], 1)
     return (triton is not None and x.is_cuda and 0 < rows <= MAX_ROWS and x.dtype == weight.dtype
             and x.dtype in (torch.bfloat16, torch.float16) and weight.stride(-1) == 1)
 
 
 def _block_m(M: int) -> int:
-    return 16 if M <= 16 else 32 if M <= 32 else 64
+    """Rows per program: the smallest power of two from 16 that holds all ``M`` rows."""
+    return max(16, triton.next_power_of_2(M))
 
 
 def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, config) -> torch.Tensor:
@@ -86,7 +92,7 @@ def _choose(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -
         return lambda: _launch(x2, weight, bias, config)
 
     times = {}
-    for config in (CUBLAS, *CANDIDATES):
+    for config in (CUBLAS, *(CANDIDATES if x2.shape[0] <= 64 else WIDE_CANDIDATES)):
         try:
             times[config] = do_bench(run(config), warmup=5, rep=20)
         except Exception:  # noqa: BLE001 - a configuration the compiler or the GPU refuses is not a candidate
