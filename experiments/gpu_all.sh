@@ -8,11 +8,12 @@
 #   bash experiments/gpu_all.sh OUT_DIR [B1_CACHES] [BATCH_CACHES] [PART]
 #     B1_CACHES     registered cache names for batch 1 (default none,prefix,dual)
 #     BATCH_CACHES  cache names for LLaDA batch 16 (default dual,prefix; the other batches run dual)
-#     PART          all (default), llada or dream: with the split-kv mode at batch 1 the whole set needs
+#     PART          all (default), llada or dream: with the kernels mode at batch 1 the whole set needs
 #                   two calls of the 600 s device limit, one per family
-# Batch 1 runs the modes plain, compiled and split-kv (compiled + the split-KV attention); batches >= 4 run
-# plain and compiled, which there is what split-kv runs too (the split kernel is used only where SDPA's
-# grid would leave half the SMs idle; the one-launch KV write runs in every CUDA mode).
+# Batch 1 runs the modes plain, compiled and kernels (compiled + the split-KV attention + the few-row GEMMs);
+# LLaDA batches 4 and 32 run plain and kernels (at 4 x 32 rows the few-row GEMM applies; at 32 nothing beyond
+# compiled does), batch 16 plain and compiled (512 rows: neither Triton kernel is chosen; the one-launch KV
+# write runs in every CUDA mode). The dream part also runs bench_kernels.py (each kernel against what it replaces).
 # Writes OUT_DIR/gpu_{llada,dream}_b1.json, gpu_{llada,dream}_b16.json, gpu_llada_b4_b32.json, profiles, a log.
 # Set FASTDLLM_COMMIT to the commit measured (recorded in every JSON). At 682b5fb on an H100 the five runs
 # took 151 and 120 s (both cut by their limits inside --profile, since dropped: profile in a call of its
@@ -37,12 +38,14 @@ bench() {  # name, time limit (s), arguments...
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu_all.log"
 PART=${4:-all}
 if [[ $PART == all || $PART == llada ]]; then
-bench gpu_llada_b1 230 --family llada --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,split-kv --repeats 2
+bench gpu_llada_b1 230 --family llada --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels --repeats 2
 bench gpu_llada_b16 115 --family llada --batches 16 --ks 4 --caches "$BC" --modes plain,compiled --repeats 2 --forward-repeats 2
-bench gpu_llada_b4_b32 110 --family llada --batches 4,32 --ks 4 --caches dual --modes plain,compiled --repeats 2 --forward-repeats 2
+bench gpu_llada_b4_b32 110 --family llada --batches 4,32 --ks 4 --caches dual --modes plain,kernels --repeats 2 --forward-repeats 2
 fi
 if [[ $PART == all || $PART == dream ]]; then
-bench gpu_dream_b1 200 --family dream --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,split-kv --repeats 2
+bench gpu_dream_b1 200 --family dream --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels --repeats 2
 bench gpu_dream_b16 80 --family dream --batches 16 --ks 4 --caches dual --modes plain,compiled --repeats 2 --forward-repeats 2
+echo "== bench_kernels ($(left)s left)" | tee -a "$OUT/gpu_all.log"
+timeout $(( $(left) > 20 ? $(left) : 20 )) python "$HERE/bench_kernels.py" --out "$OUT/kernels.json" 2>&1 | grep -v -i warn | tee -a "$OUT/gpu_all.log"
 fi
 echo "total $(( $(date +%s) - T0 )) s" | tee -a "$OUT/gpu_all.log"
