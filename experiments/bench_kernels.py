@@ -27,15 +27,13 @@ import torch.nn.functional as F
 
 from fastdllm.evaluation import torch_info
 from fastdllm.kernels.greedy_proposal import greedy_proposal
-from fastdllm.kernels.skinny_matmul import CANDIDATES, WIDE_CANDIDATES, skinny_linear
+from fastdllm.kernels.skinny_matmul import CANDIDATES, skinny_linear
 
 GEMMS = [  # name, rows, N (outputs), K (inputs)
     ("llada qkv", 32, 3 * 4096, 4096), ("llada o_proj", 32, 4096, 4096), ("llada gate_up", 32, 2 * 12288, 4096),
     ("llada down", 32, 4096, 12288), ("llada lm_head", 32, 126464, 4096),
     ("dream qkv", 33, 3584 + 2 * 512, 3584), ("dream o_proj", 33, 3584, 3584), ("dream gate_up", 33, 2 * 18944, 3584),
     ("dream down", 33, 3584, 18944), ("dream lm_head", 32, 152064, 3584),
-    ("llada qkv, 128 rows", 128, 3 * 4096, 4096), ("llada gate_up, 128 rows", 128, 2 * 12288, 4096),
-    ("llada down, 128 rows", 128, 4096, 12288), ("llada gate_up, 256 rows", 256, 2 * 12288, 4096),
 ]
 
 
@@ -83,7 +81,7 @@ def gemms(bandwidth: float) -> list[dict]:
         row = {"gemm": name, "rows": M, "N": N, "K": K, "weight_read_us": floor_us,
                "cublas_us": 1000 * do_bench(lambda: F.linear(x, w), warmup=10, rep=50),
                "cublas_rel_diff": (F.linear(x, w).float() - ref).abs().max().item() / scale, "candidates_us": {}}
-        for config in CANDIDATES if M <= 64 else WIDE_CANDIDATES:
+        for config in CANDIDATES:
             try:
                 row["candidates_us"][str(list(config))] = 1000 * do_bench(
                     lambda c=config: skinny_linear(x, w, config=c), warmup=10, rep=50)
@@ -102,7 +100,7 @@ def _choose_config(x, w):
     from fastdllm.kernels import skinny_matmul
 
     skinny_linear(x, w)
-    return next(v for k, v in skinny_matmul.chosen.items() if k[1:3] == (w.shape[0], w.shape[1]))
+    return skinny_matmul.chosen[(skinny_matmul._block_m(x.shape[0]), w.shape[0], w.shape[1], x.dtype, False, x.device)]
 
 
 def proposals() -> list[dict]:

@@ -5,9 +5,8 @@ weight, and its time is the weight's bytes over the memory bandwidth when the re
 Each program here owns ``BLOCK_N`` output columns and reads their weight rows once, ``BLOCK_K`` at a time,
 with ``num_stages`` loads in flight; the rows of x (tens of KB) come from L2. Measured on an H100
 (``experiments/bench_kernels.py``, L2 flushed between calls): LLaDA-8B's LM head 355 µs against cuBLAS's 390,
-the gate/up, q/k/v and down projections 2-4 % faster; on small matrices cuBLAS wins. The same holds
-up to a few hundred rows (a batch-1 prefix-cache step recomputes 32-256), where the weight read still
-dominates the multiply. So
+the gate/up, q/k/v and down projections 2-4 % faster; on small matrices cuBLAS wins, and from 128 rows
+on (prefix-cache steps, batch 4) cuBLAS won every shape timed. So
 ``skinny_linear`` times a few configurations and cuBLAS on the first call of each shape (outside any
 CUDA graph capture: the decoder's graphs warm up first) and keeps the fastest for the process.
 
@@ -21,12 +20,10 @@ import torch
 
 from fastdllm.kernels import tl, triton
 
-MAX_ROWS = 256  # the rows of a batch-1 prefix-cache step at most; beyond, a GEMM is compute-bound (cuBLAS)
-# (BLOCK_N, BLOCK_K, num_stages, num_warps): for up to 64 rows, the configurations that won a sweep of 48 on
-# the H100 for LLaDA-8B's and Dream-7B's projections at 32-33 rows (experiments/results/speed/round4_dev/);
-# for 65-256 rows, smaller K tiles (the x tile grows with the rows; shared memory holds num_stages of each)
+MAX_ROWS = 64  # from 128 rows on cuBLAS won every shape timed (round4_dev/kernels_09c6a35.json)
+# (BLOCK_N, BLOCK_K, num_stages, num_warps): the configurations that won a sweep of 48 on the H100 for
+# LLaDA-8B's and Dream-7B's projections at 32-33 rows (experiments/results/speed/round4_dev/kernels_sweep_9674870.json)
 CANDIDATES = ((32, 256, 3, 4), (32, 256, 5, 4), (64, 128, 3, 4), (64, 128, 4, 4), (64, 256, 3, 4), (32, 128, 3, 4))
-WIDE_CANDIDATES = ((32, 64, 4, 8), (64, 64, 3, 8), (64, 128, 3, 8), (128, 64, 3, 8))
 CUBLAS = "cublas"
 
 
@@ -64,7 +61,7 @@ def use_skinny_matmul(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 def _block_m(M: int) -> int:
     """Rows per program: the smallest power of two from 16 that holds all ``M`` rows."""
-    return max(16, triton.next_power_of_2(M))
+    return 16 if M <= 16 else 32 if M <= 32 else 64
 
 
 def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, config) -> torch.Tensor:
@@ -92,7 +89,7 @@ def _choose(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -
         return lambda: _launch(x2, weight, bias, config)
 
     times = {}
-    for config in (CUBLAS, *(CANDIDATES if x2.shape[0] <= 64 else WIDE_CANDIDATES)):
+    for config in (CUBLAS, *CANDIDATES):
         try:
             times[config] = do_bench(run(config), warmup=5, rep=20)
         except Exception:  # noqa: BLE001 - a configuration the compiler or the GPU refuses is not a candidate

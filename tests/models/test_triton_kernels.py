@@ -178,7 +178,7 @@ def test_greedy_proposal_equals_torch():
 
 @pytest.mark.slow
 def test_skinny_matmul_equals_linear_and_serves_the_model():
-    """The few-row GEMM is ``F.linear`` (fp32 reference) for every candidate configuration: rows from 1 to 256,
+    """The few-row GEMM is ``F.linear`` (fp32 reference) for every candidate configuration: rows from 1 to 64,
     widths and reductions that are not multiples of the tiles, with and without bias. With
     ``use_skinny_matmul()`` every projection of a few-row forward and the LM head go through it (forced onto
     the CPU here: the step logits agree with the plain model's, and the kernel ran 7 times per layer's worth)."""
@@ -189,10 +189,8 @@ def test_skinny_matmul_equals_linear_and_serves_the_model():
         torch.manual_seed(0)
         results = []
         for (M, N, K, bias), config in zip(((32, 200, 512, True), (1, 64, 300, False), (33, 130, 256, True),
-                                            (64, 96, 1024, False), (5, 40, 70, True), (17, 33, 129, False),
-                                            (130, 40, 70, True), (256, 65, 200, False), (100, 64, 64, True),
-                                            (65, 100, 130, False)),
-                                           sm.CANDIDATES + sm.WIDE_CANDIDATES):
+                                            (64, 96, 1024, False), (5, 40, 70, True), (17, 33, 129, False)),
+                                           sm.CANDIDATES):
             x = torch.randn(M, K).half(); w = torch.randn(N, K).half(); b = torch.randn(N).half() if bias else None
             y = sm.skinny_linear(x.view(1, M, K), w, b, config)
             want = torch.nn.functional.linear(x.float(), w.float(), None if b is None else b.float())
