@@ -1,9 +1,11 @@
 """The round-4 kernels against what they replace, one at a time, on the GPU.
 
 - GEMMs of a batch-1 cached step (32 or 33 rows times each LLaDA-8B / Dream-7B weight matrix): cuBLAS
-  (``F.linear``) against the few-row Triton GEMM (``fastdllm.kernels.skinny_matmul``) in each candidate
-  configuration and as ``skinny_linear`` chooses, L2 flushed before each call; each against the weight's read
-  time at the copy bandwidth measured here, and its max relative difference from an fp32 product.
+  (``F.linear``) against the few-row Triton GEMM (``fastdllm.kernels.skinny_matmul``): every candidate
+  configuration by ``triton.testing.do_bench`` (L2 flushed before each call), then cuBLAS against the
+  configuration ``config_for`` picks (cuBLAS itself below ``MIN_COLUMNS``) back to back in a CUDA graph, each
+  call reading another copy of the weight (as a forward's layers do); against the weight's read time at the
+  copy bandwidth measured here, and the max relative difference from an fp32 product.
 - The greedy proposal over ``[rows, V]`` bf16 logits: PyTorch's path (``propose`` on the CPU branch: float copy,
   argmax, log-sum-exp, gather) against the fused kernel (``fastdllm.kernels.greedy_proposal``); token equality
   and the confidence's max relative difference.
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 
 from fastdllm.evaluation import torch_info
 from fastdllm.kernels.greedy_proposal import greedy_proposal
-from fastdllm.kernels.skinny_matmul import CANDIDATES, skinny_linear
+from fastdllm.kernels.skinny_matmul import CANDIDATES, config_for, skinny_linear
 
 GEMMS = [  # name, rows, N (outputs), K (inputs)
     ("llada qkv", 32, 3 * 4096, 4096), ("llada o_proj", 32, 4096, 4096), ("llada gate_up", 32, 2 * 12288, 4096),
@@ -87,20 +89,20 @@ def gemms(bandwidth: float) -> list[dict]:
                     lambda c=config: skinny_linear(x, w, config=c), warmup=10, rep=50)
             except Exception as err:  # noqa: BLE001 - e.g. more shared memory than the GPU has: not a candidate
                 row["candidates_us"][str(list(config))] = f"{type(err).__name__}: {str(err)[:100]}"
-        row["chosen"] = str(_choose_config(x, w))
+        config = config_for(N, K)
+        row["rule"] = str(config)
         row["skinny_rel_diff"] = (skinny_linear(x, w).float() - ref).abs().max().item() / scale
-        row["chosen_us"] = 1000 * do_bench(lambda: skinny_linear(x, w), warmup=10, rep=50)
-        row["cublas_floor_ratio"], row["chosen_floor_ratio"] = row["cublas_us"] / floor_us, row["chosen_us"] / floor_us
+        # as in a forward: back to back in a CUDA graph, each call reading a different copy of the weight
+        copies = [w] + [w.clone() for _ in range(max(2, int(4e8 // (N * K * 2))))]
+        turn = iter(range(10 ** 9))
+        row["graph_cublas_us"] = graph_time_us(lambda: F.linear(x, copies[next(turn) % len(copies)]), len(copies))
+        row["graph_rule_us"] = graph_time_us(lambda: skinny_linear(x, copies[next(turn) % len(copies)]), len(copies))
+        row["cublas_floor_ratio"] = row["graph_cublas_us"] / floor_us
+        row["rule_floor_ratio"] = row["graph_rule_us"] / floor_us
+        del copies
         out.append(row)
         print(name, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items() if k != "gemm"}, flush=True)
     return out
-
-
-def _choose_config(x, w):
-    from fastdllm.kernels import skinny_matmul
-
-    skinny_linear(x, w)
-    return skinny_matmul.chosen[(skinny_matmul._block_m(x.shape[0]), w.shape[0], w.shape[1], x.dtype, False, x.device)]
 
 
 def proposals() -> list[dict]:

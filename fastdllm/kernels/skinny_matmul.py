@@ -1,14 +1,17 @@
-"""``x @ weight.T`` for few rows (a Triton kernel, CUDA), picked per shape against cuBLAS by timing both.
+"""``x @ weight.T`` for few rows and many output columns (a Triton kernel, CUDA).
 
 A batch-1 cached step multiplies 32 (Dream: 33) rows by each weight matrix: the GEMM is a read of the
 weight, and its time is the weight's bytes over the memory bandwidth when the read streams at full rate.
 Each program here owns ``BLOCK_N`` output columns and reads their weight rows once, ``BLOCK_K`` at a time,
-with ``num_stages`` loads in flight; the rows of x (tens of KB) come from L2. Measured on an H100
-(``experiments/bench_kernels.py``, L2 flushed between calls): LLaDA-8B's LM head 355 µs against cuBLAS's 390,
-the gate/up, q/k/v and down projections 2-4 % faster; on small matrices cuBLAS wins, and from 128 rows
-on (prefix-cache steps, batch 4) cuBLAS won every shape timed. So
-``skinny_linear`` times a few configurations and cuBLAS on the first call of each shape (outside any
-CUDA graph capture: the decoder's graphs warm up first) and keeps the fastest for the process.
+with ``num_stages`` loads in flight; the rows of x (tens of KB) come from L2. Measured on an H100 with CUDA
+graphs (``experiments/results/speed/round4_dev/kernels_sweep_9674870.json``, 48 configurations per shape):
+LLaDA-8B's LM head 355 µs against cuBLAS's 390, Dream-7B's 373 against 402, the gate/up projections and
+LLaDA's q/k/v 3-4 % faster; on matrices with fewer output columns (the output and down projections, Dream's
+q/k/v) cuBLAS was as fast or faster. So ``config_for`` picks the kernel, with a fixed configuration, only for
+weights of at least ``MIN_COLUMNS`` output columns, and cuBLAS otherwise: a fixed rule, so a given shape
+rounds the same way in every process. (Choosing by timing each shape at its first call was tried: on
+kernels of 10-50 µs the timings were too noisy to rank, and one run chose configurations that made the
+whole forward 18 % slower, ``round4_dev/gpu_all_f5183a1/``.)
 
 Same mathematics as ``torch.nn.functional.linear`` (fp32 accumulation, one rounding to the output dtype),
 different summation order: tested on the CPU through Triton's interpreter.
@@ -21,9 +24,10 @@ import torch
 from fastdllm.kernels import tl, triton
 
 MAX_ROWS = 64  # from 128 rows on cuBLAS won every shape timed (round4_dev/kernels_09c6a35.json)
-# (BLOCK_N, BLOCK_K, num_stages, num_warps): the configurations that won a sweep of 48 on the H100 for
-# LLaDA-8B's and Dream-7B's projections at 32-33 rows (experiments/results/speed/round4_dev/kernels_sweep_9674870.json)
-CANDIDATES = ((32, 256, 3, 4), (32, 256, 5, 4), (64, 128, 3, 4), (64, 128, 4, 4), (64, 256, 3, 4), (32, 128, 3, 4))
+MIN_COLUMNS = 12288  # fewer output columns: cuBLAS (too few column tiles to keep every SM streaming)
+# (BLOCK_N, BLOCK_K, num_stages, num_warps): candidates that won the sweep for some shape; the first two are
+# what ``config_for`` uses (tests run them all through the interpreter)
+CANDIDATES = ((32, 256, 3, 4), (64, 128, 3, 4), (32, 256, 5, 4), (64, 128, 4, 4), (64, 256, 3, 4), (32, 128, 3, 4))
 CUBLAS = "cublas"
 
 
@@ -52,10 +56,11 @@ if triton is not None:
 
 def use_skinny_matmul(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether ``skinny_linear`` serves ``F.linear(x, weight)``: Triton present, CUDA, at most ``MAX_ROWS``
-    rows, half-precision operands of one dtype with unit stride over the reduction (it still runs cuBLAS for
-    the shapes where cuBLAS timed faster)."""
+    rows, at least ``MIN_COLUMNS`` output columns, half-precision operands of one dtype with unit stride over
+    the reduction."""
     rows = x.numel() // max(x.shape[-1], 1)
-    return (triton is not None and x.is_cuda and 0 < rows <= MAX_ROWS and x.dtype == weight.dtype
+    return (triton is not None and x.is_cuda and 0 < rows <= MAX_ROWS and weight.shape[0] >= MIN_COLUMNS
+            and x.dtype == weight.dtype
             and x.dtype in (torch.bfloat16, torch.float16) and weight.stride(-1) == 1)
 
 
@@ -76,32 +81,20 @@ def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, c
     return y
 
 
-chosen: dict[tuple, object] = {}  # (rows tile, N, K, dtype, bias, device) → a CANDIDATES entry or CUBLAS
-
-
-def _choose(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> object:
-    """The fastest of ``CANDIDATES`` and cuBLAS for this shape, timed with the L2 cache flushed between calls."""
-    from triton.testing import do_bench
-
-    def run(config):
-        if config == CUBLAS:
-            return lambda: torch.nn.functional.linear(x2, weight, bias)
-        return lambda: _launch(x2, weight, bias, config)
-
-    times = {}
-    for config in (CUBLAS, *CANDIDATES):
-        try:
-            times[config] = do_bench(run(config), warmup=5, rep=20)
-        except Exception:  # noqa: BLE001 - a configuration the compiler or the GPU refuses is not a candidate
-            continue
-    return min(times, key=times.get)
+def config_for(N: int, K: int):
+    """The configuration for a weight ``[N, K]``: ``CUBLAS`` below ``MIN_COLUMNS`` output columns; up to 16384
+    columns (LLaDA's q/k/v) 32-column tiles reading 256 of K per step, beyond (gate/up, LM heads) 64-column
+    tiles reading 128 (the sweep's winners for those shapes)."""
+    if N < MIN_COLUMNS:
+        return CUBLAS
+    return CANDIDATES[0] if N <= 16384 else CANDIDATES[1]
 
 
 def skinny_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                   config=None) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` for x ``[..., K]`` with at most ``MAX_ROWS`` rows, weight ``[N, K]``:
     ``[..., N]`` in x's dtype. ``config`` = (BLOCK_N, BLOCK_K, num_stages, num_warps) runs the Triton kernel
-    with it; by default the shape's fastest of ``CANDIDATES`` and cuBLAS (timed at its first call)."""
+    with it, ``CUBLAS`` runs ``F.linear``; by default ``config_for(N, K)``."""
     if triton is None:
         raise RuntimeError("skinny_linear needs Triton (pip install triton); use torch.nn.functional.linear")
     K = x.shape[-1]
@@ -115,14 +108,7 @@ def skinny_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     M = x2.shape[0]
     if M > MAX_ROWS:
         raise ValueError(f"skinny_linear takes at most {MAX_ROWS} rows, got {M}; use torch.nn.functional.linear")
-    if config is None:
-        key = (_block_m(M), N, K, x.dtype, bias is not None, x.device)
-        if key not in chosen:
-            if x.is_cuda and torch.cuda.is_current_stream_capturing():
-                config = CUBLAS  # no timing inside a graph capture (not reached by the decoder: it warms up first)
-            else:
-                chosen[key] = _choose(x2, weight, bias) if x.is_cuda else CANDIDATES[0]
-        config = chosen.get(key, config)
+    config = config or config_for(N, K)
     y = torch.nn.functional.linear(x2, weight, bias) if config == CUBLAS else _launch(x2, weight, bias, config)
     return y.view(*x.shape[:-1], N)
 

@@ -199,7 +199,8 @@ def test_skinny_matmul_equals_linear_and_serves_the_model():
         calls = []
         launch = sm._launch
         sm._launch = lambda *a: (calls.append(a[1].shape), launch(*a))[1]
-        sm.use_skinny_matmul = lambda x, w: x.numel() // x.shape[-1] <= sm.MAX_ROWS
+        sm.use_skinny_matmul = lambda x, w: x.numel() // x.shape[-1] <= sm.MAX_ROWS  # tiny widths and the CPU too
+        sm.config_for = lambda N, K: sm.CANDIDATES[0]
         cfg = fastdllm.model_adapters.get("dream").tiny_config()
         model = fastdllm.model_adapters.get("dream")(cfg).eval()
         L, P = 24, 8
@@ -225,3 +226,15 @@ def test_skinny_matmul_equals_linear_and_serves_the_model():
     assert unfused_calls == 7 * layers + 1  # q, k, v, o, gate, up, down per layer, then the LM head
     assert fused_calls == 4 * layers + 1 + 1  # qkv, o, gate_up, down (the last layer: q and kv apart), LM head
     assert diff < 1e-4 and fused_diff < 1e-4, (diff, fused_diff)
+
+
+def test_skinny_matmul_rule():
+    """The kernel serves few-row products by wide weights on CUDA only; cuBLAS keeps the narrow ones."""
+    from fastdllm.kernels import skinny_matmul as sm
+
+    assert sm.config_for(4096, 4096) == sm.CUBLAS  # LLaDA's output projection
+    assert sm.config_for(3 * 4096, 4096) == sm.CANDIDATES[0]  # LLaDA's q/k/v
+    assert sm.config_for(126464, 4096) == sm.config_for(2 * 18944, 3584) == sm.CANDIDATES[1]  # LM head, gate/up
+    x, w = torch.randn(32, 64, dtype=torch.bfloat16), torch.randn(sm.MIN_COLUMNS, 64, dtype=torch.bfloat16)
+    assert not sm.use_skinny_matmul(x, w)  # the CPU: F.linear, bit for bit
+    assert torch.equal(sm.linear(x, w), torch.nn.functional.linear(x, w))
