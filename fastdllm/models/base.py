@@ -94,13 +94,26 @@ class DiffusionLM(nn.Module):
         predicts the token at canvas position ``logits_start + j`` (its hidden state lies in ``[start, end)``).
         Replayed from a CUDA graph after ``use_cuda_graphs()`` (same kernels, same tokens, without the
         per-kernel launch cost)."""
-        first = logits_start - self.logit_shift - start
-        index = torch.arange(start, end, device=canvas.device)  # [n]
+        first, m = logits_start - self.logit_shift - start, logits_end - logits_start
+        index = self._positions(start, end, canvas.device)  # [n]
         if extra is not None:
             index = torch.cat([index, extra.to(device=canvas.device, dtype=torch.long)])  # [n + n_extra]
-        rows = torch.arange(first, first + logits_end - logits_start, device=canvas.device)  # [m]
-        run = self.cuda_graphs if self.cuda_graphs is not None and self.cuda_graphs.supports(canvas) else self.step_logits
-        return run(canvas, start, index, store, position_ids, key_mask, rows)
+        rows = self._positions(first, first + m, canvas.device)  # [m]
+        if self.cuda_graphs is not None and self.cuda_graphs.supports(canvas):
+            window = None if extra is not None else (start, end, first, m)  # what index and rows hold
+            return self.cuda_graphs(canvas, start, index, store, position_ids, key_mask, rows, window)
+        return self.step_logits(canvas, start, index, store, position_ids, key_mask, rows)
+
+    def _positions(self, lo: int, hi: int, device: torch.device) -> torch.Tensor:
+        """``arange(lo, hi)`` on ``device``, made once per range (a decode asks for the same few windows at
+        every step; read-only by every caller). At most 256 ranges are kept."""
+        cache = self.__dict__.setdefault("_position_ranges", {})
+        key = (lo, hi, device)
+        if key not in cache:
+            if len(cache) >= 256:
+                cache.clear()
+            cache[key] = torch.arange(lo, hi, device=device)  # [hi - lo]
+        return cache[key]
 
     def step_logits(self, canvas, start, index, store, position_ids, key_mask, rows):
         """The forward of ``forward_step`` on device index tensors: recompute positions ``index`` ``[n]``
