@@ -14,7 +14,8 @@
 # LLaDA batches 4 and 32 run plain and kernels (at 4 x 32 rows the few-row GEMM applies; at 32 nothing beyond
 # compiled does), batch 16 plain and compiled (512 rows: neither Triton kernel is chosen; the one-launch KV
 # write runs in every CUDA mode). The dream part also runs bench_kernels.py (each kernel against what it replaces).
-# Writes OUT_DIR/gpu_{llada,dream}_b1.json, gpu_{llada,dream}_b16.json, gpu_llada_b4_b32.json, profiles, a log.
+# Writes OUT_DIR/gpu_{llada,dream}_b1.json, gpu_{llada,dream}_b16.json, gpu_llada_b4_b32.json, a log (and
+# gpu_all.raw.log with the warnings the log filters out: dynamo recompiles, for one).
 # Set FASTDLLM_COMMIT to the commit measured (recorded in every JSON). At 682b5fb on an H100 the five runs
 # took 151 and 120 s (both cut by their limits inside --profile, since dropped: profile in a call of its
 # own), 104, 56 and 99 s. Each run is capped so that the whole script ends by 530 s.
@@ -33,7 +34,7 @@ bench() {  # name, time limit (s), arguments...
   if (( limit < 30 )); then echo "skipped $name: $budget s left" | tee -a "$OUT/gpu_all.log"; return; fi
   echo "== $name (limit ${limit}s, $(left)s left)" | tee -a "$OUT/gpu_all.log"
   timeout "$limit" python "$HERE/bench_gpu.py" --out "$OUT/$name.json" "$@" 2>&1 \
-    | grep -v -i "warn" | tee -a "$OUT/gpu_all.log"
+    | tee -a "$OUT/gpu_all.raw.log" | grep -v -i "warn" | tee -a "$OUT/gpu_all.log"
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu_all.log"
 PART=${4:-all}

@@ -152,6 +152,11 @@ class LayerFunctions:
         if compiled:  # automatic dynamic shapes: one recompile when a size first changes, then symbolic sizes;
             # emulate_precision_casts: round to bf16 where the eager ops do, so the fused kernels stay close
             fns = tuple(torch.compile(f, dynamic=None, options={"emulate_precision_casts": True}) for f in fns)
+            # each function is one code object for dynamo, compiled per linear (cuBLAS or few-row kernel), per
+            # last-layer variant and per static/dynamic size: torch's default of 8 entries ran out in one
+            # benchmark process, after which dynamo runs the function eagerly (a forward 20 % slower)
+            limits = torch._dynamo.config
+            limits.recompile_limit = max(limits.recompile_limit, 64)
         (self.attention_inputs, self.attention_output_and_mlp, self.fused_attention_inputs,
          self.fused_attention_output_and_mlp) = fns
 
