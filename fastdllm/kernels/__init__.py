@@ -1,9 +1,11 @@
 """Triton kernels for the CUDA hot path (optional: without Triton, or on the CPU, the PyTorch ops run).
 
 - ``split_kv_attention``: attention of few query rows over a long key range, the keys split across SMs.
+- ``skinny_matmul``: ``x @ weight.T`` for few rows and wide weights (projections and LM head of cached steps).
 - ``kv_write``: the keys and values of a forward written into the KV store in one launch.
+- ``greedy_proposal``: the argmax token and its probability in one pass over the logits.
 
-Both run on the CPU through Triton's interpreter (``TRITON_INTERPRET=1``), which is how the tests check them.
+All run on the CPU through Triton's interpreter (``TRITON_INTERPRET=1``), which is how the tests check them.
 """
 
 try:  # the CPU wheel of torch comes without Triton: callers then run the PyTorch ops

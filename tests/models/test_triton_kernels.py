@@ -5,7 +5,9 @@ imported; so each check runs in a fresh interpreter (``_interpret``) and reports
 attention is compared with ``scaled_dot_product_attention`` in fp32 over the cases where a slip would show:
 grouped-query heads, a key mask that empties whole slices, key counts and query rows that are not multiples
 of the tiles, one slice and many, a transposed (non-contiguous) query. ``kv_write`` must equal two
-``index_copy_`` bit for bit, through ``KVStore.update`` too.
+``index_copy_`` bit for bit, through ``KVStore.update`` too. The greedy proposal must give PyTorch's argmax
+(ties included) and its probability; the few-row GEMM must equal ``F.linear`` in every candidate
+configuration and serve every projection and the LM head of a model that enables it.
 """
 
 from __future__ import annotations
