@@ -21,15 +21,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from fastdllm.evaluation import torch_info
-from fastdllm.kernels.greedy_proposal import greedy_proposal
-from fastdllm.kernels.skinny_matmul import CANDIDATES, config_for, skinny_linear
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_attention import graph_time_us  # noqa: E402  (µs per call replayed from a CUDA graph)
+
+from fastdllm.evaluation import torch_info  # noqa: E402
+from fastdllm.kernels.greedy_proposal import greedy_proposal  # noqa: E402
+from fastdllm.kernels.skinny_matmul import CANDIDATES, config_for, skinny_linear  # noqa: E402
 
 GEMMS = [  # name, rows, N (outputs), K (inputs)
     ("llada qkv", 32, 3 * 4096, 4096), ("llada o_proj", 32, 4096, 4096), ("llada gate_up", 32, 2 * 12288, 4096),
@@ -37,27 +41,6 @@ GEMMS = [  # name, rows, N (outputs), K (inputs)
     ("dream qkv", 33, 3584 + 2 * 512, 3584), ("dream o_proj", 33, 3584, 3584), ("dream gate_up", 33, 2 * 18944, 3584),
     ("dream down", 33, 3584, 18944), ("dream lm_head", 32, 152064, 3584),
 ]
-
-
-def graph_time_us(fn, calls: int = 16, replays: int = 10) -> float:
-    """µs per call of ``fn`` replayed from a CUDA graph of ``calls`` calls."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(2):
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(calls):
-            fn()
-    graph.replay()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(replays):
-        graph.replay()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - start) / (replays * calls) * 1e6
 
 
 def copy_bandwidth() -> float:
