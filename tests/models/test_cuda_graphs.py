@@ -200,3 +200,25 @@ def test_graphs_recaptured_for_a_new_store():
         canvas[0, 5] = 7 if canvas[0, 5] != 7 else 8  # the graph reads the canvas in place
         changed = graphs(canvas, 0, index, NoStore(), position_ids, None, rows)
     assert graphs.captures == 4 and not torch.equal(changed, first)
+
+
+@pytest.mark.parametrize("switch", ["use_compile", "use_split_kv_attention", "use_skinny_matmul"])
+def test_kernel_switches_drop_captured_graphs(switch):
+    """A captured graph holds the kernels it was captured with: turning compile, the split-KV attention or the
+    few-row GEMM on or off drops the graphs (captured again at their next use); a switch to the current
+    state keeps them."""
+    model = tiny_model("llada", seed=5).use_cuda_graphs(backend=RecordingGraphs())
+    ids, real = padded_batch([5, 9], seed=6)
+    options = dict(cache="dual", unmask="fixed", gen_length=16, block_length=8)
+    fastdllm.generate(model, ids, attention_mask=real, **options)
+    graphs = dict(model.cuda_graphs.graphs)
+    assert graphs
+    toggle = getattr(model, switch)
+    toggle(False)  # already off: nothing to recapture
+    assert model.cuda_graphs.graphs == graphs
+    toggle()
+    assert not model.cuda_graphs.graphs
+    fastdllm.generate(model, ids, attention_mask=real, **options)
+    assert model.cuda_graphs.graphs
+    toggle(False)
+    assert not model.cuda_graphs.graphs
