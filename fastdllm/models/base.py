@@ -161,11 +161,11 @@ class DiffusionLM(nn.Module):
         return self
 
     def use_skinny_matmul(self, enabled: bool = True) -> "DiffusionLM":
-        """Run the projections and the LM head of forwards with at most 64 rows (cached steps at batch 1)
-        through the few-row Triton GEMM (``fastdllm.kernels.skinny_matmul``) on CUDA, for each shape where it
-        timed faster than cuBLAS at its first call. Rounds differently from cuBLAS (bf16), so tokens can differ
-        where two candidates tie within rounding, as with ``use_compile``. Needs Triton; without it, on the
-        CPU and for more rows, cuBLAS runs."""
+        """Run the wide projections (at least 12288 output columns: LLaDA's q/k/v, the gate/up projections)
+        and the LM head of forwards with at most 64 rows (cached steps at batch 1) through the few-row Triton
+        GEMM (``fastdllm.kernels.skinny_matmul``) on CUDA. Rounds differently from cuBLAS (bf16), so tokens can
+        differ where two candidates tie within rounding, as with ``use_compile``. Needs Triton; without it,
+        on the CPU, for narrower weights and for more rows, cuBLAS runs."""
         if self.net.skinny != enabled:
             self.net.skinny = enabled
             self._recapture()
