@@ -26,7 +26,8 @@ def use_greedy_proposal(logits: torch.Tensor) -> bool:
     """Whether ``greedy_proposal`` serves these logits: Triton present, a CUDA floating tensor with unit
     stride over the vocabulary (on the CPU the PyTorch ops run)."""
     return (triton is not None and logits.is_cuda and logits.is_floating_point() and logits.dim() >= 2
-            and logits.stride(-1) == 1 and logits.shape[-1] > 0)
+            and logits.stride(-1) == 1 and logits.shape[-1] > 0
+            and logits.numel() < 2 ** 31)  # the kernel's offsets are 32-bit
 
 
 if triton is not None:

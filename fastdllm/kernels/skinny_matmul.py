@@ -61,7 +61,8 @@ def use_skinny_matmul(x: torch.Tensor, weight: torch.Tensor) -> bool:
     rows = x.numel() // max(x.shape[-1], 1)
     return (triton is not None and x.is_cuda and 0 < rows <= MAX_ROWS and weight.shape[0] >= MIN_COLUMNS
             and x.dtype == weight.dtype
-            and x.dtype in (torch.bfloat16, torch.float16) and weight.stride(-1) == 1)
+            and x.dtype in (torch.bfloat16, torch.float16) and weight.stride(-1) == 1
+            and weight.numel() < 2 ** 31)  # the kernel's offsets are 32-bit
 
 
 def _block_m(M: int) -> int:
