@@ -14,7 +14,6 @@ identical answers. It measures accuracy only: no fp8 kernel exists here, so noth
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_tiny_agreement import SETTINGS, decode_all  # noqa: E402
+from gpu_tiny_agreement import SETTINGS, agreement, decode_all, record, save  # noqa: E402
 
 import fastdllm  # noqa: E402
 from fastdllm.assets import ASSETS  # noqa: E402
@@ -72,15 +71,10 @@ def main(argv=None) -> dict:
             rel = max(((p - weights_before[n]).norm() / weights_before[n].norm()).item()
                       for n, p in model.named_parameters() if p.dim() == 2 and not n.endswith("embed.weight"))
             fp8, acc_fp8, _ = decode_all(model, problems, task, args.batch_size, setting)
-            row = {"model": family, "setting": label, "matrices_rounded": rounded,
-                   "max_relative_weight_change": rel, "accuracy_fp32": acc_plain, "accuracy_fp8_weights": acc_fp8,
-                   "sequences_identical": float((plain == fp8).all(-1).float().mean()),
-                   "positions_identical": float((plain == fp8).float().mean())}
-            out["rows"].append(row)
-            print(json.dumps(row), flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
-    return out
+            record(out, {"model": family, "setting": label, "matrices_rounded": rounded,
+                         "max_relative_weight_change": rel, "accuracy_fp32": acc_plain,
+                         "accuracy_fp8_weights": acc_fp8, **agreement(plain, fp8)})
+    return save(out, args.out)
 
 
 if __name__ == "__main__":

@@ -66,14 +66,25 @@ def main(argv=None) -> dict:
             model.use_compile().use_cuda_graphs()
             decode_all(model, problems[:args.batch_size], task, args.batch_size, setting)  # compile + capture
             fast, acc_fast, wall_fast = decode_all(model, problems, task, args.batch_size, setting)
-            row = {"model": family, "setting": label, "accuracy_plain": acc_plain, "accuracy_compiled": acc_fast,
-                   "sequences_identical": float((plain == fast).all(-1).float().mean()),
-                   "positions_identical": float((plain == fast).float().mean()),
-                   "wall_s_plain": wall_plain, "wall_s_compiled_graphs": wall_fast}
-            out["rows"].append(row)
-            print(json.dumps(row), flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
+            record(out, {"model": family, "setting": label, "accuracy_plain": acc_plain, "accuracy_compiled": acc_fast,
+                         **agreement(plain, fast), "wall_s_plain": wall_plain, "wall_s_compiled_graphs": wall_fast})
+    return save(out, args.out)
+
+
+def agreement(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """Shares of identical sequences and of identical positions of two ``[N, G]`` decodes."""
+    return {"sequences_identical": float((a == b).all(-1).float().mean()),
+            "positions_identical": float((a == b).float().mean())}
+
+
+def record(out: dict, row: dict) -> None:
+    out["rows"].append(row)
+    print(json.dumps(row), flush=True)
+
+
+def save(out: dict, path: str) -> dict:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, indent=2))
     return out
 
 
