@@ -204,3 +204,15 @@ def padded_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch
         ids[i, L - n:] = torch.randint(6, MASK, (n,), generator=gen)
         real[i, L - n:] = True
     return ids, real
+
+
+def experiment_script(name: str):
+    """``experiments/<name>.py`` imported as a module (the scripts are not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "experiments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -9,16 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from checkpoint_helpers import FAMILIES, single_thread  # noqa: F401
+from checkpoint_helpers import FAMILIES, experiment_script, single_thread  # noqa: F401
 
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "bench_gpu.py"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return experiment_script("bench_gpu")
 
 
 @pytest.mark.parametrize("family", FAMILIES)

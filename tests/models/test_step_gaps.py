@@ -3,17 +3,11 @@ where each step starts and ends, and how its time splits into graph kernels, eag
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "step_gaps.py"
+from checkpoint_helpers import experiment_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("step_gaps", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return experiment_script("step_gaps")
 
 
 def _kernel(start, end, correlation, name="k"):
