@@ -11,7 +11,9 @@ q/k/v) cuBLAS was as fast or faster. So ``config_for`` picks the kernel, with a 
 weights of at least ``MIN_COLUMNS`` output columns, and cuBLAS otherwise: a fixed rule, so a given shape
 rounds the same way in every process. (Choosing by timing each shape at its first call was tried: on
 kernels of 10-50 µs the timings were too noisy to rank, and one run chose configurations that made the
-whole forward 18 % slower, ``round4_dev/gpu_all_f5183a1/``.)
+whole forward 18 % slower, ``round4_dev/gpu_all_f5183a1/``.) The kernel serves at most ``MAX_ROWS`` = 32 rows:
+with 33-64 rows it lost to cuBLAS on some shapes, and with row tiles (a configuration naming BLOCK_M) on
+every shape from 128 rows, by 5-60 % (``experiments/gemm_sweep.py``, round5_dev/r5a/).
 
 Same mathematics as ``torch.nn.functional.linear`` (fp32 accumulation, one rounding to the output dtype),
 different summation order: tested on the CPU through Triton's interpreter.
@@ -23,7 +25,10 @@ import torch
 
 from fastdllm.kernels import tl, triton
 
-MAX_ROWS = 64  # from 128 rows on cuBLAS won every shape timed (round4_dev/kernels_09c6a35.json)
+MAX_ROWS = 32  # rows ``use_skinny_matmul`` sends here: at 64 rows the kernel lost to cuBLAS on LLaDA's q/k/v (44.2
+# against 40.5 µs, round5_dev/r5a/gemm_llada.json), at 33 on Dream's gate/up (101.7 against 99.4, final_07e59ce/
+# kernels.json), and from 128 rows on every shape and configuration (round5_dev/r5a/gemm_{llada,dream}.json)
+ONE_TILE_ROWS = 64  # the most rows one program holds; beyond, a configuration must name BLOCK_M (row tiles)
 MIN_COLUMNS = 12288  # fewer output columns: cuBLAS (too few column tiles to keep every SM streaming)
 # (BLOCK_N, BLOCK_K, num_stages, num_warps): candidates that won the sweep for some shape; the first two are
 # what ``config_for`` uses (tests run them all through the interpreter)
@@ -36,9 +41,10 @@ if triton is not None:
     @triton.jit
     def _skinny_kernel(X, W, BIAS, Y, M, N, K, sx_m, sw_n, sy_m,
                        HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-        """Program (column tile): Y[:, tile] = X · W[tile]ᵀ (+ bias), accumulated in fp32 over the whole K."""
-        tile = tl.program_id(0)
-        rows = tl.arange(0, BLOCK_M)  # [BLOCK_M]
+        """Program (row tile, column tile): Y[rows, tile] = X[rows] · W[tile]ᵀ (+ bias), accumulated in fp32 over
+        the whole K. Row tiles vary fastest, so the programs sharing a weight tile run together (one DRAM read)."""
+        row_tile, tile = tl.program_id(0), tl.program_id(1)
+        rows = row_tile * BLOCK_M + tl.arange(0, BLOCK_M)  # [BLOCK_M]
         cols = tile * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N]
         acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
         for k0 in range(0, K, BLOCK_K):
@@ -66,18 +72,21 @@ def use_skinny_matmul(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 def _block_m(M: int) -> int:
-    """Rows per program: the smallest power of two from 16 that holds all ``M`` rows."""
+    """Rows per program: the smallest power of two from 16 that holds all ``M`` rows (at most ``ONE_TILE_ROWS``)."""
     return 16 if M <= 16 else 32 if M <= 32 else 64
 
 
 def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, config) -> torch.Tensor:
+    """Run the kernel with ``config`` = (BLOCK_N, BLOCK_K, num_stages, num_warps[, BLOCK_M]); without BLOCK_M one
+    row tile holds every row."""
     M, K = x2.shape
     N = weight.shape[0]
-    block_n, block_k, stages, warps = config
+    block_n, block_k, stages, warps = config[:4]
+    block_m = config[4] if len(config) > 4 else _block_m(M)
     y = torch.empty(M, N, dtype=x2.dtype, device=x2.device)  # [M, N]
-    _skinny_kernel[(triton.cdiv(N, block_n),)](
+    _skinny_kernel[(triton.cdiv(M, block_m), triton.cdiv(N, block_n))](
         x2, weight, weight if bias is None else bias, y, M, N, K, x2.stride(0), weight.stride(0), y.stride(0),
-        HAS_BIAS=bias is not None, BLOCK_M=_block_m(M), BLOCK_N=block_n, BLOCK_K=block_k,
+        HAS_BIAS=bias is not None, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
         num_stages=stages, num_warps=warps)
     return y
 
@@ -93,9 +102,10 @@ def config_for(N: int, K: int):
 
 def skinny_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                   config=None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)`` for x ``[..., K]`` with at most ``MAX_ROWS`` rows, weight ``[N, K]``:
+    """``F.linear(x, weight, bias)`` for x ``[..., K]`` with at most ``ONE_TILE_ROWS`` rows, weight ``[N, K]``:
     ``[..., N]`` in x's dtype. ``config`` = (BLOCK_N, BLOCK_K, num_stages, num_warps) runs the Triton kernel
-    with it, ``CUBLAS`` runs ``F.linear``; by default ``config_for(N, K)``."""
+    with it (a fifth entry, BLOCK_M, tiles the rows: then any number of rows), ``CUBLAS`` runs ``F.linear``; by
+    default ``config_for(N, K)``."""
     if triton is None:
         raise RuntimeError("skinny_linear needs Triton (pip install triton); use torch.nn.functional.linear")
     K = x.shape[-1]
@@ -107,8 +117,9 @@ def skinny_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     if x2.stride(-1) != 1:
         x2 = x2.contiguous()
     M = x2.shape[0]
-    if M > MAX_ROWS:
-        raise ValueError(f"skinny_linear takes at most {MAX_ROWS} rows, got {M}; use torch.nn.functional.linear")
+    if M > ONE_TILE_ROWS and not (config is not None and config != CUBLAS and len(config) > 4):
+        raise ValueError(f"skinny_linear takes at most {ONE_TILE_ROWS} rows without a BLOCK_M in its config, got {M}; "
+                         "use torch.nn.functional.linear")
     config = config or config_for(N, K)
     y = torch.nn.functional.linear(x2, weight, bias) if config == CUBLAS else _launch(x2, weight, bias, config)
     return y.view(*x.shape[:-1], N)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from fastdllm.kernels import tl, triton
 
-MAX_QUERY_ROWS = 64  # above this many query rows, query tiles alone fill the GPU: SDPA's kernels serve
+MAX_QUERY_ROWS = 128  # beyond, SDPA was as fast (prefix-cache windows, round5_dev/prefix_{llada,dream}.json)
 BLOCK_N = 64  # keys per inner iteration
 
 
@@ -104,6 +104,15 @@ if triton is not None:
         tl.store(OUT + b * so_b + h * so_h + row * so_m + dims, out.to(OUT.dtype.element_ty))
 
 
+def default_splits(m: int) -> int:
+    """Key slices for ``m`` query rows: 4 up to 48 rows, 2 beyond. Measured on an H100 at batch 1 over a
+    1024-key canvas (``experiments/prefix_forwards.py --sweeps``, round5_dev/prefix_{llada,dream}.json): at 32
+    rows 4 slices took 10.3 µs per LLaDA-8B layer (Dream-7B, 33 rows: 9.7) against 11.3 (10.2) for the 8 that
+    "two programs per SM" gave; from 64 to 128 rows 2 slices won (11.7-13.8 µs against SDPA's 17): each slice's
+    partial output is written and read again in fp32, a cost that grows with slices × rows."""
+    return 4 if m <= 48 else 2
+
+
 def _block_m(m: int) -> int:
     """Query rows per program: the smallest of 16 / 32 / 64 that holds ``m`` (64 tiles beyond)."""
     return 16 if m <= 16 else 32 if m <= 32 else 64
@@ -116,13 +125,16 @@ def _processors(device: torch.device) -> int:
 
 
 def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                       key_mask: torch.Tensor | None = None, n_splits: int | None = None) -> torch.Tensor:
+                       key_mask: torch.Tensor | None = None, n_splits: int | None = None,
+                       block_m: int | None = None, num_warps: int = 4) -> torch.Tensor:
     """softmax(q kᵀ / √D) v over the keys whose ``key_mask`` is True (every key when None).
 
     q ``[B, H, m, D]``; keys, values ``[B, H_kv, L, D]`` (H a multiple of H_kv; unit stride over D);
     key_mask ``[B, L]`` bool. Returns ``[B, H, m, D]`` in q's dtype, a transposed view of a contiguous
     ``[B, m, H, D]`` tensor (the layout the output projection reads). ``n_splits`` (default: enough
-    slices for two programs per SM) cuts the key range into that many slices of a multiple of 64 keys.
+    ``default_splits``) cuts the key range into that many slices of a multiple of 64 keys;
+    ``block_m`` (query rows per program, a power of two ≥ 16; default ``_block_m(m)``) and ``num_warps`` tune
+    the programs (``experiments/prefix_forwards.py`` sweeps them).
     """
     if triton is None:
         raise RuntimeError("split_kv_attention needs Triton (pip install triton); attend() falls back to SDPA")
@@ -132,10 +144,12 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
         raise ValueError(f"split_kv_attention: q {tuple(q.shape)}, keys {tuple(keys.shape)}, values "
                          f"{tuple(values.shape)}: want q [B, H, m, D] and keys = values [B, H_kv, L, D], H % H_kv == 0")
     q, keys, values = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, keys, values))
-    block_m = _block_m(m)
+    block_m = _block_m(m) if block_m is None else block_m
+    if block_m < 16 or block_m & (block_m - 1):
+        raise ValueError(f"split_kv_attention: block_m={block_m}; want a power of two >= 16")
     tiles = triton.cdiv(m, block_m)
     if n_splits is None:  # two programs per SM, each slice at least one BLOCK_N of keys
-        n_splits = triton.cdiv(2 * _processors(q.device), B * H * tiles)
+        n_splits = default_splits(m)
     n_splits = max(1, min(n_splits, triton.cdiv(L, BLOCK_N)))
     keys_per_split = triton.cdiv(triton.cdiv(L, n_splits), BLOCK_N) * BLOCK_N
     n_splits = triton.cdiv(L, keys_per_split)
@@ -152,7 +166,8 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
         q.stride(0), q.stride(1), q.stride(2), keys.stride(0), keys.stride(1), keys.stride(2),
         values.stride(0), values.stride(1), values.stride(2), keep.stride(0),
         H, H // H_kv, m, L, n_splits, math.log2(math.e) / math.sqrt(D),
-        KEYS_PER_SPLIT=keys_per_split, HAS_MASK=key_mask is not None, BLOCK_M=block_m, BLOCK_N=BLOCK_N, D=D)
+        KEYS_PER_SPLIT=keys_per_split, HAS_MASK=key_mask is not None, BLOCK_M=block_m, BLOCK_N=BLOCK_N, D=D,
+        num_warps=num_warps)
     _combine_kernel[(B * H * m,)](o_part, lse_part, out, out.stride(0), out.stride(1), out.stride(2), H, m, n_splits,
                                   SPLITS=triton.next_power_of_2(n_splits), D=D)
     return out

@@ -151,8 +151,9 @@ class DiffusionLM(nn.Module):
 
     def use_split_kv_attention(self, enabled: bool = True) -> "DiffusionLM":
         """Attend with the split-KV Triton kernel (``fastdllm.kernels.split_kv_attention``) on CUDA wherever a
-        forward recomputes at most 64 positions per row (cached steps): the key range is cut into slices
-        so that every SM has work at batch 1, then the slices are combined exactly. Rounds differently
+        forward recomputes at most 128 positions per row (dual-cache steps, the later prefix-cache windows) at
+        small batch: the key range is cut into slices so that every SM has work, then the slices are combined
+        exactly. Rounds differently
         from SDPA's kernels (bf16), so tokens can differ where two candidates tie within rounding, as with
         ``use_compile``. Needs Triton; without it (or on the CPU) SDPA runs, as it does for longer windows."""
         if self.net.split_kv != enabled:
@@ -162,7 +163,8 @@ class DiffusionLM(nn.Module):
 
     def use_skinny_matmul(self, enabled: bool = True) -> "DiffusionLM":
         """Run the wide projections (at least 12288 output columns: LLaDA's q/k/v, the gate/up projections)
-        and the LM head of forwards with at most 64 rows (cached steps at batch 1) through the few-row Triton
+        and the LM head of products with at most 32 rows (LLaDA's dual-cache steps at batch 1; every family's
+        LM head on a 32-token block) through the few-row Triton
         GEMM (``fastdllm.kernels.skinny_matmul``) on CUDA. Rounds differently from cuBLAS (bf16), so tokens can
         differ where two candidates tie within rounding, as with ``use_compile``. Needs Triton; without it,
         on the CPU, for narrower weights and for more rows, cuBLAS runs."""

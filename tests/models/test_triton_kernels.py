@@ -42,6 +42,7 @@ ATTENTION_CASES = [
     (2, 4, 1, 17, 64, 16, "float16", [10, 0], 1),  # one slice, rows not a multiple of the tile
     (2, 4, 2, 40, 256, 32, "float32", [0, 150], 4),  # row 1: slices 0-1 fully masked
     (1, 2, 2, 64, 300, 32, "float32", [299], 5),  # one visible key (the last)
+    (1, 2, 2, 100, 300, 32, "float32", None, None),  # two query tiles of 64, the default slices (a prefix window)
 ]
 
 
@@ -81,11 +82,13 @@ def test_kv_write_is_index_copy_and_serves_the_store():
         from fastdllm.core.kv_store import KVStore
         torch.manual_seed(0)
         results = []
-        for dt in (torch.float32, torch.bfloat16):
+        # 7 positions (one program per head) and 37 (three row tiles of 16, the last partial), any order
+        for dt, index in ((torch.float32, torch.tensor([4, 5, 6, 40, 41, 0, 49])), (torch.bfloat16, torch.tensor([4, 5, 6, 40, 41, 0, 49])),
+                          (torch.float32, torch.randperm(50)[:37])):
+            n = index.numel()
             store_k, store_v = torch.randn(2, 3, 50, 16).to(dt), torch.randn(2, 3, 50, 16).to(dt)
-            k = torch.randn(2, 7, 3, 16).to(dt).transpose(1, 2)  # [B, H_kv, n, D] view, as the model makes it
-            v = torch.randn(2, 7, 3, 16).to(dt).transpose(1, 2)
-            index = torch.tensor([4, 5, 6, 40, 41, 0, 49])
+            k = torch.randn(2, n, 3, 16).to(dt).transpose(1, 2)  # [B, H_kv, n, D] view, as the model makes it
+            v = torch.randn(2, n, 3, 16).to(dt).transpose(1, 2)
             want_k, want_v = store_k.clone().index_copy_(2, index, k), store_v.clone().index_copy_(2, index, v)
             kv_write(store_k, store_v, index, k, v)
             results.append(torch.equal(store_k, want_k) and torch.equal(store_v, want_v))
@@ -105,7 +108,7 @@ def test_kv_write_is_index_copy_and_serves_the_store():
                        and store.keys[0].abs().sum().item() == 0 and store.keys[2].abs().sum().item() == 0)
         print(json.dumps(results))
         """)
-    assert out == [True, True, True]
+    assert out == [True, True, True, True]
 
 
 def test_attend_falls_back_to_sdpa_off_cuda():
@@ -118,7 +121,8 @@ def test_attend_falls_back_to_sdpa_off_cuda():
     keep[0, :7] = False
     want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :], enable_gqa=True)
     assert torch.equal(attend(q, k, v, keep, split_kv=True), want)
-    assert not use_split_kv(torch.randn(1, 4, 65, 32), k)  # more query rows than the kernel takes
+    assert use_split_kv(torch.randn(1, 1, 128, 32), torch.randn(1, 1, 40, 32))  # 2 query tiles: 2 of 4 "SMs" here
+    assert not use_split_kv(torch.randn(1, 1, 129, 32), torch.randn(1, 1, 40, 32))  # more rows than it takes
     assert not use_split_kv(torch.randn(1, 4, 8, 48), torch.randn(1, 2, 40, 48))  # head dim not a power of two
     assert not use_split_kv(torch.randn(64, 4, 8, 32), k)  # batch × heads already fill the GPU
 
@@ -181,7 +185,8 @@ def test_greedy_proposal_equals_torch():
 @pytest.mark.slow
 def test_skinny_matmul_equals_linear_and_serves_the_model():
     """The few-row GEMM is ``F.linear`` (fp32 reference) for every candidate configuration: rows from 1 to 64,
-    widths and reductions that are not multiples of the tiles, with and without bias. With
+    widths and reductions that are not multiples of the tiles, with and without bias, and 100 rows in row tiles
+    of 32 (a configuration naming BLOCK_M). With
     ``use_skinny_matmul()`` every projection of a few-row forward and the LM head go through it (forced onto
     the CPU here: the step logits agree with the plain model's, and the kernel ran 7 times per layer's worth)."""
     out = _interpret("""
@@ -191,8 +196,9 @@ def test_skinny_matmul_equals_linear_and_serves_the_model():
         torch.manual_seed(0)
         results = []
         for (M, N, K, bias), config in zip(((32, 200, 512, True), (1, 64, 300, False), (33, 130, 256, True),
-                                            (64, 96, 1024, False), (5, 40, 70, True), (17, 33, 129, False)),
-                                           sm.CANDIDATES):
+                                            (64, 96, 1024, False), (5, 40, 70, True), (17, 33, 129, False),
+                                            (100, 70, 200, True)),
+                                           sm.CANDIDATES + ((64, 64, 3, 4, 32),)):
             x = torch.randn(M, K).half(); w = torch.randn(N, K).half(); b = torch.randn(N).half() if bias else None
             y = sm.skinny_linear(x.view(1, M, K), w, b, config)
             want = torch.nn.functional.linear(x.float(), w.float(), None if b is None else b.float())
@@ -210,7 +216,7 @@ def test_skinny_matmul_equals_linear_and_serves_the_model():
         pos = torch.arange(L)[None]
         store = model.new_kv_store(1, L)
         with torch.no_grad():
-            model.forward_step(canvas, 0, L, store, pos, None, P, P + 8)  # fill the store (24 rows: 24 <= 64 too)
+            model.forward_step(canvas, 0, L, store, pos, None, P, P + 8)  # fill the store (24 rows: 24 <= 32 too)
             plain = model.forward_step(canvas, P - 1, P + 8, store, pos, None, P, P + 8)
             calls.clear()
             model.use_skinny_matmul()
