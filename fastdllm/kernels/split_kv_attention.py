@@ -126,15 +126,17 @@ def _processors(device: torch.device) -> int:
 
 def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                        key_mask: torch.Tensor | None = None, n_splits: int | None = None,
-                       block_m: int | None = None, num_warps: int = 4) -> torch.Tensor:
+                       block_m: int | None = None, num_warps: int = 4, block_n: int = BLOCK_N,
+                       num_stages: int | None = None) -> torch.Tensor:
     """softmax(q kᵀ / √D) v over the keys whose ``key_mask`` is True (every key when None).
 
     q ``[B, H, m, D]``; keys, values ``[B, H_kv, L, D]`` (H a multiple of H_kv; unit stride over D);
     key_mask ``[B, L]`` bool. Returns ``[B, H, m, D]`` in q's dtype, a transposed view of a contiguous
     ``[B, m, H, D]`` tensor (the layout the output projection reads). ``n_splits`` (default: enough
     ``default_splits``) cuts the key range into that many slices of a multiple of 64 keys;
-    ``block_m`` (query rows per program, a power of two ≥ 16; default ``_block_m(m)``) and ``num_warps`` tune
-    the programs (``experiments/prefix_forwards.py`` sweeps them).
+    ``block_m`` (query rows per program, a power of two ≥ 16; default ``_block_m(m)``), ``num_warps``,
+    ``block_n`` (keys per inner iteration, a power of two ≥ 16) and ``num_stages`` (Triton's software
+    pipelining depth; its default when None) tune the programs (``experiments/split_kv_sweep.py`` sweeps them).
     """
     if triton is None:
         raise RuntimeError("split_kv_attention needs Triton (pip install triton); attend() falls back to SDPA")
@@ -145,13 +147,14 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
                          f"{tuple(values.shape)}: want q [B, H, m, D] and keys = values [B, H_kv, L, D], H % H_kv == 0")
     q, keys, values = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, keys, values))
     block_m = _block_m(m) if block_m is None else block_m
-    if block_m < 16 or block_m & (block_m - 1):
-        raise ValueError(f"split_kv_attention: block_m={block_m}; want a power of two >= 16")
+    for name, value in (("block_m", block_m), ("block_n", block_n)):
+        if value < 16 or value & (value - 1):
+            raise ValueError(f"split_kv_attention: {name}={value}; want a power of two >= 16")
     tiles = triton.cdiv(m, block_m)
-    if n_splits is None:  # two programs per SM, each slice at least one BLOCK_N of keys
+    if n_splits is None:  # each slice at least one block_n of keys (below)
         n_splits = default_splits(m)
-    n_splits = max(1, min(n_splits, triton.cdiv(L, BLOCK_N)))
-    keys_per_split = triton.cdiv(triton.cdiv(L, n_splits), BLOCK_N) * BLOCK_N
+    n_splits = max(1, min(n_splits, triton.cdiv(L, block_n)))
+    keys_per_split = triton.cdiv(triton.cdiv(L, n_splits), block_n) * block_n
     n_splits = triton.cdiv(L, keys_per_split)
     o_part = torch.empty(B * H * n_splits * m, D, dtype=torch.float32, device=q.device)  # [BH·splits·m, D]
     lse_part = torch.empty(B * H * n_splits * m, dtype=torch.float32, device=q.device)  # [BH·splits·m]
@@ -166,8 +169,8 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
         q.stride(0), q.stride(1), q.stride(2), keys.stride(0), keys.stride(1), keys.stride(2),
         values.stride(0), values.stride(1), values.stride(2), keep.stride(0),
         H, H // H_kv, m, L, n_splits, math.log2(math.e) / math.sqrt(D),
-        KEYS_PER_SPLIT=keys_per_split, HAS_MASK=key_mask is not None, BLOCK_M=block_m, BLOCK_N=BLOCK_N, D=D,
-        num_warps=num_warps)
+        KEYS_PER_SPLIT=keys_per_split, HAS_MASK=key_mask is not None, BLOCK_M=block_m, BLOCK_N=block_n, D=D,
+        num_warps=num_warps, **({} if num_stages is None else {"num_stages": num_stages}))
     _combine_kernel[(B * H * m,)](o_part, lse_part, out, out.stride(0), out.stride(1), out.stride(2), H, m, n_splits,
                                   SPLITS=triton.next_power_of_2(n_splits), D=D)
     return out

@@ -1,0 +1,79 @@
+"""The split-KV attention kernel's tuning knobs at the shapes the decoder gives it, on the GPU.
+
+For each shape (batch 1, a 1024-key canvas; LLaDA-8B's 32 heads and Dream-7B's 28 query / 4 key-value heads;
+the query rows of a dual-cache step and of the prefix-cache windows the kernel takes) it times every
+combination of query tile (``block_m``), key slices, keys per iteration (``block_n``), warps and pipelining
+stages, each replayed from a CUDA graph of 32 calls (µs per call), checks its output against an fp32 SDPA,
+and reports the configuration ``split_kv_attention`` uses by default next to the fastest.
+
+    python experiments/split_kv_sweep.py --out $OUT/split_kv_sweep.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_attention import graph_time_us  # noqa: E402
+
+from fastdllm.evaluation import torch_info  # noqa: E402
+from fastdllm.kernels.split_kv_attention import split_kv_attention  # noqa: E402
+
+SHAPES = [  # name, query heads, key/value heads, query rows
+    ("llada dual", 32, 32, 32), ("dream dual", 28, 4, 33), ("llada prefix 64", 32, 32, 64),
+    ("llada prefix 128", 32, 32, 128), ("dream prefix 97", 28, 4, 97),
+]
+KEYS, D = 1024, 128
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    t0 = time.time()
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/split_kv_sweep.py", "shapes": []}
+    for name, H, H_kv, m in SHAPES:
+        q = torch.randn(1, m, H, D, device="cuda", dtype=torch.bfloat16, generator=gen).transpose(1, 2)  # the model's layout
+        keys = torch.randn(1, H_kv, KEYS, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+        values = torch.randn_like(keys)
+        ref = F.scaled_dot_product_attention(q.float(), keys.float(), values.float(), enable_gqa=H != H_kv)
+        row = {"shape": name, "heads": H, "kv_heads": H_kv, "query_rows": m, "keys": KEYS,
+               "sdpa_us": graph_time_us(lambda: F.scaled_dot_product_attention(q, keys, values, enable_gqa=H != H_kv)),
+               "default_us": graph_time_us(lambda: split_kv_attention(q, keys, values)), "configs": {}}
+        for block_m, splits, block_n, warps, stages in itertools.product((32, 64), (2, 4, 8), (32, 64, 128), (2, 4, 8),
+                                                                        (2, 3)):
+            if block_m >= 2 * m and block_m > 32:
+                continue
+            key = f"m{block_m} s{splits} n{block_n} w{warps} st{stages}"
+            fn = lambda: split_kv_attention(q, keys, values, None, splits, block_m, warps, block_n, stages)  # noqa: E731
+            try:
+                diff = (fn().float() - ref).abs().max().item()
+                row["configs"][key] = graph_time_us(fn) if diff < 0.05 else f"wrong: max abs diff {diff}"
+            except Exception as err:  # noqa: BLE001 - e.g. out of shared memory or registers: not a candidate
+                row["configs"][key] = f"{type(err).__name__}: {str(err)[:60]}"
+        ranked = sorted((us, k) for k, us in row["configs"].items() if isinstance(us, float))
+        row["best"] = [{"config": k, "us": us} for us, k in ranked[:5]]
+        out["shapes"].append(row)
+        print(name, "sdpa", round(row["sdpa_us"], 1), "default", round(row["default_us"], 1),
+              "best", [(b["config"], round(b["us"], 1)) for b in row["best"][:3]], flush=True)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(out, indent=2))
+    out["seconds"] = time.time() - t0
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
