@@ -11,6 +11,7 @@ multiple of ``block_length`` (the canvas is decoded in whole blocks; the answer 
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import sys
@@ -49,6 +50,12 @@ def _policy_specs(cache: Any, unmask: Any, extra: dict[str, Any]) -> tuple[dict,
                              f"{', '.join(valid)}")
         specs[owners[0]][field] = value
     return specs["cache"], specs["unmask"]
+
+
+def _destroy_process_group() -> None:
+    """At exit, the process group ``_setup_distributed`` made, while the interpreter is still whole."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def cut_at_stops(text: str, stops: list[str]) -> str:
@@ -119,6 +126,9 @@ class FastDLLMEvalModel(LM):
         dist = torch.distributed
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            # lm-eval never destroys the group; left to interpreter teardown, gloo's worker threads can abort
+            # the process ("terminate called without an active exception", SIGABRT) after a finished run
+            atexit.register(_destroy_process_group)
         if dist.is_available() and dist.is_initialized():
             self._rank, self._world_size = dist.get_rank(), dist.get_world_size()
 
