@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import sys
 import time
@@ -96,13 +95,10 @@ def main() -> None:
             out["gemm"].append(row)
             print(name, M, "cublas", round(row["cublas_us"], 1), "rule", round(row.get("rule_us", 0), 1), "best", [(b["config"], round(b["us"], 1)) for b in row["best"]],
                   f"floor {floor:.1f}", flush=True)
-            if args.out:
-                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.out).write_text(json.dumps(out, indent=2))
+            bench_gpu.save(out, args.out)
         del copies
     out["seconds"] = time.time() - t0
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=2))
+    bench_gpu.save(out, args.out)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import sys
 import time
@@ -190,19 +189,13 @@ def main() -> None:
     profiled = {int(b) for b in args.profile_blocks.split(",") if b.strip()}
     for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
         out["windows"] += time_windows(model, mode, args, floors, profiled)
-        save(out, args.out)
+        bench_gpu.save(out, args.out)
     if args.sweeps:
         out["attention"] = attention_sweep(model, args)
-        save(out, args.out)
+        bench_gpu.save(out, args.out)
         out["gemm"] = gemm_sweep(model, args, ceil["copy_bytes_per_s"])
     out["seconds"] = time.time() - t0
-    save(out, args.out)
-
-
-def save(out: dict, path: str | None) -> None:
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(out, indent=2))
+    bench_gpu.save(out, args.out)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import sys
 import time
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_gpu  # noqa: E402
 from bench_attention import graph_time_us  # noqa: E402
 
 from fastdllm.evaluation import torch_info  # noqa: E402
@@ -67,12 +67,9 @@ def main() -> None:
         out["shapes"].append(row)
         print(name, "sdpa", round(row["sdpa_us"], 1), "default", round(row["default_us"], 1),
               "best", [(b["config"], round(b["us"], 1)) for b in row["best"][:3]], flush=True)
-        if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps(out, indent=2))
+        bench_gpu.save(out, args.out)
     out["seconds"] = time.time() - t0
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=2))
+    bench_gpu.save(out, args.out)
 
 
 if __name__ == "__main__":
