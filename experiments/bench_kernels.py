@@ -6,6 +6,10 @@
   configuration ``config_for`` picks (cuBLAS itself below ``MIN_COLUMNS``) back to back in a CUDA graph, each
   call reading another copy of the weight (as a forward's layers do); against the weight's read time at the
   copy bandwidth measured here, and the max relative difference from an fp32 product.
+- With ``--fp8``: the same GEMMs with the weight in fp8 (``fastdllm.kernels.fp8_weights``: e4m3, a scale per
+  output row) through the few-row kernel, in several configurations, against the bf16 path a forward runs
+  (the rule: few-row kernel or cuBLAS) and against the fp8 weight's read time; the relative error of each
+  against the fp32 product with the bf16 weight (what the rounding costs) and with the dequantized weight.
 - The greedy proposal over ``[rows, V]`` bf16 logits: PyTorch's path (``propose`` on the CPU branch: float copy,
   argmax, log-sum-exp, gather) against the fused kernel (``fastdllm.kernels.greedy_proposal``); token equality
   and the confidence's max relative difference.
@@ -32,8 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_attention import graph_time_us  # noqa: E402  (µs per call replayed from a CUDA graph)
 
 from fastdllm.evaluation import torch_info  # noqa: E402
+from fastdllm.kernels.fp8_weights import FP8_CONFIG, dequantize_rows, fp8_linear, quantize_rows  # noqa: E402
 from fastdllm.kernels.greedy_proposal import greedy_proposal  # noqa: E402
-from fastdllm.kernels.skinny_matmul import CANDIDATES, config_for, skinny_linear  # noqa: E402
+from fastdllm.kernels.skinny_matmul import CANDIDATES, config_for, linear, skinny_linear  # noqa: E402
 
 GEMMS = [  # name, rows, N (outputs), K (inputs)
     ("llada qkv", 32, 3 * 4096, 4096), ("llada o_proj", 32, 4096, 4096), ("llada gate_up", 32, 2 * 12288, 4096),
@@ -88,6 +93,52 @@ def gemms(bandwidth: float) -> list[dict]:
     return out
 
 
+FP8_CANDIDATES = (FP8_CONFIG, (32, 256, 3, 4), (16, 256, 4, 4), (16, 512, 3, 4), (64, 256, 4, 4), (128, 256, 3, 8),
+                  (64, 512, 3, 4), (32, 512, 3, 4))
+
+
+def fp8_gemms(bandwidth: float) -> list[dict]:
+    """Each shape's bf16 path (``linear``: what a forward runs, the few-row kernel or cuBLAS) against fp8 weights through the few-row kernel, in CUDA
+    graphs over rotating weight copies (µs per call)."""
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    out = []
+    for name, M, N, K in GEMMS:
+        x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16, generator=gen)
+        w = torch.randn(N, K, device="cuda", dtype=torch.bfloat16, generator=gen) / K ** 0.5
+        w8, scale = quantize_rows(w)
+        exact, dequantized = F.linear(x.float(), w.float()), F.linear(x.float(), dequantize_rows(w8, scale, torch.float32))
+        top = exact.abs().max().item()
+        n_copies = max(2, int(4e8 // (N * K * 2)))
+        copies = [w] + [w.clone() for _ in range(n_copies)]
+        copies8 = [(w8, scale)] + [(w8.clone(), scale.clone()) for _ in range(n_copies)]
+        turn = iter(range(10 ** 9))
+        row = {"gemm": name, "rows": M, "N": N, "K": K, "bf16_read_us": N * K * 2 / bandwidth * 1e6,
+               "fp8_read_us": N * K / bandwidth * 1e6,
+               "bf16_rule_us": graph_time_us(lambda: linear(x, copies[next(turn) % len(copies)]), len(copies)),
+               "fp8_us": {}}
+        del copies
+        for config in FP8_CANDIDATES:
+            try:
+                row["fp8_us"][str(list(config))] = graph_time_us(
+                    lambda c=config: fp8_linear(x, *copies8[next(turn) % len(copies8)], config=c), len(copies8))
+            except Exception as err:  # noqa: BLE001 - e.g. out of shared memory: not a candidate
+                row["fp8_us"][str(list(config))] = f"{type(err).__name__}: {str(err)[:80]}"
+        y = fp8_linear(x, w8, scale).float()
+        row["fp8_rel_diff_vs_bf16_weight"] = (y - exact).abs().max().item() / top
+        row["fp8_rel_diff_vs_dequantized"] = (y - dequantized).abs().max().item() / top
+        row["bf16_rel_diff"] = (linear(x, w).float() - exact).abs().max().item() / top
+        timed = [(us, c) for c, us in row["fp8_us"].items() if isinstance(us, float)]
+        if timed:
+            best_us, best = min(timed)
+            row.update(fp8_best=best, fp8_best_us=best_us, fp8_speedup=row["bf16_rule_us"] / best_us,
+                       fp8_read_ratio=best_us / row["fp8_read_us"])
+        del copies8
+        out.append(row)
+        print("fp8", name, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items() if k != "gemm"},
+              flush=True)
+    return out
+
+
 def proposals() -> list[dict]:
     from fastdllm.confidences.prob import ProbConfidence
 
@@ -115,14 +166,19 @@ def proposals() -> list[dict]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=None)
+    p.add_argument("--fp8", action="store_true", help="also the fp8-weight GEMMs")
+    p.add_argument("--fp8-only", action="store_true", help="only the fp8-weight GEMMs")
     args = p.parse_args()
     t0 = time.time()
     bandwidth = copy_bandwidth()
     print(f"copy bandwidth {bandwidth / 1e12:.3f} TB/s", flush=True)
     out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/bench_kernels.py",
-           "copy_bytes_per_s": bandwidth, "proposal": proposals(),
-           "gemm": gemms(bandwidth)}
+           "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/bench_kernels.py " + " ".join(sys.argv[1:]),
+           "copy_bytes_per_s": bandwidth}
+    if not args.fp8_only:
+        out.update(proposal=proposals(), gemm=gemms(bandwidth))
+    if args.fp8 or args.fp8_only:
+        out["fp8_gemm"] = fp8_gemms(bandwidth)
     out["seconds"] = time.time() - t0
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -27,15 +27,13 @@ from gpu_tiny_agreement import SETTINGS, agreement, decode_all, record, save  # 
 import fastdllm  # noqa: E402
 from fastdllm.assets import ASSETS  # noqa: E402
 from fastdllm.evaluation import torch_info  # noqa: E402
+from fastdllm.kernels.fp8_weights import dequantize_rows, quantize_rows  # noqa: E402
 from fastdllm.tasks import get_task  # noqa: E402
 
-E4M3_MAX = 448.0  # the largest finite float8_e4m3fn
-
-
 def round_to_fp8(weight: torch.Tensor) -> torch.Tensor:
-    """``weight`` ``[N, K]`` through e4m3 with one scale per output row, back in its own dtype."""
-    scale = weight.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / E4M3_MAX  # [N, 1]
-    return ((weight / scale).to(torch.float8_e4m3fn).to(weight.dtype) * scale).to(weight.dtype)
+    """``weight`` ``[N, K]`` through e4m3 with one scale per output row (the fp8 kernel's format,
+    ``fastdllm.kernels.fp8_weights``), back in its own dtype."""
+    return dequantize_rows(*quantize_rows(weight), weight.dtype)
 
 
 def quantize_projections(model) -> int:

@@ -39,10 +39,12 @@ CUBLAS = "cublas"
 if triton is not None:
 
     @triton.jit
-    def _skinny_kernel(X, W, BIAS, Y, M, N, K, sx_m, sw_n, sy_m,
-                       HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-        """Program (row tile, column tile): Y[rows, tile] = X[rows] · W[tile]ᵀ (+ bias), accumulated in fp32 over
-        the whole K. Row tiles vary fastest, so the programs sharing a weight tile run together (one DRAM read)."""
+    def _skinny_kernel(X, W, BIAS, SCALE, Y, M, N, K, sx_m, sw_n, sy_m, HAS_BIAS: tl.constexpr,
+                       HAS_SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+        """Program (row tile, column tile): Y[rows, tile] = X[rows] · W[tile]ᵀ (· SCALE[tile]) (+ bias), accumulated
+        in fp32 over the whole K. Row tiles vary fastest, so the programs sharing a weight tile run together (one
+        DRAM read). W may be stored narrower than X (fp8 with a per-row SCALE, ``fastdllm.kernels.fp8_weights``):
+        each tile is widened to X's dtype in registers."""
         row_tile, tile = tl.program_id(0), tl.program_id(1)
         rows = row_tile * BLOCK_M + tl.arange(0, BLOCK_M)  # [BLOCK_M]
         cols = tile * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N]
@@ -53,7 +55,9 @@ if triton is not None:
                         other=0.0)  # [BLOCK_M, BLOCK_K]
             w = tl.load(W + cols[:, None] * sw_n + ks[None, :], mask=(cols < N)[:, None] & (ks < K)[None, :],
                         other=0.0)  # [BLOCK_N, BLOCK_K]
-            acc = tl.dot(x, tl.trans(w), acc)
+            acc = tl.dot(x, tl.trans(w.to(x.dtype)), acc)
+        if HAS_SCALE:
+            acc *= tl.load(SCALE + cols, mask=cols < N, other=0.0)[None, :]
         if HAS_BIAS:
             acc += tl.load(BIAS + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
         tl.store(Y + rows[:, None] * sy_m + cols[None, :], acc.to(Y.dtype.element_ty),
@@ -76,17 +80,18 @@ def _block_m(M: int) -> int:
     return 16 if M <= 16 else 32 if M <= 32 else 64
 
 
-def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, config) -> torch.Tensor:
+def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, config,
+            scale: torch.Tensor | None = None) -> torch.Tensor:
     """Run the kernel with ``config`` = (BLOCK_N, BLOCK_K, num_stages, num_warps[, BLOCK_M]); without BLOCK_M one
-    row tile holds every row."""
+    row tile holds every row. ``scale`` ``[N]`` fp32 multiplies each output column (fp8 weights)."""
     M, K = x2.shape
     N = weight.shape[0]
     block_n, block_k, stages, warps = config[:4]
     block_m = config[4] if len(config) > 4 else _block_m(M)
     y = torch.empty(M, N, dtype=x2.dtype, device=x2.device)  # [M, N]
     _skinny_kernel[(triton.cdiv(M, block_m), triton.cdiv(N, block_n))](
-        x2, weight, weight if bias is None else bias, y, M, N, K, x2.stride(0), weight.stride(0), y.stride(0),
-        HAS_BIAS=bias is not None, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
+        x2, weight, weight if bias is None else bias, weight if scale is None else scale, y, M, N, K, x2.stride(0),
+        weight.stride(0), y.stride(0), HAS_BIAS=bias is not None, HAS_SCALE=scale is not None, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
         num_stages=stages, num_warps=warps)
     return y
 

@@ -246,3 +246,59 @@ def test_skinny_matmul_rule():
     x, w = torch.randn(32, 64, dtype=torch.bfloat16), torch.randn(sm.MIN_COLUMNS, 64, dtype=torch.bfloat16)
     assert not sm.use_skinny_matmul(x, w)  # the CPU: F.linear, bit for bit
     assert torch.equal(sm.linear(x, w), torch.nn.functional.linear(x, w))
+
+
+def test_quantize_rows_round_trip():
+    """Per-row e4m3: each row's largest |w| lands on ±448 exactly, every element within e4m3's rounding (3
+    mantissa bits: 1/16 relative above the subnormals), zero rows stay zero."""
+    from fastdllm.kernels.fp8_weights import E4M3_MAX, dequantize_rows, quantize_rows
+
+    torch.manual_seed(0)
+    w = torch.randn(40, 70, dtype=torch.bfloat16) * torch.logspace(-3, 1, 40)[:, None].bfloat16()  # rows of any scale
+    w[5] = 0
+    w8, scale = quantize_rows(w)
+    assert w8.dtype == torch.float8_e4m3fn and scale.dtype == torch.float32 and scale.shape == (40,)
+    assert torch.equal(w8.float().abs().amax(1)[torch.arange(40) != 5], torch.full((39,), E4M3_MAX))
+    back = dequantize_rows(w8, scale, torch.float32)
+    assert back.dtype == torch.float32 and back[5].abs().sum() == 0
+    big = w.float().abs() >= 2 ** -6 * scale[:, None] * 8  # above e4m3's subnormal range
+    rel = ((back - w.float()).abs() / w.float().abs())[big]
+    assert rel.max() <= 1 / 16 + 1e-6
+
+
+@pytest.mark.slow
+def test_fp8_linear_equals_linear_with_dequantized_weights():
+    """The few-row kernel over fp8 weights is ``F.linear`` with the dequantized weight (fp32 reference): row
+    scales applied per output column, bias after them, widths and reductions off the tiles, row tiles too."""
+    out = _interpret("""
+        import json, torch
+        from fastdllm.kernels.fp8_weights import fp8_linear, quantize_rows, dequantize_rows, FP8_CONFIG
+        torch.manual_seed(0)
+        results = []
+        for M, N, K, bias, config in ((32, 200, 512, True, FP8_CONFIG), (1, 64, 300, False, FP8_CONFIG),
+                                      (17, 70, 129, True, (32, 64, 2, 4)), (100, 70, 200, False, (64, 64, 2, 4, 32))):
+            x = torch.randn(M, K).half()
+            w = torch.randn(N, K) * torch.rand(N, 1)  # rows of different scales
+            w8, scale = quantize_rows(w)
+            b = torch.randn(N).half() if bias else None
+            y = fp8_linear(x.view(1, M, K), w8, scale, b, config)
+            want = torch.nn.functional.linear(x.float(), dequantize_rows(w8, scale, torch.float32),
+                                              None if b is None else b.float())
+            results.append([list(y.shape) == [1, M, N], y.dtype == torch.float16,
+                            ((y[0].float() - want).abs().max() / want.abs().max()).item()])
+        print(json.dumps(results))
+        """)
+    for ok_shape, ok_dtype, rel in out:
+        assert ok_shape and ok_dtype and rel < 2e-3, (ok_shape, ok_dtype, rel)
+
+
+def test_fp8_linear_rejects_bad_inputs():
+    from fastdllm.kernels.fp8_weights import fp8_linear, quantize_rows
+
+    w8, scale = quantize_rows(torch.randn(8, 16))
+    with pytest.raises(ValueError, match="float8_e4m3fn"):
+        fp8_linear(torch.randn(2, 16).half(), w8.float(), scale)  # not fp8
+    with pytest.raises(ValueError, match="bfloat16 or float16"):
+        fp8_linear(torch.randn(2, 16), w8, scale)  # fp32 activations
+    with pytest.raises(ValueError, match="at most 64 rows"):
+        fp8_linear(torch.randn(65, 16).half(), w8, scale)
