@@ -14,7 +14,9 @@ none / prefix / dual. Every setting runs in several modes:
   graphs, projections separate (the ``compiled`` mode before the projections were fused);
 - ``compiled``: ``compiled-unfused`` with fused projections (what ``use_compile()`` gives);
 - ``split-kv``: ``compiled`` with the split-KV Triton attention for cached steps (``use_split_kv_attention()``).
-- ``kernels``: ``split-kv`` with the split-K Triton GEMMs for forwards of at most 64 rows (``use_skinny_matmul()``).
+- ``kernels``: ``split-kv`` with the few-row Triton GEMMs for products of at most 32 rows (``use_skinny_matmul()``);
+- ``fp8``: ``kernels`` with fp8 copies of the wide weights for products of at most 32 rows (``use_fp8_weights()``;
+  not exact: the weights are rounded to e4m3).
 
 Every CUDA mode writes the KV store with the one-launch Triton copy (``fastdllm.kernels.kv_write``, exact).
 
@@ -46,11 +48,11 @@ import fastdllm
 from fastdllm.core.policy import cache_policies
 from fastdllm.evaluation import torch_info
 
-MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels")
-CUDA_MODES = ("graphs", "compiled-unfused", "compiled", "split-kv", "kernels")  # dropped on the CPU
-GRAPHED_MODES = ("graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels")
-COMPILED_MODES = ("compiled-unfused", "compiled", "split-kv", "kernels")
-FUSED_MODES = ("fused", "compiled", "split-kv", "kernels")
+MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "fp8")
+CUDA_MODES = ("graphs", "compiled-unfused", "compiled", "split-kv", "kernels", "fp8")  # dropped on the CPU
+GRAPHED_MODES = ("graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "fp8")
+COMPILED_MODES = ("compiled-unfused", "compiled", "split-kv", "kernels", "fp8")
+FUSED_MODES = ("fused", "compiled", "split-kv", "kernels", "fp8")
 # tiny configs for CPU smoke runs, per family (field names are the family's config.json's)
 SMALL = {"llada": dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=512, mask_token_id=500,
                        eos_token_id=1, pad_token_id=1),
@@ -113,18 +115,21 @@ class Floors:
     def __init__(self, params: int, weight_bytes: int, ceil: dict[str, float]) -> None:
         self.params, self.weight_bytes, self.ceil = params, weight_bytes, ceil
 
-    def forward_s(self, rows: int) -> float | None:
+    def forward_s(self, rows: int, bytes_saved: int = 0) -> float | None:
+        """``bytes_saved``: weight bytes the forward does not read (fp8 copies read instead of bf16 weights)."""
         if not self.ceil:
             return None
-        return max(self.weight_bytes / self.ceil["copy_bytes_per_s"], 2 * self.params * rows / self.ceil["matmul_flop_per_s"])
+        return max((self.weight_bytes - bytes_saved) / self.ceil["copy_bytes_per_s"],
+                   2 * self.params * rows / self.ceil["matmul_flop_per_s"])
 
 
 def set_mode(model, mode: str) -> None:
     model.net.fast = mode != "plain"
     model.use_compile(mode in COMPILED_MODES, fuse=False)
     model.fuse_projections(mode in FUSED_MODES)  # every other mode runs the separate projections
-    model.use_split_kv_attention(mode in ("split-kv", "kernels"))
-    model.use_skinny_matmul(mode == "kernels")
+    model.use_split_kv_attention(mode in ("split-kv", "kernels", "fp8"))
+    model.use_skinny_matmul(mode in ("kernels", "fp8"))
+    model.use_fp8_weights(mode == "fp8")
     model.use_cuda_graphs(mode in GRAPHED_MODES)
 
 
@@ -156,6 +161,14 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
     if floor_sum and floor_sum[0] is not None:
         row["floor_sum_s"] = sum(floor_sum)
         row["floor_ratio"] = wall / row["floor_sum_s"]
+        if mode == "fp8":  # its own floor: forwards of at most 32 rows read the fp8 copies (1 byte) instead
+            from fastdllm.kernels.fp8_weights import MAX_ROWS
+
+            saved = sum(w.numel() * (w.element_size() - 1) - 4 * w.shape[0] for w in model.net._fp8_weights)
+            row["fp8_weight_bytes_saved"] = saved
+            row["floor_sum_fp8_s"] = sum(floors.forward_s(batch * (end - start), 0 if batch * (end - start) > MAX_ROWS
+                                                          else saved) for start, end in plans)
+            row["floor_ratio_fp8"] = wall / row["floor_sum_fp8_s"]
     store = decoder._buffers[-1] if decoder._buffers else None
     keys = getattr(store, "keys", None)
     row["kv_store_bytes"] = 0 if keys is None else 2 * keys.numel() * keys.element_size()

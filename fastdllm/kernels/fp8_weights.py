@@ -7,10 +7,15 @@ by it with the few-row Triton kernel, which widens each weight tile to x's dtype
 fp32 and applies the row scales in its epilogue: ``x · (w8 · scale)ᵀ``, the product with the dequantized
 weight (``dequantize_rows``), up to summation order.
 
-This is the kernel and its measurement (``experiments/bench_kernels.py --fp8``), not a model mode: a model
-would keep the bf16 weights for refreshes and long windows (cuBLAS) next to the fp8 copies, +50 % weight
-memory. What the rounding costs a trained model: ``experiments/fp8_weight_accuracy.py`` (the shipped tiny
-models with every projection and the LM head through ``quantize_rows``/``dequantize_rows``).
+A model uses it through ``DiffusionLM.use_fp8_weights()``: the wide weights (at least ``MIN_COLUMNS`` output
+columns: LLaDA's fused q/k/v, the gate/up projections, the LM heads) get an fp8 copy next to their bf16
+one, registered here (``register``); ``linear`` sends products of at most ``MAX_ROWS`` rows by a registered
+weight to the fp8 kernel (on the CPU, and for dtypes the kernel does not take, to ``F.linear`` with the
+dequantized weight: the same numbers, so CPU tests and accuracy runs see what the GPU computes) and every
+other product to ``skinny_matmul.linear``. Refreshes and long windows keep the bf16 weights (cuBLAS), so
+the cost is +50 % memory for those matrices. Measured: ``experiments/bench_kernels.py --fp8`` (kernels),
+``experiments/bench_gpu.py --modes fp8`` (decodes); what the rounding costs a trained model:
+``experiments/fp8_weight_accuracy.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from __future__ import annotations
 import torch
 
 from fastdllm.kernels import triton
-from fastdllm.kernels.skinny_matmul import ONE_TILE_ROWS, _launch
+from fastdllm.kernels import skinny_matmul
+from fastdllm.kernels.skinny_matmul import MAX_ROWS, MIN_COLUMNS, ONE_TILE_ROWS, _launch
 
 E4M3_MAX = 448.0  # the largest finite float8_e4m3fn
 FP8_CONFIG = (64, 256, 3, 4)  # (BLOCK_N, BLOCK_K, num_stages, num_warps): a tile of 64 × 256 fp8 = 16 KB, as bf16's 64 × 128
@@ -58,3 +64,76 @@ def fp8_linear(x: torch.Tensor, w8: torch.Tensor, scale: torch.Tensor, bias: tor
         raise ValueError(f"fp8_linear takes at most {ONE_TILE_ROWS} rows without a BLOCK_M in its config, got "
                          f"{x2.shape[0]}")
     return _launch(x2, w8, bias, config, scale).view(*x.shape[:-1], N)
+
+
+MIN_FP8_COLUMNS = MIN_COLUMNS  # weights with fewer output columns keep bf16 only: at 32 rows LLaDA's output and
+# down projections ran no faster in fp8 (15.3 / 39.2 µs against 14.7 / 40.9, round5_dev/kernels_fp8_*.json)
+
+# ---- the registry of fp8 copies: weight (address, shape, strides, dtype, device) -> (weight, w8, scale, version) ----
+_REGISTRY: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor, int | None]] = {}
+
+
+def _key(weight: torch.Tensor) -> tuple:
+    return weight.data_ptr(), tuple(weight.shape), weight.stride(), weight.dtype, weight.device
+
+
+def _version(weight: torch.Tensor) -> int | None:
+    try:
+        return weight._version
+    except RuntimeError:  # an inference-mode tensor keeps no version counter
+        return None
+
+
+def register(weights) -> list[torch.Tensor]:
+    """Make and register the fp8 copy of every weight ``[N, K]`` with ``N >= MIN_FP8_COLUMNS``; returns those weights
+    (the registry holds them, so their addresses cannot be reused while registered)."""
+    done = []
+    for weight in weights:
+        if weight.dim() == 2 and weight.shape[0] >= MIN_FP8_COLUMNS and weight.device.type != "meta":
+            w8, scale = quantize_rows(weight)
+            _REGISTRY[_key(weight)] = (weight, w8, scale, _version(weight))
+            done.append(weight)
+    return done
+
+
+def unregister(weights) -> None:
+    for weight in weights:
+        _REGISTRY.pop(_key(weight), None)
+
+
+def lookup(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The fp8 copy (w8, scale) registered for ``weight``, or None. Raises if the weight changed in place since."""
+    entry = _REGISTRY.get(_key(weight))
+    if entry is None:
+        return None
+    _, w8, scale, version = entry
+    if version is not None and _version(weight) not in (None, version):
+        raise RuntimeError(f"a weight {tuple(weight.shape)} changed in place after its fp8 copy was made; call "
+                           "model.use_fp8_weights() again after changing weights")
+    return w8, scale
+
+
+@torch.library.custom_op("fastdllm::fp8_or_bf16_linear", mutates_args=())
+def _fp8_or_bf16_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    hit = lookup(weight)
+    if hit is None:  # a wide weight of a model without fp8 copies
+        return skinny_matmul.linear(x, weight, bias).clone()  # a fresh tensor (an op's output may not alias)
+    w8, scale = hit
+    if x.is_cuda and triton is not None and x.dtype in (torch.bfloat16, torch.float16):
+        return fp8_linear(x, w8, scale, bias)
+    return torch.nn.functional.linear(x, dequantize_rows(w8, scale, x.dtype), bias)
+
+
+@_fp8_or_bf16_linear.register_fake
+def _(x, weight, bias):
+    return x.new_empty(*x.shape[:-1], weight.shape[0])
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear`` for a model with fp8 copies: products of at most ``MAX_ROWS`` rows by a weight of at least
+    ``MIN_FP8_COLUMNS`` output columns go through an opaque op that finds the weight's fp8 copy at run time (by
+    address), every other product through ``skinny_matmul.linear``."""
+    rows = x.numel() // max(x.shape[-1], 1)
+    if 0 < rows <= MAX_ROWS and weight.shape[0] >= MIN_FP8_COLUMNS:
+        return _fp8_or_bf16_linear(x, weight, bias)
+    return skinny_matmul.linear(x, weight, bias)

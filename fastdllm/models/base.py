@@ -119,10 +119,8 @@ class DiffusionLM(nn.Module):
         """The forward of ``forward_step`` on device index tensors: recompute positions ``index`` ``[n]``
         (``start + arange(end - start)``, then any extra positions) and apply the LM head to hidden rows ``rows`` ``[m]``: ``[B, m, V]``."""
         h = self.net.hidden(canvas, start, start + index.numel(), store, position_ids, key_mask, index, rows)  # [B, m, d]
-        if self.net.skinny:
-            from fastdllm.models.transformer import skinny_or_cublas
-
-            return skinny_or_cublas()(h, self.net.lm_head.weight)  # [B, m, V]
+        if self.net.skinny or self.net.fp8:
+            return self.net.linear()(h, self.net.lm_head.weight)  # [B, m, V]
         return self.net.lm_head(h)
 
     def use_cuda_graphs(self, enabled: bool = True, backend=None) -> "DiffusionLM":
@@ -170,6 +168,20 @@ class DiffusionLM(nn.Module):
         on the CPU, for narrower weights and for more rows, cuBLAS runs."""
         if self.net.skinny != enabled:
             self.net.skinny = enabled
+            self._recapture()
+        return self
+
+    def use_fp8_weights(self, enabled: bool = True) -> "DiffusionLM":
+        """Give the wide weights (at least 12288 output columns: LLaDA's fused q/k/v, the gate/up projections, the LM
+        head) an fp8 (e4m3) copy with one scale per output row, and run products of at most 32 rows by them
+        (cached steps at batch 1) from the copy: half the bytes to read (``fastdllm.kernels.fp8_weights``).
+        Refreshes and longer windows keep the bf16 weights, which stay in memory (+50 % for those matrices).
+        On the CPU the same products use the dequantized copy (the same numbers, no kernel). Not exact: each such
+        product differs from bf16 by the weight rounding (~3 % of its largest output), so tokens can differ;
+        ``experiments/fp8_weight_accuracy.py`` measures what that costs. The copies follow ``to()``/``cuda()``
+        and ``fuse_projections()``; after changing weights in place, call this again (a stale copy raises)."""
+        if self.net.fp8 != enabled or enabled:
+            self.net.use_fp8(enabled)
             self._recapture()
         return self
 

@@ -28,6 +28,14 @@ def skinny_or_cublas():
     return linear
 
 
+def fp8_or_bf16():
+    """``F.linear`` through the registered fp8 weight copies where they apply (``fastdllm.kernels.fp8_weights.linear``),
+    else as ``skinny_or_cublas``."""
+    from fastdllm.kernels.fp8_weights import linear
+
+    return linear
+
+
 @dataclass(frozen=True)
 class ArchConfig:
     vocab_size: int
@@ -327,6 +335,32 @@ class Transformer(nn.Module):
         self.compiled = False  # per-layer functions through torch.compile on CUDA (``DiffusionLM.use_compile``)
         self.split_kv = False  # split-KV Triton attention for few query rows on CUDA (``use_split_kv_attention``)
         self.skinny = False  # few-row Triton GEMMs on CUDA, where faster than cuBLAS (``use_skinny_matmul``)
+        self.fp8 = False  # few-row products by the wide weights through their fp8 copies (``use_fp8_weights``)
+        self._fp8_weights: list[torch.Tensor] = []  # the weights registered in fastdllm.kernels.fp8_weights
+
+    def linear(self):
+        """The ``F.linear`` the layers and the LM head use: fp8 copies, the few-row GEMM, or plain."""
+        return fp8_or_bf16() if self.fp8 else skinny_or_cublas() if self.skinny else F.linear
+
+    def wide_weights(self) -> list[torch.Tensor]:
+        """Every projection weight as the layer functions pass it (fused tensors where fused) and the LM head's."""
+        out = []
+        for layer in self.layers:
+            a, mlp = layer.attn, layer.mlp
+            out += [a.qkv_weight] if a.qkv_weight is not None else [a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]
+            out.append(a.o_proj.weight)
+            out += [mlp.gate_up_weight] if mlp.gate_up_weight is not None else [mlp.gate_proj.weight, mlp.up_proj.weight]
+            out.append(mlp.down_proj.weight)
+        return out + [self.lm_head.weight]
+
+    def use_fp8(self, enabled: bool = True) -> None:
+        """Make (or drop) the fp8 copies of the wide weights (``fastdllm.kernels.fp8_weights.register``)."""
+        from fastdllm.kernels import fp8_weights
+
+        fp8_weights.unregister(self._fp8_weights)
+        self._fp8_weights = [w.detach() for w in fp8_weights.register(w.detach() for w in self.wide_weights())] \
+            if enabled else []
+        self.fp8 = enabled
 
     def fuse_projections(self, enabled: bool = True) -> bool:
         """Fuse each layer's q/k/v weights (and Dream's q/k/v biases) into one ``[(H + 2·H_kv)·D, d]`` matrix
@@ -339,6 +373,8 @@ class Transformer(nn.Module):
         for layer in self.layers:
             changed |= layer.attn.fuse(enabled)
             changed |= layer.mlp.fuse(enabled)
+        if changed and self.fp8:
+            self.use_fp8()  # the fused weights are new tensors: copies for them, the old ones dropped
         return changed
 
     def reset_rope(self) -> None:
@@ -351,6 +387,8 @@ class Transformer(nn.Module):
         super()._apply(fn, recurse)
         if self.rope_cos.dtype != torch.float32 and self.rope_cos.device.type != "meta":
             self.reset_rope()  # ``model.to(torch.bfloat16)`` must not round the rotation angles
+        if getattr(self, "fp8", False):
+            self.use_fp8()  # moved or cast weights are new tensors: fp8 copies of the new ones
         return self
 
     def hidden(self, canvas: torch.Tensor, start: int, end: int, store, position_ids: torch.Tensor,
@@ -374,7 +412,7 @@ class Transformer(nn.Module):
         cos, sin = self.rope_cos[pos].unsqueeze(1), self.rope_sin[pos].unsqueeze(1)  # [B, 1, n, D]
         last = len(self.layers) - 1
         narrow = rows is not None and self.fast
-        linear = skinny_or_cublas() if self.skinny else F.linear  # it runs cuBLAS where the kernel does not apply
+        linear = self.linear()  # each runs cuBLAS (F.linear) where its kernel does not apply
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, i, start, index, store, key_mask, rows if narrow and i == last else None, fns,
                       self.split_kv, linear)
