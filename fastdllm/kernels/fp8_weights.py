@@ -20,6 +20,8 @@ the cost is +50 % memory for those matrices. Measured: ``experiments/bench_kerne
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from fastdllm.kernels import triton
@@ -69,8 +71,10 @@ def fp8_linear(x: torch.Tensor, w8: torch.Tensor, scale: torch.Tensor, bias: tor
 MIN_FP8_COLUMNS = MIN_COLUMNS  # weights with fewer output columns keep bf16 only: at 32 rows LLaDA's output and
 # down projections ran no faster in fp8 (15.3 / 39.2 µs against 14.7 / 40.9, round5_dev/kernels_fp8_*.json)
 
-# ---- the registry of fp8 copies: weight (address, shape, strides, dtype, device) -> (weight, w8, scale, version) ----
-_REGISTRY: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor, int | None]] = {}
+# ---- the registry of fp8 copies: weight (address, shape, strides, dtype, device) -> (token, w8, scale, version) ----
+# An entry lives as long as the tensor it was registered for (a finaliser drops it, so a discarded model frees its
+# copies and its address cannot be mistaken for a later tensor's); the model keeps that tensor (``_fp8_weights``).
+_REGISTRY: dict[tuple, tuple[object, torch.Tensor, torch.Tensor, int | None]] = {}
 
 
 def _key(weight: torch.Tensor) -> tuple:
@@ -84,16 +88,28 @@ def _version(weight: torch.Tensor) -> int | None:
         return None
 
 
+def _drop(key: tuple, token: object) -> None:
+    """Remove ``key``'s entry if it is still the one registered with ``token`` (not a later registration's)."""
+    if key in _REGISTRY and _REGISTRY[key][0] is token:
+        del _REGISTRY[key]
+
+
 def register(weights) -> list[torch.Tensor]:
-    """Make and register the fp8 copy of every weight ``[N, K]`` with ``N >= MIN_FP8_COLUMNS``; returns those weights
-    (the registry holds them, so their addresses cannot be reused while registered)."""
+    """Make and register the fp8 copy of every weight ``[N, K]`` with ``N >= MIN_FP8_COLUMNS``; returns those weights.
+    Each entry lasts while its weight tensor object does: keep the returned tensors."""
     done = []
     for weight in weights:
         if weight.dim() == 2 and weight.shape[0] >= MIN_FP8_COLUMNS and weight.device.type != "meta":
             w8, scale = quantize_rows(weight)
-            _REGISTRY[_key(weight)] = (weight, w8, scale, _version(weight))
+            key, token = _key(weight), object()
+            _REGISTRY[key] = (token, w8, scale, _version(weight))
+            weakref.finalize(weight, _drop, key, token)
             done.append(weight)
     return done
+
+
+def registered(weight: torch.Tensor) -> bool:
+    return _key(weight) in _REGISTRY
 
 
 def unregister(weights) -> None:

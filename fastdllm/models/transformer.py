@@ -340,7 +340,13 @@ class Transformer(nn.Module):
 
     def linear(self):
         """The ``F.linear`` the layers and the LM head use: fp8 copies, the few-row GEMM, or plain."""
-        return fp8_or_bf16() if self.fp8 else skinny_or_cublas() if self.skinny else F.linear
+        if self.fp8:
+            from fastdllm.kernels import fp8_weights
+
+            if self._fp8_weights and not fp8_weights.registered(self._fp8_weights[0]):
+                self.use_fp8()  # a deep copy (or unpickled) model: its copies are not registered yet
+            return fp8_or_bf16()
+        return skinny_or_cublas() if self.skinny else F.linear
 
     def wide_weights(self) -> list[torch.Tensor]:
         """Every projection weight as the layer functions pass it (fused tensors where fused) and the LM head's."""
@@ -358,8 +364,8 @@ class Transformer(nn.Module):
         from fastdllm.kernels import fp8_weights
 
         fp8_weights.unregister(self._fp8_weights)
-        self._fp8_weights = [w.detach() for w in fp8_weights.register(w.detach() for w in self.wide_weights())] \
-            if enabled else []
+        # the registry's entries last as long as these tensor objects: the model keeps them
+        self._fp8_weights = fp8_weights.register(w.detach() for w in self.wide_weights()) if enabled else []
         self.fp8 = enabled
 
     def fuse_projections(self, enabled: bool = True) -> bool:

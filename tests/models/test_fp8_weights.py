@@ -73,6 +73,7 @@ def test_fp8_copies_serve_the_few_row_products_only(every_width, family):
             want = rounded.forward_step(canvas, P - model.logit_shift, P + BLOCK, copy.deepcopy(store), pos, None, P, P + BLOCK)
         assert torch.equal(step, want)
         assert not torch.equal(step, plain_step)  # the rounding is there
+        assert torch.equal(_forwards(copy.deepcopy(model))[2], step)  # a copy makes its own fp8 copies
         model.use_fp8_weights(False)
         assert not model.net._fp8_weights and not fp8_weights._REGISTRY
         assert torch.equal(_forwards(model)[2], plain_step)
