@@ -185,6 +185,14 @@ class DiffusionLM(nn.Module):
             self._recapture()
         return self
 
+    def _apply(self, fn, recurse=True):
+        """``to``/``half``/``cuda``/...: the weights are new tensors, so captured CUDA graphs (which read the old
+        ones) are dropped and captured again at their next use."""
+        super()._apply(fn, recurse)
+        if getattr(self, "cuda_graphs", None) is not None:
+            self._recapture()
+        return self
+
     def _recapture(self) -> None:
         """Drop the captured CUDA graphs (they hold the old kernels); each is captured again at its next use."""
         if self.cuda_graphs is not None:

@@ -202,7 +202,7 @@ def test_graphs_recaptured_for_a_new_store():
     assert graphs.captures == 4 and not torch.equal(changed, first)
 
 
-@pytest.mark.parametrize("switch", ["use_compile", "use_split_kv_attention", "use_skinny_matmul"])
+@pytest.mark.parametrize("switch", ["use_compile", "use_split_kv_attention", "use_skinny_matmul", "use_fp8_weights"])
 def test_kernel_switches_drop_captured_graphs(switch):
     """A captured graph holds the kernels it was captured with: turning compile, the split-KV attention or the
     few-row GEMM on or off drops the graphs (captured again at their next use); a switch to the current
@@ -222,3 +222,18 @@ def test_kernel_switches_drop_captured_graphs(switch):
     assert model.cuda_graphs.graphs
     toggle(False)
     assert not model.cuda_graphs.graphs
+
+
+def test_moving_or_casting_the_model_drops_captured_graphs():
+    """Graphs read the weights they were captured with: ``to()`` (a cast or a move) makes new weight tensors,
+    so the graphs are dropped and captured again, and the next decode equals a fresh model's."""
+    model = tiny_model("llada", seed=5).use_cuda_graphs(backend=RecordingGraphs())
+    ids, real = padded_batch([5, 9], seed=6)
+    options = dict(cache="dual", unmask="fixed", gen_length=16, block_length=8)
+    fastdllm.generate(model, ids, attention_mask=real, **options)
+    assert model.cuda_graphs.graphs
+    model.to(torch.float64)
+    assert not model.cuda_graphs.graphs
+    again = fastdllm.generate(model, ids, attention_mask=real, **options)
+    fresh = tiny_model("llada", seed=5).to(torch.float64)
+    assert torch.equal(again.sequences, fastdllm.generate(fresh, ids, attention_mask=real, **options).sequences)
