@@ -2,6 +2,7 @@
 lm_eval.simple_evaluate with the fastdllm model; rank 0 writes accuracy, outputs and decode statistics."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,3 +28,14 @@ if out is not None:  # rank 0
     out_file.write_text(json.dumps({"accuracy": out["results"][TASK]["exact_match,answer-sentence"],
                                     "outputs": [s["resps"][0][0] for s in samples],
                                     "doc_ids": [s["doc_id"] for s in samples], "stats": out["config"]["fastdllm"]}))
+
+# Leave together and skip the interpreter's teardown: in two CI runs of 4 (never in 26 local runs) rank 1 aborted
+# at exit after a complete, correct run ("terminate called without an active exception": a C++ thread still
+# joinable while the process tore down), which torchrun reports as a failed job. What this test checks is the
+# outputs above; the exit itself is PyTorch's.
+if torch.distributed.is_initialized():
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)
