@@ -24,8 +24,7 @@ import weakref
 
 import torch
 
-from fastdllm.kernels import triton
-from fastdllm.kernels import skinny_matmul
+from fastdllm.kernels import skinny_matmul, triton
 from fastdllm.kernels.skinny_matmul import MAX_ROWS, MIN_COLUMNS, ONE_TILE_ROWS, _launch
 
 E4M3_MAX = 448.0  # the largest finite float8_e4m3fn

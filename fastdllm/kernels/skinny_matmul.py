@@ -91,8 +91,8 @@ def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, c
     y = torch.empty(M, N, dtype=x2.dtype, device=x2.device)  # [M, N]
     _skinny_kernel[(triton.cdiv(M, block_m), triton.cdiv(N, block_n))](
         x2, weight, weight if bias is None else bias, weight if scale is None else scale, y, M, N, K, x2.stride(0),
-        weight.stride(0), y.stride(0), HAS_BIAS=bias is not None, HAS_SCALE=scale is not None, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
-        num_stages=stages, num_warps=warps)
+        weight.stride(0), y.stride(0), HAS_BIAS=bias is not None, HAS_SCALE=scale is not None, BLOCK_M=block_m,
+        BLOCK_N=block_n, BLOCK_K=block_k, num_stages=stages, num_warps=warps)
     return y
 
 
