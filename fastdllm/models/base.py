@@ -185,6 +185,40 @@ class DiffusionLM(nn.Module):
             self._recapture()
         return self
 
+    def tune_gemms(self, rows, margin: float = 0.03, timer=None) -> list[dict]:
+        """Time the GEMM backends (``fastdllm.kernels.gemm_plan``: cuBLAS, cuBLASLt, the few-row kernel, and the
+        default that ``use_skinny_matmul`` runs) for every projection shape of this model at each row count in
+        ``rows`` (batch × the positions a forward recomputes: ``{batch * e.plan.size for e in events}`` over the
+        ``StepEvent``s of a warm-up decode, ``experiments/bench_gpu.py`` does so), on a
+        CUDA graph over the layers' own weights; plan the fastest where it beats the default by more than
+        ``margin``, and run the projections by the plan from now on (the LM head, one matrix, keeps its rule;
+        ``use_tuned_gemms(False)`` goes back). Returns one record per (shape, rows): µs per backend and the
+        choice. Call it after ``use_compile``/``fuse_projections`` (the shapes a forward runs); captured CUDA
+        graphs are dropped. On the CPU nothing is timed (an error) unless ``timer`` is given (tests)."""
+        from fastdllm.kernels import gemm_plan
+
+        if timer is None and self.device.type != "cuda":
+            raise RuntimeError(f"tune_gemms times CUDA kernels; this model is on {self.device} (move it with .cuda())")
+        groups: dict[str, list] = {}
+        biases: dict[str, list] = {}
+        for weight, bias in self.net.products()[:-1]:  # the LM head (one matrix) is not timed
+            name = f"{weight.shape[0]}x{weight.shape[1]}" + ("+bias" if bias is not None else "")
+            groups.setdefault(name, []).append(weight.detach())
+            biases.setdefault(name, []).append(None if bias is None else bias.detach())
+        kwargs = {} if timer is None else {"timer": timer}
+        records = gemm_plan.tune(groups, rows, margin=margin, biases=biases, **kwargs)
+        self.net.tuned = True
+        self._recapture()  # graphs captured before hold the kernels of the old plan
+        return records
+
+    def use_tuned_gemms(self, enabled: bool = True) -> "DiffusionLM":
+        """Run the products by the plan ``tune_gemms`` made (on CUDA; products it did not time run as with
+        ``use_skinny_matmul``); False: as before tuning."""
+        if self.net.tuned != enabled:
+            self.net.tuned = enabled
+            self._recapture()
+        return self
+
     def _apply(self, fn, recurse=True):
         """``to``/``half``/``cuda``/...: the weights are new tensors, so captured CUDA graphs (which read the old
         ones) are dropped and captured again at their next use."""

@@ -269,27 +269,44 @@ class Transformer(nn.Module):
         self.skinny = False  # few-row Triton GEMMs on CUDA, where faster than cuBLAS (``use_skinny_matmul``)
         self.fp8 = False  # few-row products by the wide weights through their fp8 copies (``use_fp8_weights``)
         self._fp8_weights: list[torch.Tensor] = []  # the weights registered in fastdllm.kernels.fp8_weights
+        self.tuned = False  # products through the timed GEMM plan on CUDA (``DiffusionLM.tune_gemms``)
 
     def linear(self):
-        """The ``F.linear`` the layers and the LM head use: fp8 copies, the few-row GEMM, or plain."""
+        """The ``F.linear`` the layers and the LM head use: fp8 copies, the tuned GEMM plan, the few-row GEMM, or
+        plain."""
         if self.fp8:
             from fastdllm.kernels import fp8_weights
 
             if self._fp8_weights and not fp8_weights.registered(self._fp8_weights[0]):
                 self.use_fp8()  # a deep copy (or unpickled) model: its copies are not registered yet
             return fp8_or_bf16()
+        if self.tuned:
+            from fastdllm.kernels.gemm_plan import linear
+
+            return linear
         return skinny_or_cublas() if self.skinny else F.linear
 
-    def wide_weights(self) -> list[torch.Tensor]:
-        """Every projection weight as the layer functions pass it (fused tensors where fused) and the LM head's."""
+    def products(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """(weight, bias) of every projection as the layer functions pass them (fused tensors where fused), then
+        the LM head's."""
         out = []
         for layer in self.layers:
             a, mlp = layer.attn, layer.mlp
-            out += [a.qkv_weight] if a.qkv_weight is not None else [a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]
-            out.append(a.o_proj.weight)
-            out += [mlp.gate_up_weight] if mlp.gate_up_weight is not None else [mlp.gate_proj.weight, mlp.up_proj.weight]
-            out.append(mlp.down_proj.weight)
-        return out + [self.lm_head.weight]
+            if a.qkv_weight is not None:
+                out.append((a.qkv_weight, a.qkv_bias))
+            else:
+                out += [(p.weight, p.bias) for p in (a.q_proj, a.k_proj, a.v_proj)]
+            out.append((a.o_proj.weight, None))
+            if mlp.gate_up_weight is not None:
+                out.append((mlp.gate_up_weight, None))
+            else:
+                out += [(mlp.gate_proj.weight, None), (mlp.up_proj.weight, None)]
+            out.append((mlp.down_proj.weight, None))
+        return out + [(self.lm_head.weight, None)]
+
+    def wide_weights(self) -> list[torch.Tensor]:
+        """Every projection weight as the layer functions pass it (fused tensors where fused) and the LM head's."""
+        return [w for w, _ in self.products()]
 
     def use_fp8(self, enabled: bool = True) -> None:
         """Make (or drop) the fp8 copies of the wide weights (``fastdllm.kernels.fp8_weights.register``)."""

@@ -1,0 +1,172 @@
+"""A per-shape choice of GEMM backend, made by timing the candidates on a model's own weights.
+
+cuBLAS's heuristics pick one kernel per problem shape, and for the products of a cached step or a prefix-cache
+window (32-257 rows against an 8B model's weights) that kernel is not always the fastest one on the machine.
+Measured with CUDA graphs over rotating weight copies (``experiments/gemm_sweep.py --cublas-only``,
+``experiments/results/speed/round6_dev/``): on an H100, LLaDA-8B's down projection (4096 × 12288) takes
+44.9 µs at 96 rows through PyTorch's default cuBLAS path and 39.8 through cuBLASLt, Dream-7B's at 129 rows
+64.1 against 54.4 — but at 225 rows 65.4 against 85.2; on an H200, LLaDA's q/k/v at 192 rows 41.6 against
+31.6. No fixed rule fits every shape and GPU, so ``tune`` times the candidates (``BACKENDS``) for each
+weight shape and row count a decode will run, each on a CUDA graph of one product per weight of the model
+that has the shape (the 32 layers' down projections: every weight read from DRAM, as in a forward), and
+records the fastest in a process-wide plan when it beats the default by more than a margin (3 %; closer
+calls keep the default, so noise cannot flip a choice to a slower kernel by more than the margin).
+
+``linear`` (what a model runs after ``DiffusionLM.tune_gemms``) sends every CUDA product through an opaque
+op that looks the plan up at run time; products without a plan entry run as ``skinny_matmul.linear``
+would (the few-row kernel where it applies, else cuBLAS). Every backend computes ``F.linear`` in fp32
+accumulation with one rounding to the output dtype; their summation orders differ, so bf16 outputs (and
+tokens where two candidates tie) can differ between backends, and between processes whose timings chose
+differently. The plan is keyed by device, dtype, row count, weight shape and bias, not by model: two models
+of one shape on one GPU share it (``clear`` empties it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+from fastdllm.kernels import skinny_matmul
+
+BACKENDS = ("default", "cublas", "cublaslt", "few_row")  # default: what skinny_matmul.linear runs
+MARGIN = 0.03  # a backend replaces the default only when at least this much faster
+_PLAN: dict[tuple, str] = {}
+
+
+def plan_key(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple:
+    """(device, dtype, rows, N, K, has bias): what a backend's speed depends on."""
+    rows = x.numel() // max(x.shape[-1], 1)
+    return (str(x.device), x.dtype, rows, weight.shape[0], weight.shape[1], bias is not None)
+
+
+def plan() -> dict[tuple, str]:
+    """A copy of the process-wide plan: ``plan_key`` -> backend."""
+    return dict(_PLAN)
+
+
+def clear() -> None:
+    """Forget every choice: products run as ``skinny_matmul.linear`` runs them."""
+    _PLAN.clear()
+
+
+@contextmanager
+def _blas(backend: str):
+    """PyTorch's BLAS preference set to ``backend`` ("cublas" or "cublaslt") for the block, restored after."""
+    before = torch.backends.cuda.preferred_blas_library()
+    torch.backends.cuda.preferred_blas_library(backend)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.preferred_blas_library(before)
+
+
+def _few_row_config(N: int, K: int):
+    config = skinny_matmul.config_for(N, K)
+    return skinny_matmul.CANDIDATES[0] if config == skinny_matmul.CUBLAS else config
+
+
+def available(backend: str, rows: int) -> bool:
+    """Whether ``backend`` can run a product of ``rows`` rows (the few-row kernel holds one row tile)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown GEMM backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    return backend != "few_row" or (skinny_matmul.triton is not None and rows <= skinny_matmul.ONE_TILE_ROWS)
+
+
+def run(backend: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` through ``backend`` (one of ``BACKENDS``); on the CPU every backend is
+    ``F.linear`` (the choices are among CUDA kernels)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown GEMM backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if not x.is_cuda:
+        return F.linear(x, weight, bias)
+    if backend == "default":
+        if skinny_matmul.use_skinny_matmul(x, weight):
+            return skinny_matmul.skinny_linear(x, weight, bias)
+        return F.linear(x, weight, bias)
+    if backend == "few_row":
+        return skinny_matmul.skinny_linear(x, weight, bias, config=_few_row_config(*weight.shape))
+    with _blas(backend):
+        return F.linear(x, weight, bias)
+
+
+@torch.library.custom_op("fastdllm::planned_linear", mutates_args=())
+def _planned_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return run(_PLAN.get(plan_key(x, weight, bias), "default"), x, weight, bias)
+
+
+@_planned_linear.register_fake
+def _(x, weight, bias):
+    return x.new_empty(*x.shape[:-1], weight.shape[0])
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear`` by the plan: CUDA products through the opaque op (the plan is read when the op runs, so a
+    compiled caller need not be recompiled when it changes; captured CUDA graphs keep the kernels they
+    captured), every other product as ``skinny_matmul.linear``."""
+    if x.is_cuda:
+        return _planned_linear(x, weight, bias)
+    return skinny_matmul.linear(x, weight, bias)
+
+
+def graph_time_us(call: Callable[[torch.Tensor], object], weights: Sequence[torch.Tensor], replays: int = 5) -> float:
+    """µs per product: ``call(w)`` for every weight, back to back in one CUDA graph, replayed ``replays``
+    times (the median of the replays)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for w in weights[:2]:
+            call(w)  # warm-up: compiles a Triton kernel, picks cuBLAS's algorithm, outside the capture
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for w in weights:
+            call(w)
+    graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(replays):
+        start = time.perf_counter()
+        graph.replay()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2] / len(weights) * 1e6
+
+
+def tune(groups: Mapping[str, Sequence[torch.Tensor]], rows: Iterable[int], *, margin: float = MARGIN,
+         biases: Mapping[str, Sequence[torch.Tensor | None]] | None = None,
+         timer: Callable[[Callable, Sequence[torch.Tensor]], float] = graph_time_us) -> list[dict]:
+    """Time every available backend for each group of same-shape weights (name -> weights ``[N, K]``, e.g. the
+    layers' down projections) at each row count, record the fastest in the plan when it beats ``default``
+    by more than ``margin`` (else record nothing: the default runs), and return one record per (group, rows):
+    ``{"group", "rows", "N", "K", "us": {backend: µs}, "choice"}``. ``timer(call, weights)`` gives µs per
+    product (a CUDA graph over the weights by default; tests pass a fake)."""
+    rows = sorted(set(int(r) for r in rows))
+    if any(r <= 0 for r in rows):
+        raise ValueError(f"tune: row counts must be positive, got {rows}")
+    if not 0 <= margin < 1:
+        raise ValueError(f"tune: margin is a fraction in [0, 1), got {margin}")
+    records = []
+    for name, weights in groups.items():
+        weights = list(weights)
+        shapes = {(tuple(w.shape), w.dtype, w.device) for w in weights}
+        if len(shapes) != 1 or weights[0].dim() != 2:
+            raise ValueError(f"tune: group {name!r} must hold matrices of one shape, dtype and device, got {shapes}")
+        bias_list = list(biases[name]) if biases and name in biases else [None] * len(weights)
+        N, K = weights[0].shape
+        for m in rows:
+            x = torch.randn(m, K, dtype=weights[0].dtype, device=weights[0].device)  # [m, K]
+            pairs = dict(zip((id(w) for w in weights), bias_list))
+            us = {b: timer(lambda w, b=b: run(b, x, w, pairs[id(w)]), weights) for b in BACKENDS if available(b, m)}
+            best = min(us, key=us.get)
+            choice = best if us[best] < (1 - margin) * us["default"] else "default"
+            key = plan_key(x, weights[0], bias_list[0])
+            if choice == "default":
+                _PLAN.pop(key, None)
+            else:
+                _PLAN[key] = choice
+            records.append({"group": name, "rows": m, "N": N, "K": K, "us": us, "choice": choice})
+    return records

@@ -1,0 +1,147 @@
+"""``fastdllm.kernels.gemm_plan`` and ``DiffusionLM.tune_gemms`` on the CPU, with a fake timer: the fastest backend
+is planned only beyond the margin, per (rows, shape, bias), the planned op runs what was planned (and computes
+``F.linear``), and a model times each of its projection shapes over all its layers' weights. The timings
+themselves need CUDA (``experiments/bench_gpu.py --modes tuned`` on the GPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastdllm
+from fastdllm.kernels import gemm_plan
+
+
+@pytest.fixture(autouse=True)
+def empty_plan():
+    gemm_plan.clear()
+    yield
+    gemm_plan.clear()
+
+
+@pytest.fixture
+def ran(monkeypatch):
+    """The backends ``gemm_plan.run`` was asked for, in order (it still computes)."""
+    calls: list[str] = []
+    real = gemm_plan.run
+
+    def spy(backend, x, weight, bias=None):
+        calls.append(backend)
+        return real(backend, x, weight, bias)
+
+    monkeypatch.setattr(gemm_plan, "run", spy)
+    return calls
+
+
+def fake_timer(times: dict[str, float], ran: list[str], seen: list | None = None):
+    """A timer that runs the call once per weight (checking it computes F.linear) and reports ``times`` of the
+    backend it ran."""
+    def timer(call, weights):
+        for w in weights:
+            ran.clear()
+            y = call(w)
+            if seen is not None:
+                seen.append((ran[-1], tuple(w.shape), w.data_ptr()))
+            assert y.shape[-1] == w.shape[0]
+        return times[ran[-1]]
+    return timer
+
+
+def _weights(n=3, N=24, K=16):
+    gen = torch.Generator().manual_seed(0)
+    return [torch.randn(N, K, generator=gen) for _ in range(n)]
+
+
+def test_the_fastest_backend_is_planned_only_beyond_the_margin(ran):
+    ws = _weights()
+    times = {"default": 10.0, "cublas": 10.0, "cublaslt": 8.0, "few_row": 9.0}
+    records = gemm_plan.tune({"w": ws}, [4, 4], timer=fake_timer(times, ran))
+    assert [r["rows"] for r in records] == [4] and records[0]["choice"] == "cublaslt"
+    assert records[0]["us"] == times and (records[0]["N"], records[0]["K"]) == (24, 16)
+    x = torch.randn(4, 16)
+    assert gemm_plan.plan() == {gemm_plan.plan_key(x, ws[0], None): "cublaslt"}
+    # 2 % faster is within the 3 % margin: the default stays, and the earlier choice is withdrawn
+    records = gemm_plan.tune({"w": ws}, [4], timer=fake_timer({**times, "cublaslt": 9.8, "few_row": 9.9}, ran))
+    assert records[0]["choice"] == "default" and gemm_plan.plan() == {}
+    records = gemm_plan.tune({"w": ws}, [4], margin=0.0, timer=fake_timer({**times, "cublaslt": 9.8, "few_row": 9.9}, ran))
+    assert records[0]["choice"] == "cublaslt"
+
+
+def test_the_few_row_kernel_is_a_candidate_only_for_one_row_tile(ran):
+    times = {"default": 5.0, "cublas": 5.0, "cublaslt": 5.0, "few_row": 1.0}
+    records = gemm_plan.tune({"w": _weights()}, [70, 8], timer=fake_timer(times, ran))
+    by_rows = {r["rows"]: r for r in records}
+    assert "few_row" not in by_rows[70]["us"] and by_rows[70]["choice"] == "default"
+    assert by_rows[8]["choice"] == "few_row"
+
+
+def test_the_planned_op_runs_the_plan_of_its_own_key(ran):
+    ws, bias = _weights(), torch.randn(24)
+    times = {"default": 10.0, "cublas": 5.0, "cublaslt": 8.0, "few_row": 9.0}
+    gemm_plan.tune({"w+b": ws}, [6], biases={"w+b": [bias] * 3}, timer=fake_timer(times, ran))
+    x = torch.randn(2, 3, 16)  # 6 rows
+    ran.clear()
+    y = gemm_plan._planned_linear(x, ws[1], bias)
+    assert ran == ["cublas"]
+    torch.testing.assert_close(y, F.linear(x, ws[1], bias))
+    for other in ((torch.randn(2, 2, 16), bias), (x, None)):  # 4 rows; no bias: not what was timed
+        ran.clear()
+        gemm_plan._planned_linear(other[0], ws[1], other[1])
+        assert ran == ["default"]
+    gemm_plan.clear()
+    ran.clear()
+    gemm_plan._planned_linear(x, ws[1], bias)
+    assert ran == ["default"]
+
+
+def test_bad_input_is_refused_before_any_timing(ran):
+    timer = fake_timer({}, ran)
+    with pytest.raises(ValueError, match="positive"):
+        gemm_plan.tune({"w": _weights()}, [0, 4], timer=timer)
+    with pytest.raises(ValueError, match="one shape"):
+        gemm_plan.tune({"w": _weights(N=24) + _weights(N=32)}, [4], timer=timer)
+    with pytest.raises(ValueError, match="margin"):
+        gemm_plan.tune({"w": _weights()}, [4], margin=1.5, timer=timer)
+    assert ran == []  # nothing was run
+    with pytest.raises(ValueError, match="unknown GEMM backend 'cublass'"):
+        gemm_plan.run("cublass", torch.randn(2, 16), _weights()[0])
+
+
+@pytest.mark.parametrize("family", ["llada", "dream"])
+def test_a_model_times_each_projection_shape_over_all_its_layers(family, ran):
+    cls = fastdllm.model_adapters.get(family)
+    torch.manual_seed(0)
+    model = cls(cls.tiny_config()).eval()
+    model.fuse_projections()
+    with pytest.raises(RuntimeError, match="CUDA kernels"):
+        model.tune_gemms([8])
+    seen: list = []
+    times = {"default": 10.0, "cublas": 10.0, "cublaslt": 5.0, "few_row": 10.0}
+    records = model.tune_gemms([8, 16], timer=fake_timer(times, ran, seen))
+    products = model.net.products()[:-1]  # the LM head is not timed
+    shapes = {(w.shape[0], w.shape[1], b is not None) for w, b in products}
+    assert {(r["N"], r["K"], r["group"].endswith("+bias")) for r in records} == shapes
+    assert len(records) == 2 * len(shapes) and all(r["choice"] == "cublaslt" for r in records)
+    n_layers = len(model.net.layers)
+    for N, K, _ in shapes:  # every layer's weight of the shape was timed, for each backend and row count
+        assert sum(1 for _, s, _ in seen if s == (N, K)) == n_layers * 2 * len(times)
+    timed = {p for _, _, p in seen}
+    assert model.net.lm_head.weight.data_ptr() not in timed
+    assert timed == {w.data_ptr() for w, _ in products}
+    assert model.net.tuned and model.net.linear() is gemm_plan.linear
+    model.use_tuned_gemms(False)
+    assert model.net.linear() is F.linear
+
+
+def test_a_tuned_model_decodes_as_before_on_the_cpu():
+    """On the CPU ``gemm_plan.linear`` is ``skinny_matmul.linear`` (cuBLAS choices apply to CUDA products only)."""
+    cls = fastdllm.model_adapters.get("llada")
+    torch.manual_seed(0)
+    model = cls(cls.tiny_config()).eval()
+    decoder = fastdllm.DiffusionDecoder(model, cache="dual", unmask={"name": "fixed", "steps": 8}, gen_length=16,
+                                        block_length=8)
+    prompt = torch.randint(3, 60, (2, 6), generator=torch.Generator().manual_seed(2))
+    before = decoder.generate(prompt).sequences
+    model.tune_gemms([2], timer=lambda call, weights: 1.0)
+    assert torch.equal(decoder.generate(prompt).sequences, before)
