@@ -10,8 +10,9 @@
 #     BATCH_CACHES  cache names for LLaDA batch 16 (default dual,prefix; the other batches run dual)
 #     PART          all (default), llada or dream: with the kernels mode at batch 1 the whole set needs
 #                   two calls of the 600 s device limit, one per family
-# Batch 1 runs the modes plain, compiled and kernels (compiled + the split-KV attention + the few-row GEMMs);
-# LLaDA batches 4 and 32 run plain and kernels (at 4 x 32 rows the few-row GEMM applies; at 32 nothing beyond
+# Batch 1 runs the modes plain, compiled, kernels (compiled + the split-KV attention + the few-row GEMMs) and
+# tuned (kernels + each projection's GEMM backend chosen by timing, model.tune_gemms);
+# LLaDA batches 4 and 32 run plain, kernels and tuned (at 4 x 32 rows the few-row GEMM applies; at 32 nothing beyond
 # compiled does), batch 16 plain and compiled (512 rows: neither Triton kernel is chosen; the one-launch KV
 # write runs in every CUDA mode). The dream part also runs bench_kernels.py (each kernel against what it replaces).
 # Writes OUT_DIR/gpu_{llada,dream}_b1.json, gpu_{llada,dream}_b16.json, gpu_llada_b4_b32.json, a log (and
@@ -39,12 +40,12 @@ bench() {  # name, time limit (s), arguments...
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu_all.log"
 PART=${4:-all}
 if [[ $PART == all || $PART == llada ]]; then
-bench gpu_llada_b1 230 --family llada --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels --repeats 2
+bench gpu_llada_b1 270 --family llada --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2
 bench gpu_llada_b16 115 --family llada --batches 16 --ks 4 --caches "$BC" --modes plain,compiled --repeats 2 --forward-repeats 2
-bench gpu_llada_b4_b32 110 --family llada --batches 4,32 --ks 4 --caches dual --modes plain,kernels --repeats 2 --forward-repeats 2
+bench gpu_llada_b4_b32 130 --family llada --batches 4,32 --ks 4 --caches dual --modes plain,kernels,tuned --repeats 2 --forward-repeats 2
 fi
 if [[ $PART == all || $PART == dream ]]; then
-bench gpu_dream_b1 200 --family dream --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels --repeats 2
+bench gpu_dream_b1 260 --family dream --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2
 bench gpu_dream_b16 80 --family dream --batches 16 --ks 4 --caches dual --modes plain,compiled --repeats 2 --forward-repeats 2
 echo "== bench_kernels ($(left)s left)" | tee -a "$OUT/gpu_all.log"
 timeout $(( $(left) > 20 ? $(left) : 20 )) python "$HERE/bench_kernels.py" --out "$OUT/kernels.json" 2>&1 | grep -v -i warn | tee -a "$OUT/gpu_all.log"

@@ -112,38 +112,48 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     return skinny_matmul.linear(x, weight, bias)
 
 
-def graph_time_us(call: Callable[[torch.Tensor], object], weights: Sequence[torch.Tensor], replays: int = 5) -> float:
-    """µs per product: ``call(w)`` for every weight, back to back in one CUDA graph, replayed ``replays``
-    times (the median of the replays)."""
+def _capture(call: Callable[[torch.Tensor], object], weights: Sequence[torch.Tensor]) -> torch.cuda.CUDAGraph:
+    """A CUDA graph of ``call(w)`` for every weight, back to back (warmed up outside the capture: Triton compiles,
+    cuBLAS picks its algorithm)."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         for w in weights[:2]:
-            call(w)  # warm-up: compiles a Triton kernel, picks cuBLAS's algorithm, outside the capture
+            call(w)
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         for w in weights:
             call(w)
     graph.replay()
+    return graph
+
+
+def graph_times_us(calls: Mapping[str, Callable[[torch.Tensor], object]], weights: Sequence[torch.Tensor],
+                   rounds: int = 7) -> dict[str, float]:
+    """µs per product of each call: one CUDA graph per call (one product per weight), replayed in ``rounds``
+    interleaved rounds (so clock and temperature drift reach every candidate alike); the median round."""
+    graphs = {name: _capture(call, weights) for name, call in calls.items()}
+    times: dict[str, list[float]] = {name: [] for name in calls}
     torch.cuda.synchronize()
-    times = []
-    for _ in range(replays):
-        start = time.perf_counter()
-        graph.replay()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2] / len(weights) * 1e6
+    for _ in range(rounds):
+        for name, graph in graphs.items():
+            start = time.perf_counter()
+            graph.replay()
+            torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    return {name: sorted(t)[len(t) // 2] / len(weights) * 1e6 for name, t in times.items()}
 
 
 def tune(groups: Mapping[str, Sequence[torch.Tensor]], rows: Iterable[int], *, margin: float = MARGIN,
          biases: Mapping[str, Sequence[torch.Tensor | None]] | None = None,
-         timer: Callable[[Callable, Sequence[torch.Tensor]], float] = graph_time_us) -> list[dict]:
+         timer: Callable[[Mapping[str, Callable], Sequence[torch.Tensor]], dict[str, float]] = graph_times_us
+         ) -> list[dict]:
     """Time every available backend for each group of same-shape weights (name -> weights ``[N, K]``, e.g. the
     layers' down projections) at each row count, record the fastest in the plan when it beats ``default``
     by more than ``margin`` (else record nothing: the default runs), and return one record per (group, rows):
-    ``{"group", "rows", "N", "K", "us": {backend: µs}, "choice"}``. ``timer(call, weights)`` gives µs per
-    product (a CUDA graph over the weights by default; tests pass a fake)."""
+    ``{"group", "rows", "N", "K", "us": {backend: µs}, "choice"}``. ``timer(calls, weights)`` gives µs per
+    product of each backend's call (CUDA graphs over the weights, interleaved, by default; tests pass a fake)."""
     rows = sorted(set(int(r) for r in rows))
     if any(r <= 0 for r in rows):
         raise ValueError(f"tune: row counts must be positive, got {rows}")
@@ -160,7 +170,8 @@ def tune(groups: Mapping[str, Sequence[torch.Tensor]], rows: Iterable[int], *, m
         for m in rows:
             x = torch.randn(m, K, dtype=weights[0].dtype, device=weights[0].device)  # [m, K]
             pairs = dict(zip((id(w) for w in weights), bias_list))
-            us = {b: timer(lambda w, b=b: run(b, x, w, pairs[id(w)]), weights) for b in BACKENDS if available(b, m)}
+            calls = {b: (lambda w, b=b: run(b, x, w, pairs[id(w)])) for b in BACKENDS if available(b, m)}
+            us = timer(calls, weights)
             best = min(us, key=us.get)
             choice = best if us[best] < (1 - margin) * us["default"] else "default"
             key = plan_key(x, weights[0], bias_list[0])

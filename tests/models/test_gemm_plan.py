@@ -35,16 +35,17 @@ def ran(monkeypatch):
 
 
 def fake_timer(times: dict[str, float], ran: list[str], seen: list | None = None):
-    """A timer that runs the call once per weight (checking it computes F.linear) and reports ``times`` of the
-    backend it ran."""
-    def timer(call, weights):
-        for w in weights:
-            ran.clear()
-            y = call(w)
-            if seen is not None:
-                seen.append((ran[-1], tuple(w.shape), w.data_ptr()))
-            assert y.shape[-1] == w.shape[0]
-        return times[ran[-1]]
+    """A timer that runs each backend's call once per weight (checking the output's shape and that the call ran
+    that backend) and reports ``times``."""
+    def timer(calls, weights):
+        for backend, call in calls.items():
+            for w in weights:
+                ran.clear()
+                y = call(w)
+                assert ran == [backend] and y.shape[-1] == w.shape[0]
+                if seen is not None:
+                    seen.append((backend, tuple(w.shape), w.data_ptr()))
+        return {backend: times[backend] for backend in calls}
     return timer
 
 
@@ -143,5 +144,19 @@ def test_a_tuned_model_decodes_as_before_on_the_cpu():
                                         block_length=8)
     prompt = torch.randint(3, 60, (2, 6), generator=torch.Generator().manual_seed(2))
     before = decoder.generate(prompt).sequences
-    model.tune_gemms([2], timer=lambda call, weights: 1.0)
+    model.tune_gemms([2], timer=lambda calls, weights: {b: 1.0 for b in calls})
     assert torch.equal(decoder.generate(prompt).sequences, before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="times CUDA kernels")
+def test_on_the_gpu_every_backend_computes_the_product_and_the_plan_is_followed():
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    ws = [torch.randn(12288, 512, device="cuda", dtype=torch.bfloat16, generator=gen) for _ in range(4)]
+    x = torch.randn(32, 512, device="cuda", dtype=torch.bfloat16, generator=gen)
+    ref = F.linear(x.float(), ws[0].float())
+    for backend in gemm_plan.BACKENDS:
+        torch.testing.assert_close(gemm_plan.run(backend, x, ws[0]).float(), ref, atol=0.1, rtol=0.02)
+    records = gemm_plan.tune({"w": ws}, [32], margin=0.0)
+    assert set(records[0]["us"]) == set(gemm_plan.BACKENDS) and all(t > 0 for t in records[0]["us"].values())
+    assert gemm_plan.plan().get(gemm_plan.plan_key(x, ws[0], None), "default") == records[0]["choice"]
+    torch.testing.assert_close(gemm_plan.linear(x, ws[1]).float(), F.linear(x.float(), ws[1].float()), atol=0.1, rtol=0.02)
