@@ -42,7 +42,7 @@ PART=${4:-all}
 if [[ $PART == all || $PART == llada ]]; then
 bench gpu_llada_b1 270 --family llada --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2
 bench gpu_llada_b16 115 --family llada --batches 16 --ks 4 --caches "$BC" --modes plain,compiled --repeats 2 --forward-repeats 2
-bench gpu_llada_b4_b32 130 --family llada --batches 4,32 --ks 4 --caches dual --modes plain,kernels,tuned --repeats 2 --forward-repeats 2
+bench gpu_llada_b4_b32 175 --family llada --batches 4,32 --ks 4 --caches dual --modes plain,kernels,tuned --repeats 2 --forward-repeats 2
 fi
 if [[ $PART == all || $PART == dream ]]; then
 bench gpu_dream_b1 260 --family dream --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2

@@ -35,7 +35,7 @@ from fastdllm.evaluation import torch_info  # noqa: E402
 from fastdllm.kernels.split_kv_attention import split_kv_attention  # noqa: E402
 
 KINDS = (  # (kind, substrings of a kernel name, lower case), first match wins
-    ("attention", ("flash", "fmha", "attention", "cudnn", "sdpa", "_partial_kernel", "_combine_kernel")),
+    ("attention", ("flash", "fmha", "attention", "cudnn", "sdpa", "split_kv_kernel")),
     ("gemm", ("gemm", "cutlass", "xmma", "nvjet", "cublas", "_skinny_kernel", "splitk")),
     ("kv_write", ("_kv_write",)),
     ("compiled_elementwise", ("triton_",)),

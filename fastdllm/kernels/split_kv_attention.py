@@ -5,8 +5,8 @@ to every key of the canvas (~1000). Flash-attention kernels parallelise over bat
 at batch 1 that is 32 programs on a 132-SM H100, and the attention of one layer takes ~18 µs to read the
 ~17 MB of keys and values it needs 6 µs for. Splitting the key range as well (flash-decoding, Dao et al.
 2023) gives every SM work: each program attends its query tile to one slice of the keys and writes a partial
-output with its log-sum-exp; a second kernel combines the slices exactly (the softmax over the union of
-the slices). Same mathematics as ``scaled_dot_product_attention`` with a key-padding mask (scores in fp32,
+output with its log-sum-exp, and the last program of a query tile to finish (an atomic arrival counter per
+tile) combines the slices exactly (the softmax over the union of the slices), so one launch does it all. Same mathematics as ``scaled_dot_product_attention`` with a key-padding mask (scores in fp32,
 probabilities rounded to the value dtype before the P·V product, as flash-attention does), different
 rounding: ``tests/models/test_split_kv_attention.py`` compares the two, on the CPU through Triton's
 interpreter.
@@ -45,12 +45,14 @@ def use_split_kv(q: torch.Tensor, keys: torch.Tensor) -> bool:
 if triton is not None:
 
     @triton.jit
-    def _partial_kernel(Q, K, V, KEEP, O_PART, LSE_PART,
-                        sq_b, sq_h, sq_m, sk_b, sk_h, sk_l, sv_b, sv_h, sv_l, skeep_b,
-                        n_heads, group, m, L, n_splits, scale_log2,
-                        KEYS_PER_SPLIT: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr):
+    def _split_kv_kernel(Q, K, V, KEEP, O_PART, LSE_PART, ARRIVED, OUT,
+                         sq_b, sq_h, sq_m, sk_b, sk_h, sk_l, sv_b, sv_h, sv_l, skeep_b, so_b, so_h, so_m,
+                         n_heads, group, m, L, scale_log2, N_SPLITS: tl.constexpr,
+                         KEYS_PER_SPLIT: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr):
         """Program (split, query tile, batch·head): softmax(q kᵀ)·v over keys [split·S, (split+1)·S), as a
-        normalised partial output ``O_PART[bh, split, rows]`` (fp32) and its base-2 log-sum-exp ``LSE_PART``."""
+        normalised partial output ``O_PART[bh, split, rows]`` (fp32) and its base-2 log-sum-exp ``LSE_PART``;
+        the tile's last program to arrive (``ARRIVED``, one int32 counter per tile, zero between launches)
+        combines the ``N_SPLITS`` partials (a compile-time count: the loops over them unroll, their loads overlap) into ``OUT`` and resets the counter."""
         split, tile, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
         b, h = bh // n_heads, bh % n_heads
         kv_h = h // group  # grouped-query attention: ``group`` query heads share one key/value head
@@ -83,39 +85,60 @@ if triton is not None:
             acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
             m_i = m_new
         l_safe = tl.where(l_i > 0, l_i, 1.0)
-        part = (bh * n_splits + split) * m + rows  # [BLOCK_M] row index into the partial buffers
+        part = (bh * N_SPLITS + split) * m + rows  # [BLOCK_M] row index into the partial buffers
         tl.store(O_PART + part[:, None] * D + dims[None, :], acc / l_safe[:, None], mask=rows[:, None] < m)
         tl.store(LSE_PART + part, m_i + tl.log2(l_safe), mask=rows < m)
-
-    @triton.jit
-    def _combine_kernel(O_PART, LSE_PART, OUT, so_b, so_h, so_m, n_heads, m, n_splits,
-                        SPLITS: tl.constexpr, D: tl.constexpr):
-        """Program (batch·head·row): the exact softmax-weighted sum of its slices' partial outputs."""
-        pid = tl.program_id(0)
-        bh, row = pid // m, pid % m
-        b, h = bh // n_heads, bh % n_heads
-        splits = tl.arange(0, SPLITS)  # [SPLITS]
-        dims = tl.arange(0, D)
-        part = (bh * n_splits + splits) * m + row  # [SPLITS]
-        lse = tl.load(LSE_PART + part, mask=splits < n_splits, other=-float("inf"))  # [SPLITS]
-        weight = tl.exp2(lse - tl.max(lse, 0))  # [SPLITS]
-        o = tl.load(O_PART + part[:, None] * D + dims[None, :], mask=(splits < n_splits)[:, None], other=0.0)
-        out = tl.sum(o * weight[:, None], 0) / tl.sum(weight, 0)  # [D]
-        tl.store(OUT + b * so_b + h * so_h + row * so_m + dims, out.to(OUT.dtype.element_ty))
+        # arrival: the barrier orders every thread's stores before the release of the counter increment; the
+        # program that sees N_SPLITS - 1 arrived before it combines (acquire; .cg loads read L2, not a stale L1)
+        tl.debug_barrier()
+        counter = ARRIVED + bh * tl.num_programs(1) + tile
+        if tl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") == N_SPLITS - 1:
+            tl.debug_barrier()
+            base = bh * N_SPLITS * m + rows  # [BLOCK_M] slice 0's partial rows
+            top = tl.full([BLOCK_M], -1.0e30, tl.float32)
+            for j in tl.static_range(N_SPLITS):
+                top = tl.maximum(top, tl.load(LSE_PART + base + j * m, mask=rows < m, other=-1.0e30, cache_modifier=".cg"))
+            total = tl.zeros([BLOCK_M], tl.float32)
+            out = tl.zeros([BLOCK_M, D], tl.float32)
+            for j in tl.static_range(N_SPLITS):
+                weight = tl.exp2(tl.load(LSE_PART + base + j * m, mask=rows < m, other=-1.0e30, cache_modifier=".cg") - top)
+                o = tl.load(O_PART + (base + j * m)[:, None] * D + dims[None, :], mask=rows[:, None] < m, other=0.0,
+                            cache_modifier=".cg")  # [BLOCK_M, D]
+                out += o * weight[:, None]
+                total += weight
+            out = out / tl.where(total > 0, total, 1.0)[:, None]
+            tl.store(OUT + b * so_b + h * so_h + rows[:, None] * so_m + dims[None, :], out.to(OUT.dtype.element_ty),
+                     mask=rows[:, None] < m)
+            tl.atomic_xchg(counter, 0)  # zero for the next launch (graph replays included)
 
 
 def default_splits(m: int) -> int:
-    """Key slices for ``m`` query rows: 4 up to 48 rows, 2 beyond. Measured on an H100 at batch 1 over a
-    1024-key canvas (``experiments/prefix_forwards.py --sweeps``, round5_dev/prefix_{llada,dream}.json): at 32
-    rows 4 slices took 10.3 µs per LLaDA-8B layer (Dream-7B, 33 rows: 9.7) against 11.3 (10.2) for the 8 that
-    "two programs per SM" gave; from 64 to 128 rows 2 slices won (11.7-13.8 µs against SDPA's 17): each slice's
-    partial output is written and read again in fp32, a cost that grows with slices × rows."""
-    return 4 if m <= 48 else 2
+    """Key slices for ``m`` query rows: 4 up to 64 rows, 2 beyond. Measured on an H100 at batch 1 over a
+    1024-key canvas with the fused combine (``experiments/bench_attention.py``,
+    results/speed/round6_dev/fused_combine/): at 32 rows 4 slices take 10.2 µs per LLaDA-8B layer (Dream-7B: 9.9)
+    against 13.5 for 2 and 12.4 for 8; at 64 rows 11.0 against 12.3 for 2; at 128 rows 2 slices win (13.0 against
+    15.2): each slice's partial output is written and read again in fp32, a cost that grows with slices × rows."""
+    return 4 if m <= 64 else 2
 
 
 def _block_m(m: int) -> int:
     """Query rows per program: the smallest of 16 / 32 / 64 that holds ``m`` (64 tiles beyond)."""
     return 16 if m <= 16 else 32 if m <= 32 else 64
+
+
+_ARRIVALS: dict[tuple[torch.device, int], torch.Tensor] = {}
+
+
+def _arrival_counters(device: torch.device, n: int) -> torch.Tensor:
+    """Zeroed int32 counters, at least ``n``, for ``device``. Kept for the life of the process and never
+    replaced (a captured CUDA graph holds the address), so a size is rounded up to a power of two ≥ 1024:
+    one buffer serves every shape ``attend`` sends. Each launch leaves them zero again; launches that share a
+    buffer must not run concurrently on two streams."""
+    size = max(1024, triton.next_power_of_2(n))
+    key = (device, size)
+    if key not in _ARRIVALS:
+        _ARRIVALS[key] = torch.zeros(size, dtype=torch.int32, device=device)  # [size]
+    return _ARRIVALS[key]
 
 
 @functools.lru_cache(maxsize=None)
@@ -164,15 +187,14 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
         if key_mask.shape != (B, L) or key_mask.dtype != torch.bool:
             raise ValueError(f"key_mask is {key_mask.dtype} {tuple(key_mask.shape)}; want bool [B, L] = [{B}, {L}]")
         keep = key_mask if key_mask.stride(-1) == 1 else key_mask.contiguous()  # [B, L]
-    _partial_kernel[(n_splits, tiles, B * H)](
-        q, keys, values, keep, o_part, lse_part,
+    arrived = _arrival_counters(q.device, B * H * tiles)  # [≥ B·H·tiles] int32, zero
+    _split_kv_kernel[(n_splits, tiles, B * H)](
+        q, keys, values, keep, o_part, lse_part, arrived, out,
         q.stride(0), q.stride(1), q.stride(2), keys.stride(0), keys.stride(1), keys.stride(2),
-        values.stride(0), values.stride(1), values.stride(2), keep.stride(0),
-        H, H // H_kv, m, L, n_splits, math.log2(math.e) / math.sqrt(D),
+        values.stride(0), values.stride(1), values.stride(2), keep.stride(0), out.stride(0), out.stride(1), out.stride(2),
+        H, H // H_kv, m, L, math.log2(math.e) / math.sqrt(D), N_SPLITS=n_splits,
         KEYS_PER_SPLIT=keys_per_split, HAS_MASK=key_mask is not None, BLOCK_M=block_m, BLOCK_N=block_n, D=D,
         num_warps=num_warps, **({} if num_stages is None else {"num_stages": num_stages}))
-    _combine_kernel[(B * H * m,)](o_part, lse_part, out, out.stride(0), out.stride(1), out.stride(2), H, m, n_splits,
-                                  SPLITS=triton.next_power_of_2(n_splits), D=D)
     return out
 
 

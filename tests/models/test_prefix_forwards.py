@@ -31,7 +31,7 @@ def test_kernel_kinds():
     assert kind_of("void cublasLt::splitKreduce_kernel<32, 16, int, float, __nv_bfloat16>") == "gemm"
     assert kind_of("_skinny_kernel") == "gemm"
     assert kind_of("cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_7") == "attention"
-    assert kind_of("_partial_kernel") == kind_of("_combine_kernel") == "attention"  # split-KV
+    assert kind_of("_split_kv_kernel") == "attention"  # split-KV, one launch
     assert kind_of("_kv_write_kernel") == "kv_write"
     assert kind_of("triton_red_fused__to_copy_add_mean_mul_pow_rsqrt_0") == "compiled_elementwise"
     assert kind_of("_chunk_kernel") == "other"  # the proposal is not part of a forward

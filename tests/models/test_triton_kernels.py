@@ -4,7 +4,8 @@
 imported; so each check runs in a fresh interpreter (``_interpret``) and reports JSON. The split-KV
 attention is compared with ``scaled_dot_product_attention`` in fp32 over the cases where a slip would show:
 grouped-query heads, a key mask that empties whole slices, key counts and query rows that are not multiples
-of the tiles, one slice and many, a transposed (non-contiguous) query. ``kv_write`` must equal two
+of the tiles, one slice and many, a transposed (non-contiguous) query, one launch after another (the arrival
+counters of the fused combine must be left zero). ``kv_write`` must equal two
 ``index_copy_`` bit for bit, through ``KVStore.update`` too. The greedy proposal must give PyTorch's argmax
 (ties included) and its probability; the few-row GEMM must equal ``F.linear`` in every candidate
 configuration and serve every projection and the LM head of a model that enables it.
@@ -67,9 +68,13 @@ def test_split_kv_attention_equals_sdpa():
                                                   attn_mask=None if keep is None else keep[:, None, None, :])
             diffs.append([list(got.shape), str(got.dtype).removeprefix("torch."), (got.float() - want).abs().max().item(),
                           got.transpose(1, 2).is_contiguous()])
-        print(json.dumps(diffs))
+        from fastdllm.kernels.split_kv_attention import _ARRIVALS
+        print(json.dumps({{"diffs": diffs, "counters_left": sum(int(t.count_nonzero()) for t in _ARRIVALS.values()),
+                          "buffers": len(_ARRIVALS)}}))
         """)
-    for (B, H, _, m, _, D, dtype, _, _), (shape, got_dtype, diff, layout) in zip(ATTENTION_CASES, out):
+    # every launch leaves its tiles' arrival counters zero (the next launch, or graph replay, starts from them)
+    assert out["counters_left"] == 0 and out["buffers"] == 1
+    for (B, H, _, m, _, D, dtype, _, _), (shape, got_dtype, diff, layout) in zip(ATTENTION_CASES, out["diffs"]):
         assert shape == [B, H, m, D] and got_dtype == dtype and layout  # [B, m, H, D] memory, as o_proj reads it
         assert diff < (2e-3 if dtype == "float16" else 1e-5), (B, H, m, diff)
 
