@@ -9,7 +9,6 @@ here (``bench_gpu.ceilings``).
 
     python experiments/gemm_sweep.py --family llada --rows 64,128,192,256 --out $OUT/gemm_llada.json
     python experiments/gemm_sweep.py --family llada --rows 32 --grid few --shapes qkv,gate_up,lm_head
-    python experiments/gemm_sweep.py --family dream --rows 33 --grid split --shapes qkv,o_proj,down
 
 cuBLAS is timed twice: with PyTorch's default BLAS backend and with cuBLASLt (its own heuristics).
 """
@@ -45,12 +44,7 @@ SHARED_MEMORY_BYTES = 200 * 1024  # a configuration whose weight tiles in flight
 def configs(rows: int, grid: str = "rows") -> list[tuple[int, ...]]:
     """Candidates for ``rows`` rows. ``rows``: (BLOCK_N, BLOCK_K, num_stages, num_warps, BLOCK_M), row tiles of
     32-128; ``few``: (BLOCK_N, BLOCK_K, num_stages, num_warps), one row tile (at most 64 rows, a cached step),
-    whose weight tiles in flight fit ``SHARED_MEMORY_BYTES``; ``split``: (BLOCK_N, BLOCK_K, num_stages, num_warps,
-    None, SPLIT_K), one row tile with the reduction cut into 2-8 slices (narrow weights, whose column tiles alone
-    leave SMs idle)."""
-    if grid == "split":
-        return [(n, k, s, 4, None, split) for n, k, s, split in itertools.product((32, 64), (64, 128, 256), (3, 4), (2, 4, 8))
-                if n * k * s * 2 <= SHARED_MEMORY_BYTES]
+    whose weight tiles in flight fit ``SHARED_MEMORY_BYTES``."""
     if grid == "few":
         return [(n, k, s, w) for n, k, s, w in itertools.product((16, 32, 64, 128), (128, 256, 512), (3, 4, 5, 6), (4, 8))
                 if n * k * s * 2 <= SHARED_MEMORY_BYTES]
@@ -77,9 +71,8 @@ def main() -> None:
     p.add_argument("--rows", default="64,128,192,256")
     p.add_argument("--shapes", default=None, help="comma-separated subset of qkv,o_proj,gate_up,down,lm_head "
                    "(default: all but lm_head)")
-    p.add_argument("--grid", default="rows", choices=("rows", "few", "split"),
-                   help="rows: row-tiled configurations (64-256 rows); few: one row tile, a wider sweep (32-64 rows); "
-                   "split: one row tile, the reduction split over 2-8 programs per output tile")
+    p.add_argument("--grid", default="rows", choices=("rows", "few"),
+                   help="rows: row-tiled configurations (64-256 rows); few: one row tile, a wider sweep (32-64 rows)")
     p.add_argument("--cublas-only", action="store_true", help="time cuBLAS (both backends) only, no Triton sweep")
     args = p.parse_args()
     from triton.testing import do_bench

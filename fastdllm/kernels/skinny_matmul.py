@@ -24,7 +24,6 @@ from __future__ import annotations
 import torch
 
 from fastdllm.kernels import tl, triton
-from fastdllm.kernels.arrivals import arrival_counters
 
 MAX_ROWS = 32  # rows ``use_skinny_matmul`` sends here: at 64 rows the kernel lost to cuBLAS on LLaDA's q/k/v (44.2
 # against 40.5 µs, round5_dev/r5a/gemm_llada.json), at 33 on Dream's gate/up (101.7 against 99.4, final_07e59ce/
@@ -40,48 +39,29 @@ CUBLAS = "cublas"
 if triton is not None:
 
     @triton.jit
-    def _skinny_kernel(X, W, BIAS, SCALE, Y, PART, ARRIVED, M, N, K, k_per_split, sx_m, sw_n, sy_m,
-                       HAS_BIAS: tl.constexpr, HAS_SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                       BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr):
-        """Program (row tile, column tile, K slice): Y[rows, tile] = X[rows] · W[tile]ᵀ (· SCALE[tile]) (+ bias),
-        accumulated in fp32. Row tiles vary fastest, so the programs sharing a weight tile run together (one DRAM
-        read). W may be stored narrower than X (fp8 with a per-row SCALE, ``fastdllm.kernels.fp8_weights``): each
-        tile is widened to X's dtype in registers. With ``SPLIT_K`` > 1 each program reduces ``k_per_split`` of K
-        (a multiple of BLOCK_K) into an fp32 partial ``PART[slice, rows, tile]``; the last of the tile's programs
-        to arrive (``ARRIVED``, one int32 counter per output tile, zero between launches) sums the partials in
-        slice order, finishes the tile and resets the counter (``fastdllm.kernels.arrivals``)."""
-        row_tile, tile, part = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    def _skinny_kernel(X, W, BIAS, SCALE, Y, M, N, K, sx_m, sw_n, sy_m, HAS_BIAS: tl.constexpr,
+                       HAS_SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+        """Program (row tile, column tile): Y[rows, tile] = X[rows] · W[tile]ᵀ (· SCALE[tile]) (+ bias), accumulated
+        in fp32 over the whole K. Row tiles vary fastest, so the programs sharing a weight tile run together (one
+        DRAM read). W may be stored narrower than X (fp8 with a per-row SCALE, ``fastdllm.kernels.fp8_weights``):
+        each tile is widened to X's dtype in registers."""
+        row_tile, tile = tl.program_id(0), tl.program_id(1)
         rows = row_tile * BLOCK_M + tl.arange(0, BLOCK_M)  # [BLOCK_M]
         cols = tile * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N]
         acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
-        k_lo = part * k_per_split
-        for k0 in range(k_lo, k_lo + k_per_split, BLOCK_K):
+        for k0 in range(0, K, BLOCK_K):
             ks = k0 + tl.arange(0, BLOCK_K)  # [BLOCK_K]
             x = tl.load(X + rows[:, None] * sx_m + ks[None, :], mask=(rows < M)[:, None] & (ks < K)[None, :],
                         other=0.0)  # [BLOCK_M, BLOCK_K]
             w = tl.load(W + cols[:, None] * sw_n + ks[None, :], mask=(cols < N)[:, None] & (ks < K)[None, :],
                         other=0.0)  # [BLOCK_N, BLOCK_K]
             acc = tl.dot(x, tl.trans(w.to(x.dtype)), acc)
-        inside = (rows < M)[:, None] & (cols < N)[None, :]  # [BLOCK_M, BLOCK_N]
-        finish = True
-        if SPLIT_K > 1:
-            tile_at = rows[:, None] * N + cols[None, :]  # [BLOCK_M, BLOCK_N] offsets into one slice's partial
-            tl.store(PART + part * M * N + tile_at, acc, mask=inside)
-            tl.debug_barrier()  # every thread's partial stored before the release of the arrival below
-            counter = ARRIVED + row_tile * tl.num_programs(1) + tile
-            finish = tl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") == SPLIT_K - 1
-            if finish:
-                tl.debug_barrier()
-                acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
-                for j in tl.static_range(SPLIT_K):  # slice order: the sum does not depend on who came last
-                    acc += tl.load(PART + j * M * N + tile_at, mask=inside, other=0.0, cache_modifier=".cg")
-                tl.atomic_xchg(counter, 0)  # zero for the next launch (graph replays included)
-        if finish:
-            if HAS_SCALE:
-                acc *= tl.load(SCALE + cols, mask=cols < N, other=0.0)[None, :]
-            if HAS_BIAS:
-                acc += tl.load(BIAS + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
-            tl.store(Y + rows[:, None] * sy_m + cols[None, :], acc.to(Y.dtype.element_ty), mask=inside)
+        if HAS_SCALE:
+            acc *= tl.load(SCALE + cols, mask=cols < N, other=0.0)[None, :]
+        if HAS_BIAS:
+            acc += tl.load(BIAS + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
+        tl.store(Y + rows[:, None] * sy_m + cols[None, :], acc.to(Y.dtype.element_ty),
+                 mask=(rows < M)[:, None] & (cols < N)[None, :])
 
 
 def use_skinny_matmul(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -102,27 +82,17 @@ def _block_m(M: int) -> int:
 
 def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, config,
             scale: torch.Tensor | None = None) -> torch.Tensor:
-    """Run the kernel with ``config`` = (BLOCK_N, BLOCK_K, num_stages, num_warps[, BLOCK_M[, SPLIT_K]]); without
-    BLOCK_M (or with None) one row tile holds every row; SPLIT_K (default 1) cuts K into that many slices of a
-    multiple of BLOCK_K. ``scale`` ``[N]`` fp32 multiplies each output column (fp8 weights)."""
+    """Run the kernel with ``config`` = (BLOCK_N, BLOCK_K, num_stages, num_warps[, BLOCK_M]); without BLOCK_M one
+    row tile holds every row. ``scale`` ``[N]`` fp32 multiplies each output column (fp8 weights)."""
     M, K = x2.shape
     N = weight.shape[0]
     block_n, block_k, stages, warps = config[:4]
-    block_m = config[4] if len(config) > 4 and config[4] else _block_m(M)
-    split_k = config[5] if len(config) > 5 else 1
-    k_per_split = triton.cdiv(triton.cdiv(K, split_k), block_k) * block_k
-    split_k = triton.cdiv(K, k_per_split)  # no empty slice
-    grid = (triton.cdiv(M, block_m), triton.cdiv(N, block_n), split_k)
+    block_m = config[4] if len(config) > 4 else _block_m(M)
     y = torch.empty(M, N, dtype=x2.dtype, device=x2.device)  # [M, N]
-    part = arrived = y  # any tensors: not read with one slice
-    if split_k > 1:
-        part = torch.empty(split_k, M, N, dtype=torch.float32, device=x2.device)  # [SPLIT_K, M, N] fp32 partials
-        arrived = arrival_counters(x2.device, grid[0] * grid[1])  # [≥ output tiles] int32, zero
-    _skinny_kernel[grid](
-        x2, weight, weight if bias is None else bias, weight if scale is None else scale, y, part, arrived, M, N, K,
-        k_per_split, x2.stride(0), weight.stride(0), y.stride(0), HAS_BIAS=bias is not None,
-        HAS_SCALE=scale is not None, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, SPLIT_K=split_k,
-        num_stages=stages, num_warps=warps)
+    _skinny_kernel[(triton.cdiv(M, block_m), triton.cdiv(N, block_n))](
+        x2, weight, weight if bias is None else bias, weight if scale is None else scale, y, M, N, K, x2.stride(0),
+        weight.stride(0), y.stride(0), HAS_BIAS=bias is not None, HAS_SCALE=scale is not None, BLOCK_M=block_m,
+        BLOCK_N=block_n, BLOCK_K=block_k, num_stages=stages, num_warps=warps)
     return y
 
 
@@ -152,7 +122,7 @@ def skinny_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     if x2.stride(-1) != 1:
         x2 = x2.contiguous()
     M = x2.shape[0]
-    if M > ONE_TILE_ROWS and not (config is not None and config != CUBLAS and len(config) > 4 and config[4]):
+    if M > ONE_TILE_ROWS and not (config is not None and config != CUBLAS and len(config) > 4):
         raise ValueError(f"skinny_linear takes at most {ONE_TILE_ROWS} rows without a BLOCK_M in its config, got {M}; "
                          "use torch.nn.functional.linear")
     config = config or config_for(N, K)
