@@ -51,7 +51,7 @@ GEMMS = [  # name, rows, N (outputs), K (inputs)
 
 def copy_bandwidth() -> float:
     """Bytes read + written per second by an eager 1 GiB device copy (``bench_gpu.ceilings``, the rate every floor
-    in the speed results uses). Before f29b229 this timed the copy replayed from a CUDA graph, where it is a
+    in the speed results uses). Up to the h200_f29b229 run this timed the copy replayed from a CUDA graph, where it is a
     memcpy node, which read 2.44 TB/s on the H100 and 2.72 on the H200 against 2.99 / 4.19 eager: the
     ``weight_read_us`` and floor ratios of earlier ``kernels.json`` files are too slow a floor by that factor."""
     return bench_gpu.ceilings("cuda")["copy_bytes_per_s"]
