@@ -17,8 +17,6 @@ none / prefix / dual. Every setting runs in several modes:
 - ``kernels``: ``split-kv`` with the few-row Triton GEMMs for products of at most 32 rows (``use_skinny_matmul()``);
 - ``tuned``: ``kernels`` with each projection shape's GEMM backend chosen by timing (``model.tune_gemms`` at the
   row counts of the setting's forwards, after the warm-up decode; the choices are in the setting's ``gemm_plan``);
-- ``pdl``: ``tuned`` with the Triton kernels launched with programmatic dependent launch
-  (``fastdllm.kernels.pdl.use_pdl``; Hopper and later: each starts while the kernel before it finishes);
 - ``fp8``: ``kernels`` with fp8 copies of the wide weights for products of at most 32 rows (``use_fp8_weights()``;
   not exact: the weights are rounded to e4m3).
 
@@ -51,14 +49,12 @@ import torch
 import fastdllm
 from fastdllm.core.policy import cache_policies
 from fastdllm.evaluation import torch_info
-from fastdllm.kernels import pdl
 
-MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "pdl", "fp8")
-CUDA_MODES = ("graphs", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "pdl", "fp8")  # dropped on the CPU
-GRAPHED_MODES = ("graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "pdl", "fp8")
-COMPILED_MODES = ("compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "pdl", "fp8")
-FUSED_MODES = ("fused", "compiled", "split-kv", "kernels", "tuned", "pdl", "fp8")
-TUNED_MODES = ("tuned", "pdl")
+MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "fp8")
+CUDA_MODES = ("graphs", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "fp8")  # dropped on the CPU
+GRAPHED_MODES = ("graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "fp8")
+COMPILED_MODES = ("compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "fp8")
+FUSED_MODES = ("fused", "compiled", "split-kv", "kernels", "tuned", "fp8")
 # tiny configs for CPU smoke runs, per family (field names are the family's config.json's)
 SMALL = {"llada": dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=512, mask_token_id=500,
                        eos_token_id=1, pad_token_id=1),
@@ -133,10 +129,9 @@ def set_mode(model, mode: str) -> None:
     model.net.fast = mode != "plain"
     model.use_compile(mode in COMPILED_MODES, fuse=False)
     model.fuse_projections(mode in FUSED_MODES)  # every other mode runs the separate projections
-    model.use_split_kv_attention(mode in ("split-kv", "kernels", "fp8") + TUNED_MODES)
-    model.use_skinny_matmul(mode in ("kernels", "fp8") + TUNED_MODES)
-    model.use_tuned_gemms(mode in TUNED_MODES)
-    pdl.use_pdl(mode == "pdl")
+    model.use_split_kv_attention(mode in ("split-kv", "kernels", "tuned", "fp8"))
+    model.use_skinny_matmul(mode in ("kernels", "tuned", "fp8"))
+    model.use_tuned_gemms(mode == "tuned")
     model.use_fp8_weights(mode == "fp8")
     model.use_cuda_graphs(mode in GRAPHED_MODES)
 
@@ -156,7 +151,7 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
     plans = []
     warmup = decoder.generate(prompt, callbacks=[lambda e: plans.append((e.plan.start, e.plan.end))])
     gemm_plan = None
-    if mode in TUNED_MODES:  # time the backends at this setting's row counts, then warm up (capture) again
+    if mode == "tuned":  # time the backends at this setting's row counts, then warm up (capture) again
         gemm_plan = model.tune_gemms(sorted({prompt.shape[0] * (end - start) for start, end in plans}))
         warmup = decoder.generate(prompt)
     runs = [decoder.generate(prompt) for _ in range(0 if mode == "plain" else args.repeats)] or [warmup]

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from fastdllm.kernels import pdl, tl, triton
-from fastdllm.kernels.pdl import gdc_wait
+from fastdllm.kernels import tl, triton
 
 ROWS = 16  # positions per program: one position per program made 8192 programs of 256 bytes each for a
 # 256-position LLaDA-8B window, 6.5 µs per layer where the bytes need 1.5 (round5_dev/prefix_llada.json)
@@ -19,12 +18,9 @@ if triton is not None:
 
     @triton.jit
     def _kv_write_kernel(STORE_K, STORE_V, K, V, INDEX, ss_b, ss_h, ss_l, sk_b, sk_h, sk_n, sv_b, sv_h, sv_n,
-                         n, n_kv_heads, D: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr,
-                         PDL: tl.constexpr = False):
+                         n, n_kv_heads, D: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr):
         """Program (row tile, batch·head): rows [tile·ROWS, (tile+1)·ROWS) of k and v go to store positions
-        INDEX[row] of that batch row and head. With ``PDL`` it waits for the previous kernel (k, v are its output)."""
-        if PDL:
-            gdc_wait()
+        INDEX[row] of that batch row and head."""
         tile, bh = tl.program_id(0), tl.program_id(1)
         b, h = bh // n_kv_heads, bh % n_kv_heads
         rows = tile * ROWS + tl.arange(0, ROWS)  # [ROWS]
@@ -66,5 +62,4 @@ def kv_write(store_keys: torch.Tensor, store_values: torch.Tensor, index: torch.
                                  store_keys.stride(0), store_keys.stride(1), store_keys.stride(2),
                                  keys.stride(0), keys.stride(1), keys.stride(2),
                                  values.stride(0), values.stride(1), values.stride(2),
-                                 n, H, D=D, BLOCK_D=triton.next_power_of_2(D), ROWS=ROWS,
-                                 **pdl.launch_options(keys.device))
+                                 n, H, D=D, BLOCK_D=triton.next_power_of_2(D), ROWS=ROWS)

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from fastdllm.kernels import pdl, tl, triton
-from fastdllm.kernels.pdl import gdc_wait
+from fastdllm.kernels import tl, triton
 
 MAX_ROWS = 32  # rows ``use_skinny_matmul`` sends here: at 64 rows the kernel lost to cuBLAS on LLaDA's q/k/v (44.2
 # against 40.5 µs, round5_dev/r5a/gemm_llada.json), at 33 on Dream's gate/up (101.7 against 99.4, final_07e59ce/
@@ -41,24 +40,14 @@ if triton is not None:
 
     @triton.jit
     def _skinny_kernel(X, W, BIAS, SCALE, Y, M, N, K, sx_m, sw_n, sy_m, HAS_BIAS: tl.constexpr,
-                       HAS_SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                       PDL: tl.constexpr = False, PREFETCH_K: tl.constexpr = 0):
+                       HAS_SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
         """Program (row tile, column tile): Y[rows, tile] = X[rows] · W[tile]ᵀ (· SCALE[tile]) (+ bias), accumulated
         in fp32 over the whole K. Row tiles vary fastest, so the programs sharing a weight tile run together (one
         DRAM read). W may be stored narrower than X (fp8 with a per-row SCALE, ``fastdllm.kernels.fp8_weights``):
-        each tile is widened to X's dtype in registers. With ``PDL`` (``fastdllm.kernels.pdl``) the program first
-        warms L2 with the first ``PREFETCH_K`` columns of its weight rows (no kernel writes W), then waits for the
-        previous kernel, whose output X is."""
+        each tile is widened to X's dtype in registers."""
         row_tile, tile = tl.program_id(0), tl.program_id(1)
         rows = row_tile * BLOCK_M + tl.arange(0, BLOCK_M)  # [BLOCK_M]
         cols = tile * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N]
-        if PDL:
-            if PREFETCH_K > 0:
-                lines = tl.arange(0, PREFETCH_K // 64) * 64  # [PREFETCH_K / 64] one address per 64 elements
-                at = W + tl.where(cols < N, cols, 0)[:, None] * sw_n + lines[None, :]  # [BLOCK_N, PREFETCH_K / 64]
-                tl.inline_asm_elementwise("prefetch.global.L2 [$1]; mov.u32 $0, 0;", "=r,l", [at], dtype=tl.int32,
-                                          is_pure=False, pack=1)
-            gdc_wait()
         acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
         for k0 in range(0, K, BLOCK_K):
             ks = k0 + tl.arange(0, BLOCK_K)  # [BLOCK_K]
@@ -100,13 +89,10 @@ def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, c
     block_n, block_k, stages, warps = config[:4]
     block_m = config[4] if len(config) > 4 else _block_m(M)
     y = torch.empty(M, N, dtype=x2.dtype, device=x2.device)  # [M, N]
-    launch = pdl.launch_options(x2.device)
-    if launch:  # warm L2 with up to 512 of K per weight row before the wait (a power of two, at least 64)
-        launch["PREFETCH_K"] = min(512, 1 << (K.bit_length() - 1)) if K >= 64 else 0
     _skinny_kernel[(triton.cdiv(M, block_m), triton.cdiv(N, block_n))](
         x2, weight, weight if bias is None else bias, weight if scale is None else scale, y, M, N, K, x2.stride(0),
         weight.stride(0), y.stride(0), HAS_BIAS=bias is not None, HAS_SCALE=scale is not None, BLOCK_M=block_m,
-        BLOCK_N=block_n, BLOCK_K=block_k, num_stages=stages, num_warps=warps, **launch)
+        BLOCK_N=block_n, BLOCK_K=block_k, num_stages=stages, num_warps=warps)
     return y
 
 

@@ -23,8 +23,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fastdllm.kernels import pdl, tl, triton
-from fastdllm.kernels.pdl import gdc_wait
+from fastdllm.kernels import tl, triton
 
 MAX_QUERY_ROWS = 128  # beyond, SDPA was as fast (prefix-cache windows, round5_dev/prefix_{llada,dream}.json)
 BLOCK_N = 64  # keys per inner iteration
@@ -49,15 +48,11 @@ if triton is not None:
     def _split_kv_kernel(Q, K, V, KEEP, O_PART, LSE_PART, ARRIVED, OUT,
                          sq_b, sq_h, sq_m, sk_b, sk_h, sk_l, sv_b, sv_h, sv_l, skeep_b, so_b, so_h, so_m,
                          n_heads, group, m, L, scale_log2, N_SPLITS: tl.constexpr,
-                         KEYS_PER_SPLIT: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr,
-                         PDL: tl.constexpr = False):
+                         KEYS_PER_SPLIT: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr):
         """Program (split, query tile, batch·head): softmax(q kᵀ)·v over keys [split·S, (split+1)·S), as a
         normalised partial output ``O_PART[bh, split, rows]`` (fp32) and its base-2 log-sum-exp ``LSE_PART``;
         the tile's last program to arrive (``ARRIVED``, one int32 counter per tile, zero between launches)
-        combines the ``N_SPLITS`` partials (a compile-time count: the loops over them unroll, their loads overlap) into ``OUT`` and resets the counter.
-        With ``PDL`` it first waits for the previous kernel (the KV write)."""
-        if PDL:
-            gdc_wait()
+        combines the ``N_SPLITS`` partials (a compile-time count: the loops over them unroll, their loads overlap) into ``OUT`` and resets the counter."""
         split, tile, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
         b, h = bh // n_heads, bh % n_heads
         kv_h = h // group  # grouped-query attention: ``group`` query heads share one key/value head
@@ -199,7 +194,7 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
         values.stride(0), values.stride(1), values.stride(2), keep.stride(0), out.stride(0), out.stride(1), out.stride(2),
         H, H // H_kv, m, L, math.log2(math.e) / math.sqrt(D), N_SPLITS=n_splits,
         KEYS_PER_SPLIT=keys_per_split, HAS_MASK=key_mask is not None, BLOCK_M=block_m, BLOCK_N=block_n, D=D,
-        num_warps=num_warps, **({} if num_stages is None else {"num_stages": num_stages}), **pdl.launch_options(q.device))
+        num_warps=num_warps, **({} if num_stages is None else {"num_stages": num_stages}))
     return out
 
 
