@@ -188,8 +188,10 @@ class DiffusionLM(nn.Module):
     def tune_gemms(self, rows, margin: float = 0.03, timer=None) -> list[dict]:
         """Time the GEMM backends (``fastdllm.kernels.gemm_plan``: cuBLAS, cuBLASLt, the few-row kernel, and the
         default that ``use_skinny_matmul`` runs) for every projection shape of this model at each row count in
-        ``rows`` (batch × the positions a forward recomputes: ``{batch * e.plan.size for e in events}`` over the
-        ``StepEvent``s of a warm-up decode, ``experiments/bench_gpu.py`` does so), on a
+        ``rows`` (batch × the positions a forward recomputes, and batch × the block's rows, on which alone the
+        last layer's MLP runs: ``{batch * e.plan.size for e in events}`` and ``{batch * (e.step.block_end -
+        e.step.block_start) for e in events}`` over the ``StepEvent``s of a warm-up decode, as
+        ``experiments/bench_gpu.py`` does), on a
         CUDA graph over the layers' own weights; plan the fastest where it beats the default by more than
         ``margin``, and run the projections by the plan from now on (the LM head, one matrix, keeps its rule;
         ``use_tuned_gemms(False)`` goes back). Returns one record per (shape, rows): µs per backend and the
