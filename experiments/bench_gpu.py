@@ -125,13 +125,6 @@ class Floors:
                    2 * self.params * rows / self.ceil["matmul_flop_per_s"])
 
 
-def tuning_rows(batch: int, windows, block_rows) -> list[int]:
-    """The row counts ``tune_gemms`` times for a decode: batch × each forward's recomputed positions ``[start,
-    end)`` in ``windows``, and batch × each block length in ``block_rows`` (the rows whose logits are read: the
-    last layer's MLP and the LM head run on those alone; Dream's 33-row steps end in 32-row products)."""
-    return sorted({batch * (end - start) for start, end in windows} | {batch * rows for rows in block_rows})
-
-
 def set_mode(model, mode: str) -> None:
     model.net.fast = mode != "plain"
     model.use_compile(mode in COMPILED_MODES, fuse=False)
@@ -155,12 +148,11 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
     cuda = prompt.is_cuda
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    plans, block_rows = [], set()
-    warmup = decoder.generate(prompt, callbacks=[lambda e: (plans.append((e.plan.start, e.plan.end)),
-                                                            block_rows.add(e.step.block_end - e.step.block_start))])
+    plans = []
+    warmup = decoder.generate(prompt, callbacks=[lambda e: plans.append((e.plan.start, e.plan.end))])
     gemm_plan = None
     if mode == "tuned":  # time the backends at this setting's row counts, then warm up (capture) again
-        gemm_plan = model.tune_gemms(tuning_rows(prompt.shape[0], plans, block_rows))
+        gemm_plan = model.tune_gemms_for(decoder, prompt)
         warmup = decoder.generate(prompt)
     runs = [decoder.generate(prompt) for _ in range(0 if mode == "plain" else args.repeats)] or [warmup]
     wall = statistics.median(r.wall_time_s for r in runs)

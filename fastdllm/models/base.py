@@ -189,10 +189,8 @@ class DiffusionLM(nn.Module):
         """Time the GEMM backends (``fastdllm.kernels.gemm_plan``: cuBLAS, cuBLASLt, the few-row kernel, and the
         default that ``use_skinny_matmul`` runs) for every projection shape of this model at each row count in
         ``rows`` (batch × the positions a forward recomputes, and batch × the block's rows, on which alone the
-        last layer's MLP runs: ``{batch * e.plan.size for e in events}`` and ``{batch * (e.step.block_end -
-        e.step.block_start) for e in events}`` over the ``StepEvent``s of a warm-up decode, as
-        ``experiments/bench_gpu.py`` does), on a
-        CUDA graph over the layers' own weights; plan the fastest where it beats the default by more than
+        last layer's MLP runs: ``tune_gemms_for`` finds them from a decode), on a CUDA graph over the layers' own
+        weights; plan the fastest where it beats the default by more than
         ``margin``, and run the projections by the plan from now on (the LM head, one matrix, keeps its rule;
         ``use_tuned_gemms(False)`` goes back). Returns one record per (shape, rows): µs per backend and the
         choice. Call it after ``use_compile``/``fuse_projections`` (the shapes a forward runs); captured CUDA
@@ -212,6 +210,21 @@ class DiffusionLM(nn.Module):
         self.net.tuned = True
         self._recapture()  # graphs captured before hold the kernels of the old plan
         return records
+
+    def tune_gemms_for(self, decoder, prompt_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                       **options) -> list[dict]:
+        """``tune_gemms`` at the row counts ``decoder`` runs for this prompt batch: one decode (a warm-up: graphs
+        captured, kernels compiled) records each forward's recomputed positions and the block's rows (where the
+        last layer's MLP and the LM head run; with a logit shift one fewer than a cached step recomputes), times
+        the backends at those counts × the forward's batch (doubled under classifier-free guidance), and returns
+        ``tune_gemms``' records. ``options`` go to ``tune_gemms`` (``margin``, ``timer``)."""
+        if decoder.model is not self:
+            raise ValueError("tune_gemms_for: the decoder runs another model; build it with this one")
+        sizes: set[int] = set()
+        decoder.generate(prompt_ids, attention_mask, callbacks=[
+            lambda e: sizes.update((e.plan.size, e.step.block_end - e.step.block_start))])
+        batch = prompt_ids.shape[0] * (2 if decoder.config.cfg_scale > 0 else 1)
+        return self.tune_gemms(sorted(batch * n for n in sizes), **options)
 
     def use_tuned_gemms(self, enabled: bool = True) -> "DiffusionLM":
         """Run the products by the plan ``tune_gemms`` made (on CUDA; products it did not time run as with

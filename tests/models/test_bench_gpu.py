@@ -82,17 +82,3 @@ def test_fused_mode_runs_the_fused_projections_on_cpu(tmp_path, monkeypatch):
         bench.set_mode(model, mode)
         assert (model.net.compiled, model.net.layers[0].attn.qkv_weight is not None) == (compiled, fused_now), mode
 
-
-def test_tuning_rows_cover_the_logit_rows():
-    """``tune_gemms`` must time every product a forward runs: with Dream's logit shift a dual step recomputes
-    block + 1 positions, but its last layer's MLP and its LM head run on the block's rows alone."""
-    import fastdllm
-
-    cls = fastdllm.model_adapters.get("dream")
-    model = cls(cls.tiny_config()).eval()
-    decoder = fastdllm.DiffusionDecoder(model, cache="dual", unmask={"name": "fixed", "steps": 4}, gen_length=8,
-                                        block_length=4)
-    windows, blocks = [], set()
-    decoder.generate(torch.randint(0, 60, (2, 6)), callbacks=[
-        lambda e: (windows.append((e.plan.start, e.plan.end)), blocks.add(e.step.block_end - e.step.block_start))])
-    assert _bench().tuning_rows(2, windows, blocks) == [8, 10, 28]  # blocks (2 x 4), steps (2 x 5), refreshes (2 x 14)

@@ -160,3 +160,25 @@ def test_on_the_gpu_every_backend_computes_the_product_and_the_plan_is_followed(
     assert set(records[0]["us"]) == set(gemm_plan.BACKENDS) and all(t > 0 for t in records[0]["us"].values())
     assert gemm_plan.plan().get(gemm_plan.plan_key(x, ws[0], None), "default") == records[0]["choice"]
     torch.testing.assert_close(gemm_plan.linear(x, ws[1]).float(), F.linear(x.float(), ws[1].float()), atol=0.1, rtol=0.02)
+
+
+@pytest.mark.parametrize("family, cfg_scale, want", [
+    ("dream", 0.0, [8, 10, 28]),  # blocks (2 x 4: the last layer's MLP), cached steps (2 x 5: logit shift), refreshes
+    ("llada", 1.0, [16, 56]),  # classifier-free guidance: 4 forward rows; blocks = cached steps (4 x 4), refreshes (4 x 14)
+])
+def test_tune_gemms_for_times_every_row_count_a_decode_runs(family, cfg_scale, want):
+    """``tune_gemms_for`` must time every product a decode runs: with Dream's logit shift a dual step recomputes
+    block + 1 positions but its last layer's MLP runs on the block's rows alone; under guidance the forward
+    batch is twice the prompt batch."""
+    cls = fastdllm.model_adapters.get(family)
+    torch.manual_seed(0)
+    model = cls(cls.tiny_config()).eval()
+    decoder = fastdllm.DiffusionDecoder(model, cache="dual", unmask={"name": "fixed", "steps": 4}, gen_length=8,
+                                        block_length=4, cfg_scale=cfg_scale)
+    timer = lambda calls, weights: {b: 1.0 for b in calls}  # noqa: E731
+    records = model.tune_gemms_for(decoder, torch.randint(3, 60, (2, 6)), timer=timer)
+    rows = sorted({r["rows"] for r in records})
+    assert rows == want
+    other = cls(cls.tiny_config()).eval()
+    with pytest.raises(ValueError, match="another model"):
+        other.tune_gemms_for(decoder, torch.randint(3, 60, (2, 6)), timer=timer)
