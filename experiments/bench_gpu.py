@@ -149,11 +149,13 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     plans = []
-    warmup = decoder.generate(prompt, callbacks=[lambda e: plans.append((e.plan.start, e.plan.end))])
+    record = lambda e: plans.append((e.plan.start, e.plan.end))  # noqa: E731
     gemm_plan = None
-    if mode == "tuned":  # time the backends at this setting's row counts, then warm up (capture) again
-        gemm_plan = model.tune_gemms_for(decoder, prompt)
+    if mode == "tuned":  # its warm-up decode finds the row counts to time; then warm up (capture) again
+        gemm_plan = model.tune_gemms_for(decoder, prompt, callbacks=[record])
         warmup = decoder.generate(prompt)
+    else:
+        warmup = decoder.generate(prompt, callbacks=[record])
     runs = [decoder.generate(prompt) for _ in range(0 if mode == "plain" else args.repeats)] or [warmup]
     wall = statistics.median(r.wall_time_s for r in runs)
     first = runs[0]

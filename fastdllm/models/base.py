@@ -211,18 +211,19 @@ class DiffusionLM(nn.Module):
         self._recapture()  # graphs captured before hold the kernels of the old plan
         return records
 
-    def tune_gemms_for(self, decoder, prompt_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                       **options) -> list[dict]:
+    def tune_gemms_for(self, decoder, prompt_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                       callbacks=(), **options) -> list[dict]:
         """``tune_gemms`` at the row counts ``decoder`` runs for this prompt batch: one decode (a warm-up: graphs
         captured, kernels compiled) records each forward's recomputed positions and the block's rows (where the
         last layer's MLP and the LM head run; with a logit shift one fewer than a cached step recomputes), times
         the backends at those counts × the forward's batch (doubled under classifier-free guidance), and returns
-        ``tune_gemms``' records. ``options`` go to ``tune_gemms`` (``margin``, ``timer``)."""
+        ``tune_gemms``' records. ``callbacks`` also see that decode's ``StepEvent``s; ``options`` go to
+        ``tune_gemms`` (``margin``, ``timer``)."""
         if decoder.model is not self:
             raise ValueError("tune_gemms_for: the decoder runs another model; build it with this one")
         sizes: set[int] = set()
         decoder.generate(prompt_ids, attention_mask, callbacks=[
-            lambda e: sizes.update((e.plan.size, e.step.block_end - e.step.block_start))])
+            lambda e: sizes.update((e.plan.size, e.step.block_end - e.step.block_start)), *callbacks])
         batch = prompt_ids.shape[0] * (2 if decoder.config.cfg_scale > 0 else 1)
         return self.tune_gemms(sorted(batch * n for n in sizes), **options)
 

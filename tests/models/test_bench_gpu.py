@@ -81,4 +81,3 @@ def test_fused_mode_runs_the_fused_projections_on_cpu(tmp_path, monkeypatch):
                                         "fused": (False, True), "graphs": (False, False), "plain": (False, False)}.items():
         bench.set_mode(model, mode)
         assert (model.net.compiled, model.net.layers[0].attn.qkv_weight is not None) == (compiled, fused_now), mode
-

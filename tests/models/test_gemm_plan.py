@@ -176,9 +176,11 @@ def test_tune_gemms_for_times_every_row_count_a_decode_runs(family, cfg_scale, w
     decoder = fastdllm.DiffusionDecoder(model, cache="dual", unmask={"name": "fixed", "steps": 4}, gen_length=8,
                                         block_length=4, cfg_scale=cfg_scale)
     timer = lambda calls, weights: {b: 1.0 for b in calls}  # noqa: E731
-    records = model.tune_gemms_for(decoder, torch.randint(3, 60, (2, 6)), timer=timer)
+    events = []
+    records = model.tune_gemms_for(decoder, torch.randint(3, 60, (2, 6)), callbacks=[events.append], timer=timer)
     rows = sorted({r["rows"] for r in records})
     assert rows == want
+    assert len(events) == 4  # the caller's callbacks saw the warm-up decode's steps (8 tokens, 2 per step)
     other = cls(cls.tiny_config()).eval()
     with pytest.raises(ValueError, match="another model"):
         other.tune_gemms_for(decoder, torch.randint(3, 60, (2, 6)), timer=timer)
