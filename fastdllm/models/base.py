@@ -235,25 +235,6 @@ class DiffusionLM(nn.Module):
             self._recapture()
         return self
 
-    def use_l2_prefetch(self, enabled: bool = True, mlp_bytes: int = 0, kind: str = "line",
-                        programs: int = 16) -> "DiffusionLM":
-        """While each layer's attention runs, prefetch its output projection's weight (and the first ``mlp_bytes``
-        of its gate/up weight) into the GPU's L2 cache on a second CUDA stream, so that the projection reads
-        them from L2 instead of DRAM (``fastdllm.kernels.l2_prefetch``: ``kind`` is the PTX prefetch, ``programs``
-        the kernel's grid). Tokens are unchanged (a prefetch moves no values); CPU forwards are unaffected.
-        Needs Triton and CUDA."""
-        from fastdllm.kernels.l2_prefetch import KINDS
-
-        if kind not in KINDS:
-            raise ValueError(f"use_l2_prefetch: kind {kind!r} is not one of {', '.join(KINDS)}")
-        if mlp_bytes < 0 or programs < 1:
-            raise ValueError(f"use_l2_prefetch: mlp_bytes={mlp_bytes} must be >= 0 and programs={programs} >= 1")
-        options = {"mlp_bytes": mlp_bytes, "kind": kind, "programs": programs} if enabled else None
-        if self.net.l2_prefetch != options:
-            self.net.l2_prefetch = options
-            self._recapture()
-        return self
-
     def _apply(self, fn, recurse=True):
         """``to``/``half``/``cuda``/...: the weights are new tensors, so captured CUDA graphs (which read the old
         ones) are dropped and captured again at their next use."""

@@ -226,10 +226,9 @@ class Block(nn.Module):
         self.mlp = SwiGLU(cfg)
 
     def forward(self, x, cos, sin, layer, start, index, store, key_mask, q_rows=None, fns: LayerFunctions = EAGER,
-                split_kv: bool = False, linear=F.linear, prefetch=None):
+                split_kv: bool = False, linear=F.linear):
         """x ``[B, n, d]`` → ``[B, n, d]``, or ``[B, m, d]`` for the rows ``q_rows`` ``[m]`` only (keys and values
-        of all ``n`` positions are still computed and stored: other positions attend to them later).
-        ``prefetch(block)``, if given, runs once q/k/v are computed, before the attention (``Transformer.hidden``)."""
+        of all ``n`` positions are still computed and stored: other positions attend to them later)."""
         a, mlp = self.attn, self.mlp
         if a.qkv_weight is not None:  # fused (``Transformer.fuse_projections``): one GEMM for q, k and v
             q, k, v = fns.fused_attention_inputs(x, self.attn_norm.weight, self.attn_norm.eps, a.qkv_weight,
@@ -240,8 +239,6 @@ class Block(nn.Module):
                                            a.q_proj.bias, a.k_proj.weight, a.k_proj.bias, a.v_proj.weight,
                                            a.v_proj.bias, cos, sin, q_rows, a.n_heads, a.n_kv_heads, a.head_dim,
                                            linear)
-        if prefetch is not None:
-            prefetch(self)
         keys, values = store.update(layer, start, index, k, v)  # [B, H_kv, L, D] each
         out = attend(q, keys, values, key_mask, split_kv)  # [B, H, m, D]
         if q_rows is not None:
@@ -273,7 +270,6 @@ class Transformer(nn.Module):
         self.fp8 = False  # few-row products by the wide weights through their fp8 copies (``use_fp8_weights``)
         self._fp8_weights: list[torch.Tensor] = []  # the weights registered in fastdllm.kernels.fp8_weights
         self.tuned = False  # products through the timed GEMM plan on CUDA (``DiffusionLM.tune_gemms``)
-        self.l2_prefetch: dict | None = None  # prefetch options on CUDA (``DiffusionLM.use_l2_prefetch``), None: off
 
     def linear(self):
         """The ``F.linear`` the layers and the LM head use: fp8 copies, the tuned GEMM plan, the few-row GEMM, or
@@ -336,31 +332,6 @@ class Transformer(nn.Module):
             self.use_fp8()  # the fused weights are new tensors: copies for them, the old ones dropped
         return changed
 
-    def _prefetch_targets(self, block: Block) -> tuple[list[torch.Tensor], list[int | None]]:
-        """What ``use_l2_prefetch`` pulls into L2 during ``block``'s attention: its output projection's weight,
-        then the first ``mlp_bytes`` of its gate/up weight (gate rows first; none under fp8, whose products
-        read the fp8 copies)."""
-        mlp_bytes = self.l2_prefetch.get("mlp_bytes", 0)
-        tensors, limits = [block.attn.o_proj.weight], [None]
-        if mlp_bytes and not self.fp8:
-            mlp = block.mlp
-            tensors.append(mlp.gate_up_weight if mlp.gate_up_weight is not None else mlp.gate_proj.weight)
-            limits.append(mlp_bytes)
-        return tensors, limits
-
-    def _prefetcher(self, forked: list):
-        """The ``prefetch`` callable ``Block.forward`` runs: launches on the side stream, noting in ``forked``
-        whether it did (the forward then joins)."""
-        from fastdllm.kernels import l2_prefetch
-
-        options = {k: v for k, v in self.l2_prefetch.items() if k != "mlp_bytes"}
-
-        def prefetch(block: Block) -> None:
-            tensors, limits = self._prefetch_targets(block)
-            forked.append(l2_prefetch.prefetch([t.detach() for t in tensors], limits, **options))
-
-        return prefetch
-
     def reset_rope(self) -> None:
         """Recompute the RoPE tables in fp32 on the module's device (after ``to_empty`` or a dtype cast)."""
         cfg, device = self.arch, self.rope_cos.device
@@ -397,15 +368,9 @@ class Transformer(nn.Module):
         last = len(self.layers) - 1
         narrow = rows is not None and self.fast
         linear = self.linear()  # each runs cuBLAS (F.linear) where its kernel does not apply
-        forked = []
-        prefetch = self._prefetcher(forked) if self.l2_prefetch is not None and canvas.is_cuda else None
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, i, start, index, store, key_mask, rows if narrow and i == last else None, fns,
-                      self.split_kv, linear, prefetch)
-        if any(forked):
-            from fastdllm.kernels import l2_prefetch
-
-            l2_prefetch.join(canvas.device)
+                      self.split_kv, linear)
         if rows is not None and not narrow:
             x = x.index_select(1, rows)  # [B, m, d]
         return self.norm(x)
