@@ -179,5 +179,32 @@ def tune(groups: Mapping[str, Sequence[torch.Tensor]], rows: Iterable[int], *, m
                 _PLAN.pop(key, None)
             else:
                 _PLAN[key] = choice
-            records.append({"group": name, "rows": m, "N": N, "K": K, "us": us, "choice": choice})
+            records.append({"group": name, "rows": m, "N": N, "K": K, "bias": bias_list[0] is not None, "us": us,
+                            "choice": choice})
     return records
+
+
+def install(records: Iterable[Mapping], device: torch.device | str, dtype: torch.dtype) -> None:
+    """Put the choices of ``tune``'s records (from this process or a saved run: JSON round-trips them) into the
+    plan for products on ``device`` in ``dtype``, without timing anything: a second process then runs the
+    kernels the first one chose, and decodes the same tokens. Every record is checked before any is installed.
+    Records without a ``bias`` field (before it was recorded) take it from the group name's ``+bias``."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    entries = {}
+    for i, record in enumerate(records):
+        missing = [k for k in ("rows", "N", "K", "choice") if k not in record]
+        if missing:
+            raise ValueError(f"gemm plan record {i} lacks {missing}: want tune()'s records "
+                             f"({{'rows', 'N', 'K', 'bias', 'choice', ...}}), got {dict(record)}")
+        rows, choice = int(record["rows"]), record["choice"]
+        if rows <= 0 or not available(choice, rows):  # an unknown backend raises in available()
+            raise ValueError(f"gemm plan record {i}: backend {choice!r} cannot run {rows} rows")
+        bias = bool(record["bias"]) if "bias" in record else str(record.get("group", "")).endswith("+bias")
+        entries[(str(device), dtype, rows, int(record["N"]), int(record["K"]), bias)] = choice
+    for key, choice in entries.items():
+        if choice == "default":
+            _PLAN.pop(key, None)
+        else:
+            _PLAN[key] = choice

@@ -227,6 +227,33 @@ class DiffusionLM(nn.Module):
         batch = prompt_ids.shape[0] * (2 if decoder.config.cfg_scale > 0 else 1)
         return self.tune_gemms(sorted(batch * n for n in sizes), **options)
 
+    def use_gemm_plan(self, records) -> "DiffusionLM":
+        """Run the projections by a plan ``tune_gemms`` made before, in this process or another: ``records`` are
+        its returned records (or the path of a JSON file holding them, e.g. a ``gemm_plan`` list that
+        ``experiments/bench_gpu.py`` saved). Nothing is timed, so a re-run chooses the same kernels and decodes
+        the same tokens (a fresh ``tune_gemms`` can flip near-tied choices, and bf16 tokens with them). Every
+        record must name a projection shape of this model (a plan tuned for another model is refused)."""
+        import json
+        from pathlib import Path
+
+        from fastdllm.kernels import gemm_plan
+
+        if isinstance(records, (str, Path)):
+            records = json.loads(Path(records).read_text())
+        records = list(records)
+        shapes = {(w.shape[0], w.shape[1], b is not None) for w, b in self.net.products()[:-1]}
+        for record in records:
+            shape = (record.get("N"), record.get("K"),
+                     record["bias"] if "bias" in record else str(record.get("group", "")).endswith("+bias"))
+            if shape not in shapes:
+                raise ValueError(f"use_gemm_plan: record {record.get('group', shape)!r} at {record.get('rows')} rows "
+                                 f"is no projection of this model (N, K, bias: {sorted(shapes)}); was the plan tuned "
+                                 "for another model, or before use_compile/fuse_projections?")
+        gemm_plan.install(records, self.device, self.dtype)
+        self.net.tuned = True
+        self._recapture()
+        return self
+
     def use_tuned_gemms(self, enabled: bool = True) -> "DiffusionLM":
         """Run the products by the plan ``tune_gemms`` made (on CUDA; products it did not time run as with
         ``use_skinny_matmul``); False: as before tuning."""

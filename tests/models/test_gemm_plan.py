@@ -184,3 +184,45 @@ def test_tune_gemms_for_times_every_row_count_a_decode_runs(family, cfg_scale, w
     other = cls(cls.tiny_config()).eval()
     with pytest.raises(ValueError, match="another model"):
         other.tune_gemms_for(decoder, torch.randint(3, 60, (2, 6)), timer=timer)
+
+
+def test_a_saved_plan_is_installed_without_timing_and_refused_for_another_model(tmp_path, ran):
+    """``use_gemm_plan`` must rebuild exactly the plan ``tune_gemms`` made (keys and choices, biases included)
+    from its records after a JSON round trip, time nothing, and refuse records that fit no projection of the
+    model or name an unknown backend before installing any."""
+    import json
+
+    cls = fastdllm.model_adapters.get("dream")  # q/k/v carry biases: the key's bias flag is exercised
+    torch.manual_seed(0)
+    model = cls(cls.tiny_config()).eval()
+    model.fuse_projections()
+    times = iter([{"default": 10.0, "cublas": 5.0, "cublaslt": 8.0, "few_row": 9.0},
+                  {"default": 10.0, "cublas": 9.0, "cublaslt": 6.0, "few_row": 9.0},
+                  {"default": 1.0, "cublas": 9.0, "cublaslt": 9.0, "few_row": 9.0}] * 20)
+    records = model.tune_gemms([4, 8], timer=lambda calls, weights: {b: t for b, t in next(times).items() if b in calls})
+    tuned = gemm_plan.plan()
+    assert {r["choice"] for r in records} == {"cublas", "cublaslt", "default"} and any(k[-1] for k in tuned)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(records))
+    gemm_plan.clear()
+    model.use_tuned_gemms(False)
+    ran.clear()
+    assert model.use_gemm_plan(path) is model
+    assert gemm_plan.plan() == tuned and model.net.tuned and ran == []
+    # records saved before the bias field existed: the group name tells
+    old = [{k: v for k, v in r.items() if k != "bias"} for r in records]
+    gemm_plan.clear()
+    model.use_gemm_plan(old)
+    assert gemm_plan.plan() == tuned
+
+    llada = fastdllm.model_adapters.get("llada")
+    other = llada(llada.tiny_config()).eval()
+    gemm_plan.clear()
+    with pytest.raises(ValueError, match="no projection of this model"):
+        other.use_gemm_plan(records)
+    bad = records[:-1] + [dict(records[-1], choice="cublass")]  # last: the others must not be installed first
+    with pytest.raises(ValueError, match="unknown GEMM backend 'cublass'"):
+        model.use_gemm_plan(bad)
+    with pytest.raises(ValueError, match="lacks \\['choice'\\]"):
+        gemm_plan.install([{"rows": 4, "N": 8, "K": 8}], "cpu", torch.float32)
+    assert gemm_plan.plan() == {}  # nothing of a refused plan was installed
