@@ -151,7 +151,12 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
     plans = []
     record = lambda e: plans.append((e.plan.start, e.plan.end))  # noqa: E731
     gemm_plan = None
-    if mode == "tuned":  # its warm-up decode finds the row counts to time; then warm up (capture) again
+    saved_plan = (args.gemm_plan or {}).get((prompt.shape[0], cache, k)) if mode == "tuned" else None
+    if saved_plan is not None:  # --gemm-plan: the earlier run's choices, nothing timed
+        model.use_gemm_plan(saved_plan)
+        gemm_plan = saved_plan
+        warmup = decoder.generate(prompt, callbacks=[record])
+    elif mode == "tuned":  # its warm-up decode finds the row counts to time; then warm up (capture) again
         gemm_plan = model.tune_gemms_for(decoder, prompt, callbacks=[record])
         warmup = decoder.generate(prompt)
     else:
@@ -168,6 +173,8 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
            "tokens_sha1": hashlib.sha1(first.sequences.cpu().numpy().tobytes()).hexdigest()}
     if gemm_plan is not None:
         row["gemm_plan"] = gemm_plan
+        if saved_plan is not None:
+            row["gemm_plan_from"] = args.gemm_plan_path
     floor_sum = [floors.forward_s(batch * (end - start)) for start, end in plans]
     if floor_sum and floor_sum[0] is not None:
         row["floor_sum_s"] = sum(floor_sum)
@@ -274,6 +281,9 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--profile", nargs="?", const="all", default=None,
                    help="write torch.profiler kernel tables (plain and the last mode; dual cache, largest k) for "
                         "every batch, or for the comma-separated batches given")
+    p.add_argument("--gemm-plan", default=None, metavar="RESULT_JSON",
+                   help="tuned mode installs the GEMM plan an earlier bench_gpu run recorded for the same batch, "
+                        "cache and k (use_gemm_plan) instead of timing a new one: a re-run of the same kernels")
     args = p.parse_args(argv)
     if args.family not in fastdllm.model_adapters:
         p.error(f"--family {args.family!r} is not a registered model adapter: {fastdllm.model_adapters.names()}")
@@ -284,6 +294,7 @@ def parse(argv) -> argparse.Namespace:
     bad = [m for m in modes if m not in MODES]
     if bad:
         p.error(f"--modes: unknown {bad}; choose from {', '.join(MODES)}")
+    requested = list(modes)
     if args.device != "cuda":
         modes = [m for m in modes if m not in CUDA_MODES]  # graphs and compile are CUDA-only; fused runs eagerly
     modes = [m for m in modes if m != "plain"] or ["eager"]
@@ -291,7 +302,25 @@ def parse(argv) -> argparse.Namespace:
     args.batches, args.ks, args.caches = [int(b) for b in _csv(args.batches)], [int(k) for k in _csv(args.ks)], _csv(args.caches)
     if any(b < 1 for b in args.batches) or any(k < 1 or args.gen_length % k for k in args.ks):
         p.error("--batches must be >= 1 and every --ks must divide --gen-length")
+    args.gemm_plan_path, args.gemm_plan = args.gemm_plan, _saved_plans(p, args, requested) if args.gemm_plan else None
     return args
+
+
+def _saved_plans(p: argparse.ArgumentParser, args, requested: list[str]) -> dict[tuple[int, str, int], list[dict]]:
+    """--gemm-plan: (batch, cache, k) -> the tuned records of that earlier run; every setting this run will tune
+    must have one (checked before the model is built)."""
+    try:
+        settings = json.loads(Path(args.gemm_plan).read_text())["settings"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        p.error(f"--gemm-plan {args.gemm_plan}: not a bench_gpu result file ({type(err).__name__}: {err})")
+    plans = {(r["batch"], r["cache"], r["tokens_per_step"]): r["gemm_plan"] for r in settings
+             if r.get("mode") == "tuned" and r.get("gemm_plan")}
+    missing = [(b, c, k) for b in args.batches for c in args.caches for k in args.ks if (b, c, k) not in plans]
+    if missing:
+        p.error(f"--gemm-plan {args.gemm_plan} has no tuned plan for (batch, cache, k) {missing}; it has {sorted(plans)}")
+    if "tuned" not in requested:
+        p.error(f"--gemm-plan is for the tuned mode: --modes {','.join(requested)} lacks it")
+    return plans
 
 
 def main(argv=None) -> dict:

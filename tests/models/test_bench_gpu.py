@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,27 @@ def test_fused_mode_runs_the_fused_projections_on_cpu(tmp_path, monkeypatch):
                                         "fused": (False, True), "graphs": (False, False), "plain": (False, False)}.items():
         bench.set_mode(model, mode)
         assert (model.net.compiled, model.net.layers[0].attn.qkv_weight is not None) == (compiled, fused_now), mode
+
+
+def test_a_saved_gemm_plan_must_cover_every_setting_before_work(tmp_path, capsys):
+    """--gemm-plan takes the tuned records of an earlier result file; a setting it lacks, a file that is no
+    result, or a run without the tuned mode is refused at parse time, naming what the file holds."""
+    earlier = {"settings": [{"batch": 1, "cache": "dual", "tokens_per_step": 4, "mode": "tuned",
+                             "gemm_plan": [{"group": "8x8", "rows": 4, "N": 8, "K": 8, "choice": "cublas"}]},
+                            {"batch": 1, "cache": "prefix", "tokens_per_step": 4, "mode": "kernels"}]}
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps(earlier))
+    bench = _bench()
+    base = ["--small", "--device", "cpu", "--ks", "4", "--gemm-plan", str(path)]  # tuned is CUDA-only: parsed, dropped
+    args = bench.parse(base + ["--caches", "dual", "--modes", "tuned"])
+    assert args.gemm_plan == {(1, "dual", 4): earlier["settings"][0]["gemm_plan"]}
+    for extra, message in (
+            (["--caches", "dual,prefix", "--modes", "tuned"], r"no tuned plan for \(batch, cache, k\) \[\(1, 'prefix', 4\)\]"),
+            (["--caches", "dual", "--modes", "plain,kernels"], "for the tuned mode: --modes plain,kernels lacks it")):
+        with pytest.raises(SystemExit):
+            bench.parse(base + extra)
+        assert re.search(message, capsys.readouterr().err)
+    (tmp_path / "bad.json").write_text("[]")
+    with pytest.raises(SystemExit):
+        bench.parse(["--small", "--device", "cpu", "--gemm-plan", str(tmp_path / "bad.json")])
+    assert "not a bench_gpu result file" in capsys.readouterr().err
