@@ -50,81 +50,14 @@ import fastdllm
 from fastdllm.core.policy import cache_policies
 from fastdllm.evaluation import torch_info
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_floors import Floors, build_model, ceilings  # noqa: E402 - also read as bench_gpu.X by the other scripts
+
 MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "fp8")
 CUDA_MODES = ("graphs", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "fp8")  # dropped on the CPU
 GRAPHED_MODES = ("graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "fp8")
 COMPILED_MODES = ("compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "fp8")
 FUSED_MODES = ("fused", "compiled", "split-kv", "kernels", "tuned", "fp8")
-# tiny configs for CPU smoke runs, per family (field names are the family's config.json's)
-SMALL = {"llada": dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=512, mask_token_id=500,
-                       eos_token_id=1, pad_token_id=1),
-         "dream": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                       intermediate_size=128, vocab_size=512, max_position_embeddings=4096, mask_token_id=500,
-                       eos_token_id=1, pad_token_id=1)}
-
-
-def build_model(family: str, small: bool, device: str, dtype: torch.dtype) -> fastdllm.DiffusionLM:
-    """The family's reference config (or a tiny one with ``small``), random weights (matrices N(0, 0.02²),
-    norms 1, biases 0), built on ``device``."""
-    cls = fastdllm.model_adapters.get(family)
-    config = cls.reference_config()
-    if small:
-        if family not in SMALL:
-            raise ValueError(f"no tiny config for family {family!r} (known: {', '.join(SMALL)}); drop --small")
-        config = {**config, **SMALL[family]}
-    if not config:
-        raise ValueError(f"model adapter {family!r} has no reference_config(); it cannot be benchmarked at full shape")
-    with torch.device("meta"):
-        model = cls(config)
-    model.to(dtype=dtype).to_empty(device=device)
-    model.net.reset_rope()
-    gen = torch.Generator(device=device).manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 2:
-                p.normal_(0.0, 0.02, generator=gen)
-            else:
-                p.fill_(0.0 if name.endswith("bias") else 1.0)
-    return model.eval()
-
-
-def ceilings(device: str) -> dict[str, float]:
-    """Device copy bandwidth (bytes read + written per second) and bf16 matmul rate, measured now."""
-    if device != "cuda":
-        return {}
-    x = torch.empty(2**30, dtype=torch.uint8, device=device)  # 1 GiB
-    y = torch.empty_like(x)
-    a = torch.randn(8192, 8192, dtype=torch.bfloat16, device=device)
-    b = torch.randn(8192, 8192, dtype=torch.bfloat16, device=device)
-
-    def timed(fn, n: int) -> float:
-        fn()
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        torch.cuda.synchronize()
-        return (time.perf_counter() - start) / n
-
-    copy_s = timed(lambda: y.copy_(x), 20)
-    mm_s = timed(lambda: a @ b, 20)
-    return {"copy_bytes_per_s": 2 * x.numel() / copy_s, "matmul_flop_per_s": 2 * 8192**3 / mm_s}
-
-
-class Floors:
-    """Per-forward floors: max(weight bytes / copy bandwidth, 2 · params · rows / matmul rate)."""
-
-    def __init__(self, params: int, weight_bytes: int, ceil: dict[str, float]) -> None:
-        self.params, self.weight_bytes, self.ceil = params, weight_bytes, ceil
-
-    def forward_s(self, rows: int, bytes_saved: int = 0) -> float | None:
-        """``bytes_saved``: weight bytes the forward does not read (fp8 copies read instead of bf16 weights)."""
-        if not self.ceil:
-            return None
-        return max((self.weight_bytes - bytes_saved) / self.ceil["copy_bytes_per_s"],
-                   2 * self.params * rows / self.ceil["matmul_flop_per_s"])
-
-
 def set_mode(model, mode: str) -> None:
     model.net.fast = mode != "plain"
     model.use_compile(mode in COMPILED_MODES, fuse=False)

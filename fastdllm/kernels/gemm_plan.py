@@ -48,6 +48,21 @@ def plan() -> dict[tuple, str]:
     return dict(_PLAN)
 
 
+def _choose(key: tuple, choice: str) -> None:
+    """Plan ``choice`` for ``key``; "default" is the absence of an entry."""
+    if choice == "default":
+        _PLAN.pop(key, None)
+    else:
+        _PLAN[key] = choice
+
+
+def record_shape(record: Mapping) -> tuple:
+    """(N, K, has bias) of a ``tune`` record; records saved before the ``bias`` field take it from the group
+    name's ``+bias``."""
+    bias = record["bias"] if "bias" in record else str(record.get("group", "")).endswith("+bias")
+    return record.get("N"), record.get("K"), bool(bias)
+
+
 def clear() -> None:
     """Forget every choice: products run as ``skinny_matmul.linear`` runs them."""
     _PLAN.clear()
@@ -174,11 +189,7 @@ def tune(groups: Mapping[str, Sequence[torch.Tensor]], rows: Iterable[int], *, m
             us = timer(calls, weights)
             best = min(us, key=us.get)
             choice = best if us[best] < (1 - margin) * us["default"] else "default"
-            key = plan_key(x, weights[0], bias_list[0])
-            if choice == "default":
-                _PLAN.pop(key, None)
-            else:
-                _PLAN[key] = choice
+            _choose(plan_key(x, weights[0], bias_list[0]), choice)
             records.append({"group": name, "rows": m, "N": N, "K": K, "bias": bias_list[0] is not None, "us": us,
                             "choice": choice})
     return records
@@ -187,8 +198,7 @@ def tune(groups: Mapping[str, Sequence[torch.Tensor]], rows: Iterable[int], *, m
 def install(records: Iterable[Mapping], device: torch.device | str, dtype: torch.dtype) -> None:
     """Put the choices of ``tune``'s records (from this process or a saved run: JSON round-trips them) into the
     plan for products on ``device`` in ``dtype``, without timing anything: a second process then runs the
-    kernels the first one chose, and decodes the same tokens. Every record is checked before any is installed.
-    Records without a ``bias`` field (before it was recorded) take it from the group name's ``+bias``."""
+    kernels the first one chose, and decodes the same tokens. Every record is checked before any is installed."""
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -201,10 +211,7 @@ def install(records: Iterable[Mapping], device: torch.device | str, dtype: torch
         rows, choice = int(record["rows"]), record["choice"]
         if rows <= 0 or not available(choice, rows):  # an unknown backend raises in available()
             raise ValueError(f"gemm plan record {i}: backend {choice!r} cannot run {rows} rows")
-        bias = bool(record["bias"]) if "bias" in record else str(record.get("group", "")).endswith("+bias")
-        entries[(str(device), dtype, rows, int(record["N"]), int(record["K"]), bias)] = choice
+        N, K, bias = record_shape(record)
+        entries[(str(device), dtype, rows, int(N), int(K), bias)] = choice
     for key, choice in entries.items():
-        if choice == "default":
-            _PLAN.pop(key, None)
-        else:
-            _PLAN[key] = choice
+        _choose(key, choice)

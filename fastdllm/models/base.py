@@ -243,8 +243,7 @@ class DiffusionLM(nn.Module):
         records = list(records)
         shapes = {(w.shape[0], w.shape[1], b is not None) for w, b in self.net.products()[:-1]}
         for record in records:
-            shape = (record.get("N"), record.get("K"),
-                     record["bias"] if "bias" in record else str(record.get("group", "")).endswith("+bias"))
+            shape = gemm_plan.record_shape(record)
             if shape not in shapes:
                 raise ValueError(f"use_gemm_plan: record {record.get('group', shape)!r} at {record.get('rows')} rows "
                                  f"is no projection of this model (N, K, bias: {sorted(shapes)}); was the plan tuned "
