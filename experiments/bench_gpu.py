@@ -216,7 +216,7 @@ def parse(argv) -> argparse.Namespace:
                         "every batch, or for the comma-separated batches given")
     p.add_argument("--gemm-plan", default=None, metavar="RESULT_JSON",
                    help="tuned mode installs the GEMM plan an earlier bench_gpu run recorded for the same batch, "
-                        "cache and k (use_gemm_plan) instead of timing a new one: a re-run of the same kernels")
+                        "cache and k (use_gemm_plan) instead of timing a new one: a re-run with the same backend choices")
     args = p.parse_args(argv)
     if args.family not in fastdllm.model_adapters:
         p.error(f"--family {args.family!r} is not a registered model adapter: {fastdllm.model_adapters.names()}")

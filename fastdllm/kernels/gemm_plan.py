@@ -197,8 +197,8 @@ def tune(groups: Mapping[str, Sequence[torch.Tensor]], rows: Iterable[int], *, m
 
 def install(records: Iterable[Mapping], device: torch.device | str, dtype: torch.dtype) -> None:
     """Put the choices of ``tune``'s records (from this process or a saved run: JSON round-trips them) into the
-    plan for products on ``device`` in ``dtype``, without timing anything: a second process then runs the
-    kernels the first one chose, and decodes the same tokens. Every record is checked before any is installed."""
+    plan for products on ``device`` in ``dtype``, without timing anything: a second process then makes the
+    backend choices the first one made. Every record is checked before any is installed."""
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())

@@ -230,8 +230,9 @@ class DiffusionLM(nn.Module):
     def use_gemm_plan(self, records) -> "DiffusionLM":
         """Run the projections by a plan ``tune_gemms`` made before, in this process or another: ``records`` are
         its returned records (or the path of a JSON file holding them, e.g. a ``gemm_plan`` list that
-        ``experiments/bench_gpu.py`` saved). Nothing is timed, so a re-run chooses the same kernels and decodes
-        the same tokens (a fresh ``tune_gemms`` can flip near-tied choices, and bf16 tokens with them). Every
+        ``experiments/bench_gpu.py`` saved). Nothing is timed, so a re-run makes the same backend choices (a
+        fresh ``tune_gemms`` can flip near-tied ones, and bf16 tokens with them); what cuBLAS and Inductor pick
+        below the plan is not pinned, so bf16 tokens can still differ between processes. Every
         record must name a projection shape of this model (a plan tuned for another model is refused)."""
         import json
         from pathlib import Path
