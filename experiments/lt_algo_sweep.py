@@ -1,0 +1,103 @@
+"""cuBLASLt's ranked candidates (``fastdllm.kernels.lt_algos``) against PyTorch's two BLAS paths, per projection
+and row count of a prefix-cache window or cached step.
+
+For each fused weight shape of a family's layer and each row count, every candidate the heuristic returns
+(up to ``--max-algos``) is checked against an fp32 ``F.linear`` and timed as a forward runs it: a CUDA graph
+of one product per rotating weight copy (every weight read from DRAM), all candidates' graphs replayed in
+interleaved rounds (``gemm_plan.graph_times_us``). Times are against the weight's read time and the matmul
+time at the rates measured here (``bench_gpu.ceilings``).
+
+    python experiments/lt_algo_sweep.py --family llada --rows 32,96,128,160,192,224,256 --out $OUT/lt_llada.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_gpu  # noqa: E402
+from gemm_sweep import LAYER_SHAPES  # noqa: E402
+
+from fastdllm.evaluation import torch_info  # noqa: E402
+from fastdllm.kernels import gemm_plan, lt_algos  # noqa: E402
+
+BIASED = {"dream": {"qkv"}}  # projections with a bias
+
+
+def header_check() -> dict:
+    """Our enum values against the cublasLt.h next to the loaded library (if the wheel ships headers)."""
+    lib = lt_algos.library_path() or ""
+    root = os.path.dirname(os.path.dirname(lib))
+    headers = glob.glob(os.path.join(root, "include", "cublasLt.h")) + glob.glob("/usr/local/cuda*/include/cublasLt.h")
+    if not headers:
+        return {"library": lib, "header": None}
+    return {"library": lib, "header": headers[0], "mismatches": lt_algos.check_header(headers[0])}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=None)
+    p.add_argument("--family", default="llada", choices=sorted(LAYER_SHAPES))
+    p.add_argument("--rows", default="32,96,128,160,192,224,256")
+    p.add_argument("--shapes", default="qkv,o_proj,gate_up,down")
+    p.add_argument("--max-algos", type=int, default=16)
+    args = p.parse_args()
+    t0 = time.time()
+    check = header_check()
+    print("header", check, flush=True)
+    if check.get("mismatches"):
+        raise SystemExit(f"lt_algos.ENUMS disagree with {check['header']}: {check['mismatches']}")
+    ceil = bench_gpu.ceilings("cuda")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/lt_algo_sweep.py " + " ".join(sys.argv[1:]),
+           "header": check, "ceilings": ceil, "gemm": []}
+    for name in args.shapes.split(","):
+        N, K = LAYER_SHAPES[args.family][name]
+        w = torch.randn(N, K, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.02  # [N, K]
+        copies = [w] + [w.clone() for _ in range(max(2, int(4e8 // (N * K * 2))))]
+        has_bias = name in BIASED.get(args.family, ())
+        b = torch.randn(N, device="cuda", dtype=torch.bfloat16, generator=gen) if has_bias else None  # [N]
+        floor_read = N * K * 2 / ceil["copy_bytes_per_s"] * 1e6
+        for M in (int(r) for r in args.rows.split(",")):
+            x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16, generator=gen)  # [M, K]
+            ref = F.linear(x.float(), w.float(), None if b is None else b.float())  # [M, N]
+            lt = lt_algos.LtGemm(M, N, K, torch.bfloat16, has_bias, max_algos=args.max_algos)
+            calls = {"default": lambda wt: F.linear(x, wt, b),
+                     "cublaslt": lambda wt: gemm_plan.run("cublaslt", x, wt, b)}
+            errors = {}
+            for rank in range(len(lt)):
+                err = (lt(rank, x, w, b).float() - ref).abs().max().item() / ref.abs().max().item()
+                errors[rank] = err
+                if err < 0.02:
+                    calls[f"lt{rank}"] = lambda wt, r=rank: lt(r, x, wt, b)
+            us = gemm_plan.graph_times_us(calls, copies)
+            floor = max(floor_read, 2 * M * N * K / ceil["matmul_flop_per_s"] * 1e6)
+            ranked = sorted((t, k) for k, t in us.items() if k.startswith("lt"))
+            row = {"gemm": name, "rows": M, "N": N, "K": K, "bias": has_bias, "floor_us": floor,
+                   "weight_read_us": floor_read, "us": us, "relative_error": errors,
+                   "candidates": {f"lt{r}": lt.describe(r) for r in range(len(lt))}}
+            if ranked:
+                best_us, best = ranked[0]
+                row.update(best=best, best_us=best_us, best_floor_ratio=best_us / floor,
+                           best_vs_torch=best_us / min(us["default"], us["cublaslt"]))
+            out["gemm"].append(row)
+            print(f"{name} {M}: floor {floor:.1f} default {us['default']:.1f} cublaslt {us['cublaslt']:.1f} "
+                  f"lt0 {us.get('lt0', float('nan')):.1f} best {row.get('best')} {row.get('best_us', float('nan')):.1f} "
+                  f"({len(lt)} candidates, {row['candidates'].get(row.get('best'), {})})", flush=True)
+            bench_gpu.save(out, args.out)
+        del copies
+    out["seconds"] = time.time() - t0
+    bench_gpu.save(out, args.out)
+
+
+if __name__ == "__main__":
+    main()

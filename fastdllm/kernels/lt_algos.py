@@ -1,0 +1,186 @@
+"""cuBLASLt's ranked algorithm candidates for one GEMM shape, each runnable by its rank (ctypes, CUDA only).
+
+PyTorch asks cuBLASLt's heuristic for one algorithm per problem shape and runs it. For the products of a
+prefix-cache window (96-256 rows against an 8B model's weights, near the GPU's ridge point) that first
+choice can be far from the floor: on an H200, LLaDA-8B's down projection at 192 rows took 41.1 µs through
+cuBLASLt against a 24.2 µs floor (``experiments/results/speed/round6_dev/h200_probe/cublas_llada.json``).
+The heuristic ranks more candidates than it is asked for (other tile shapes, split-K counts, stage counts);
+``LtGemm`` asks for up to ``max_algos`` of them for one (rows, N, K, dtype, bias) shape and runs
+``F.linear(x, weight, bias)`` with the candidate of a given rank, so a caller can time them all.
+
+Bound through ctypes to the ``libcublasLt`` that PyTorch has loaded (no compilation); every candidate
+computes in fp32 with one rounding to the output dtype, as ``F.linear`` does, in its own summation order.
+Layout: PyTorch's row-major ``y[M, N] = x[M, K] · weight[N, K]ᵀ`` is cuBLASLt's column-major
+``D[N, M] = op(A)[N, K] · B[K, M]`` with A = weight (transposed), B = x.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import re
+
+import torch
+
+# enum values of cublasLt.h / library_types.h (``check_header`` compares them with a header on disk)
+ENUMS = {"CUBLAS_COMPUTE_32F": 68, "CUDA_R_32F": 0, "CUDA_R_16F": 2, "CUDA_R_16BF": 14,
+         "CUBLASLT_MATMUL_DESC_TRANSA": 3, "CUBLASLT_MATMUL_DESC_TRANSB": 4, "CUBLASLT_MATMUL_DESC_EPILOGUE": 7,
+         "CUBLASLT_MATMUL_DESC_BIAS_POINTER": 8, "CUBLASLT_EPILOGUE_BIAS": 4, "CUBLASLT_EPILOGUE_DEFAULT": 1,
+         "CUBLAS_OP_N": 0, "CUBLAS_OP_T": 1, "CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES": 1,
+         "CUBLASLT_ALGO_CONFIG_ID": 0, "CUBLASLT_ALGO_CONFIG_TILE_ID": 1, "CUBLASLT_ALGO_CONFIG_SPLITK_NUM": 2,
+         "CUBLASLT_ALGO_CONFIG_STAGES_ID": 6}
+_DTYPES = {torch.bfloat16: "CUDA_R_16BF", torch.float16: "CUDA_R_16F"}
+WORKSPACE_BYTES = 32 * 1024 * 1024  # the most workspace a candidate may use (split-K partials)
+ALIGNMENT = 256  # cuBLASLt's heuristic assumes 256-byte aligned operands unless told otherwise
+
+
+class _HeuristicResult(ctypes.Structure):
+    """cublasLtMatmulHeuristicResult_t: the opaque 64-byte algorithm, its workspace, status and waves."""
+    _fields_ = [("algo", ctypes.c_uint64 * 8), ("workspace_size", ctypes.c_size_t), ("state", ctypes.c_int),
+                ("waves_count", ctypes.c_float), ("reserved", ctypes.c_int * 4)]
+
+
+_LIB = None
+_HANDLES: dict[int, ctypes.c_void_p] = {}
+_WORKSPACES: dict[int, torch.Tensor] = {}
+
+
+def library_path() -> str | None:
+    """The ``libcublasLt`` this process has loaded (PyTorch loads it with CUDA), else one in site-packages."""
+    torch.cuda.init()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            if "libcublasLt.so" in line:
+                return line.split()[-1]
+    roots = {os.path.dirname(os.path.dirname(torch.__file__))}
+    found = sorted(p for r in roots for p in glob.glob(os.path.join(r, "nvidia", "**", "libcublasLt.so*"), recursive=True))
+    return found[-1] if found else None
+
+
+def check_header(path: str) -> dict[str, tuple[int, int]]:
+    """``ENUMS`` entries whose value in the header at ``path`` differs: name -> (ours, header's)."""
+    text = open(path).read()
+    wrong = {}
+    for name, value in ENUMS.items():
+        match = re.search(rf"\b{name}\s*=\s*(\d+)", text)
+        if match and int(match.group(1)) != value:
+            wrong[name] = (value, int(match.group(1)))
+    return wrong
+
+
+def _lib():
+    global _LIB
+    if _LIB is None:
+        path = library_path()
+        if path is None:
+            raise RuntimeError("lt_algos: no libcublasLt found (a CUDA build of PyTorch loads one)")
+        _LIB = ctypes.CDLL(path)
+    return _LIB
+
+
+def _check(status: int, what: str) -> None:
+    if status != 0:
+        raise RuntimeError(f"lt_algos: {what} returned cuBLAS status {status}")
+
+
+def _handle(device: int) -> ctypes.c_void_p:
+    if device not in _HANDLES:
+        with torch.cuda.device(device):
+            handle = ctypes.c_void_p()
+            _check(_lib().cublasLtCreate(ctypes.byref(handle)), "cublasLtCreate")
+            _HANDLES[device] = handle
+            _WORKSPACES[device] = torch.empty(WORKSPACE_BYTES, dtype=torch.uint8, device=f"cuda:{device}")
+    return _HANDLES[device]
+
+
+def _set(setter, obj, attribute: str, value) -> None:
+    _check(setter(obj, ENUMS[attribute], ctypes.byref(value), ctypes.sizeof(value)), f"set {attribute}")
+
+
+def _layout(dtype: str, rows: int, cols: int, ld: int) -> ctypes.c_void_p:
+    layout = ctypes.c_void_p()
+    _check(_lib().cublasLtMatrixLayoutCreate(ctypes.byref(layout), ENUMS[dtype], ctypes.c_uint64(rows),
+                                             ctypes.c_uint64(cols), ctypes.c_int64(ld)), "cublasLtMatrixLayoutCreate")
+    return layout
+
+
+class LtGemm:
+    """``F.linear`` for one shape — ``rows`` × ``K`` inputs, an ``[N, K]`` weight, with or without a bias — on
+    one CUDA device, through any of cuBLASLt's ranked candidates (``candidates``: rank -> description)."""
+
+    def __init__(self, rows: int, N: int, K: int, dtype: torch.dtype, bias: bool, device: int | None = None,
+                 max_algos: int = 16):
+        if dtype not in _DTYPES:
+            raise ValueError(f"LtGemm: dtype {dtype} is not one of {sorted(map(str, _DTYPES))}")
+        if min(rows, N, K) <= 0 or max_algos <= 0:
+            raise ValueError(f"LtGemm: rows, N, K and max_algos must be positive, got {rows}, {N}, {K}, {max_algos}")
+        self.rows, self.N, self.K, self.dtype, self.bias = rows, N, K, dtype, bias
+        self.device = torch.cuda.current_device() if device is None else device
+        lib, name = _lib(), _DTYPES[dtype]
+        self._handle = _handle(self.device)
+        self._desc = ctypes.c_void_p()
+        _check(lib.cublasLtMatmulDescCreate(ctypes.byref(self._desc), ENUMS["CUBLAS_COMPUTE_32F"], ENUMS["CUDA_R_32F"]),
+               "cublasLtMatmulDescCreate")
+        _set(lib.cublasLtMatmulDescSetAttribute, self._desc, "CUBLASLT_MATMUL_DESC_TRANSA", ctypes.c_int32(ENUMS["CUBLAS_OP_T"]))
+        _set(lib.cublasLtMatmulDescSetAttribute, self._desc, "CUBLASLT_MATMUL_DESC_TRANSB", ctypes.c_int32(ENUMS["CUBLAS_OP_N"]))
+        epilogue = "CUBLASLT_EPILOGUE_BIAS" if bias else "CUBLASLT_EPILOGUE_DEFAULT"
+        _set(lib.cublasLtMatmulDescSetAttribute, self._desc, "CUBLASLT_MATMUL_DESC_EPILOGUE", ctypes.c_int32(ENUMS[epilogue]))
+        self._a = _layout(name, K, N, K)  # weight [N, K] row-major = K × N column-major, transposed
+        self._b = _layout(name, K, rows, K)  # x [rows, K] row-major = K × rows column-major
+        self._d = _layout(name, N, rows, N)  # y [rows, N] row-major = N × rows column-major
+        pref = ctypes.c_void_p()
+        _check(lib.cublasLtMatmulPreferenceCreate(ctypes.byref(pref)), "cublasLtMatmulPreferenceCreate")
+        _set(lib.cublasLtMatmulPreferenceSetAttribute, pref, "CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES",
+             ctypes.c_uint64(WORKSPACE_BYTES))
+        results = (_HeuristicResult * max_algos)()
+        found = ctypes.c_int(0)
+        _check(lib.cublasLtMatmulAlgoGetHeuristic(self._handle, self._desc, self._a, self._b, self._d, self._d, pref,
+                                                  max_algos, results, ctypes.byref(found)), "cublasLtMatmulAlgoGetHeuristic")
+        lib.cublasLtMatmulPreferenceDestroy(pref)
+        self._algos = [results[i] for i in range(found.value) if results[i].state == 0]
+        self._alpha, self._beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
+
+    def __len__(self) -> int:
+        return len(self._algos)
+
+    def describe(self, rank: int) -> dict:
+        """The candidate's configuration as cuBLASLt reports it (algorithm id, tile, split-K, stages) and its
+        workspace and estimated waves."""
+        algo = self._algos[rank]
+        info = {"workspace_bytes": int(algo.workspace_size), "waves": round(float(algo.waves_count), 3)}
+        for key in ("ID", "TILE_ID", "SPLITK_NUM", "STAGES_ID"):
+            value, written = ctypes.c_int32(0), ctypes.c_size_t(0)
+            status = _lib().cublasLtMatmulAlgoConfigGetAttribute(ctypes.byref(algo.algo), ENUMS[f"CUBLASLT_ALGO_CONFIG_{key}"],
+                                                                 ctypes.byref(value), ctypes.sizeof(value), ctypes.byref(written))
+            info[key.lower()] = int(value.value) if status == 0 else None
+        return info
+
+    def fits(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+        """Whether the operands are the shape this object was made for, contiguous and 256-byte aligned."""
+        tensors = [x, weight] + ([bias] if bias is not None else [])
+        return (x.is_cuda and x.dtype == self.dtype and weight.dtype == self.dtype and (bias is not None) == self.bias
+                and x.numel() == self.rows * self.K and x.shape[-1] == self.K and tuple(weight.shape) == (self.N, self.K)
+                and x.device.index == self.device and all(t.is_contiguous() and t.data_ptr() % ALIGNMENT == 0 for t in tensors))
+
+    def __call__(self, rank: int, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``F.linear(x, weight, bias)`` by the candidate of ``rank`` (0: the heuristic's first choice)."""
+        if not 0 <= rank < len(self._algos):
+            raise IndexError(f"LtGemm: rank {rank} out of the {len(self._algos)} candidates")
+        if not self.fits(x, weight, bias):
+            raise ValueError(f"LtGemm: operands {tuple(x.shape)} {x.dtype} × {tuple(weight.shape)} (bias: {bias is not None}) "
+                             f"are not the contiguous, {ALIGNMENT}-byte aligned {self.rows} × {self.K} · [{self.N}, {self.K}] "
+                             f"{self.dtype} product this object serves")
+        lib = _lib()
+        y = torch.empty(*x.shape[:-1], self.N, dtype=self.dtype, device=x.device)  # [..., N]
+        if bias is not None:
+            _set(lib.cublasLtMatmulDescSetAttribute, self._desc, "CUBLASLT_MATMUL_DESC_BIAS_POINTER",
+                 ctypes.c_void_p(bias.data_ptr()))
+        workspace = _WORKSPACES[self.device]
+        stream = ctypes.c_void_p(torch.cuda.current_stream(x.device).cuda_stream)
+        _check(lib.cublasLtMatmul(self._handle, self._desc, ctypes.byref(self._alpha), ctypes.c_void_p(weight.data_ptr()),
+                                  self._a, ctypes.c_void_p(x.data_ptr()), self._b, ctypes.byref(self._beta),
+                                  ctypes.c_void_p(y.data_ptr()), self._d, ctypes.c_void_p(y.data_ptr()), self._d,
+                                  ctypes.byref(self._algos[rank].algo), ctypes.c_void_p(workspace.data_ptr()),
+                                  ctypes.c_size_t(WORKSPACE_BYTES), stream), "cublasLtMatmul")
+        return y
