@@ -16,7 +16,9 @@ none / prefix / dual. Every setting runs in several modes:
 - ``split-kv``: ``compiled`` with the split-KV Triton attention for cached steps (``use_split_kv_attention()``).
 - ``kernels``: ``split-kv`` with the few-row Triton GEMMs for products of at most 32 rows (``use_skinny_matmul()``);
 - ``tuned``: ``kernels`` with each projection shape's GEMM backend chosen by timing (``model.tune_gemms`` at the
-  row counts of the setting's forwards, after the warm-up decode; the choices are in the setting's ``gemm_plan``);
+  row counts of the setting's forwards, after the warm-up decode; the choices are in the setting's ``gemm_plan``)
+  among PyTorch's cuBLAS and cuBLASLt paths, the few-row kernel and cuBLASLt's ranked candidates (``lt0``, …);
+- ``tuned-torch``: ``tuned`` without cuBLASLt's ranked candidates (the plan as it was before they were added);
 - ``fp8``: ``kernels`` with fp8 copies of the wide weights for products of at most 32 rows (``use_fp8_weights()``;
   not exact: the weights are rounded to e4m3).
 
@@ -53,18 +55,21 @@ from fastdllm.evaluation import torch_info
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_floors import Floors, build_model, ceilings  # noqa: E402 - also read as bench_gpu.X by the other scripts
 
-MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "fp8")
-CUDA_MODES = ("graphs", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "fp8")  # dropped on the CPU
-GRAPHED_MODES = ("graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "fp8")
-COMPILED_MODES = ("compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "fp8")
-FUSED_MODES = ("fused", "compiled", "split-kv", "kernels", "tuned", "fp8")
+MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "tuned-torch",
+         "fp8")
+TUNED_MODES = {"tuned": None, "tuned-torch": ("cublas", "cublaslt", "few_row")}  # mode -> tune_gemms' backends
+KERNEL_MODES = ("kernels", *TUNED_MODES, "fp8")
+CUDA_MODES = ("graphs", "compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)  # dropped on the CPU
+GRAPHED_MODES = ("graphs", "fused", "compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)
+COMPILED_MODES = ("compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)
+FUSED_MODES = ("fused", "compiled", "split-kv", *KERNEL_MODES)
 def set_mode(model, mode: str) -> None:
     model.net.fast = mode != "plain"
     model.use_compile(mode in COMPILED_MODES, fuse=False)
     model.fuse_projections(mode in FUSED_MODES)  # every other mode runs the separate projections
-    model.use_split_kv_attention(mode in ("split-kv", "kernels", "tuned", "fp8"))
-    model.use_skinny_matmul(mode in ("kernels", "tuned", "fp8"))
-    model.use_tuned_gemms(mode == "tuned")
+    model.use_split_kv_attention(mode in ("split-kv", *KERNEL_MODES))
+    model.use_skinny_matmul(mode in KERNEL_MODES)
+    model.use_tuned_gemms(mode in TUNED_MODES)
     model.use_fp8_weights(mode == "fp8")
     model.use_cuda_graphs(mode in GRAPHED_MODES)
 
@@ -89,8 +94,8 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
         model.use_gemm_plan(saved_plan)
         gemm_plan = saved_plan
         warmup = decoder.generate(prompt, callbacks=[record])
-    elif mode == "tuned":  # its warm-up decode finds the row counts to time; then warm up (capture) again
-        gemm_plan = model.tune_gemms_for(decoder, prompt, callbacks=[record])
+    elif mode in TUNED_MODES:  # its warm-up decode finds the row counts to time; then warm up (capture) again
+        gemm_plan = model.tune_gemms_for(decoder, prompt, callbacks=[record], backends=TUNED_MODES[mode])
         warmup = decoder.generate(prompt)
     else:
         warmup = decoder.generate(prompt, callbacks=[record])

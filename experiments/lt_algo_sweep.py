@@ -74,15 +74,19 @@ def main() -> None:
             calls = {"default": lambda wt: F.linear(x, wt, b),
                      "cublaslt": lambda wt: gemm_plan.run("cublaslt", x, wt, b)}
             errors = {}
-            for rank in range(len(lt)):
-                err = (lt(rank, x, w, b).float() - ref).abs().max().item() / ref.abs().max().item()
-                errors[rank] = err
+            for rank in range(len(lt)):  # each candidate, and through the plan's backend name
+                y = lt(rank, x, w, b)
+                assert torch.equal(y, gemm_plan.run(f"lt{rank}", x, w, b)), f"lt{rank} differs through gemm_plan.run"
+                errors[rank] = err = (y.float() - ref).abs().max().item() / ref.abs().max().item()
                 if err < 0.02:
                     calls[f"lt{rank}"] = lambda wt, r=rank: lt(r, x, wt, b)
+            shifted = torch.empty(M * K + 8, device="cuda", dtype=torch.bfloat16)[8:].view(M, K).copy_(x)  # 16-byte offset
+            assert not lt.fits(shifted, w, b) and torch.equal(gemm_plan.run("lt0", shifted, w, b),
+                                                              gemm_plan.run("default", shifted, w, b)), "no fallback"
             us = gemm_plan.graph_times_us(calls, copies)
             floor = max(floor_read, 2 * M * N * K / ceil["matmul_flop_per_s"] * 1e6)
             ranked = sorted((t, k) for k, t in us.items() if k.startswith("lt"))
-            row = {"gemm": name, "rows": M, "N": N, "K": K, "bias": has_bias, "floor_us": floor,
+            row = {"gemm": name, "rows": M, "N": N, "K": K, "bias": has_bias, "floor_us": floor, "candidates_offered": len(lt),
                    "weight_read_us": floor_read, "us": us, "relative_error": errors,
                    "candidates": {f"lt{r}": lt.describe(r) for r in range(len(lt))}}
             if ranked:

@@ -76,6 +76,9 @@ def time_windows(model, mode: str, args, floors, profiled: set[int]) -> list[dic
     bench_gpu.set_mode(model, mode)
     P, G = args.prompt_length, args.gen_length
     L = P + G
+    if mode in bench_gpu.TUNED_MODES:  # the plan for every window's rows and the block's rows (the last layer's MLP)
+        rows = {end - start for _, start, end, _ in windows(model, P, G, args.block_length)} | {args.block_length}
+        model.tune_gemms(sorted(rows), backends=bench_gpu.TUNED_MODES[mode])
     canvas = torch.randint(0, model.mask_token_id, (1, L), generator=torch.Generator().manual_seed(2)).cuda()  # [1, L]
     canvas[:, P:] = model.mask_token_id
     position_ids = torch.arange(L, device="cuda")[None]  # [1, L]

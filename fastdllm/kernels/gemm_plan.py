@@ -33,8 +33,11 @@ import torch.nn.functional as F
 from fastdllm.kernels import skinny_matmul
 
 BACKENDS = ("default", "cublas", "cublaslt", "few_row")  # default: what skinny_matmul.linear runs
+LT = "lt"  # "lt3": cuBLASLt's candidate of rank 3 for the product's shape (lt_algos.LtGemm), CUDA bf16/fp16 only
+MAX_LT = 32  # the most ranked cuBLASLt candidates a shape offers
 MARGIN = 0.03  # a backend replaces the default only when at least this much faster
 _PLAN: dict[tuple, str] = {}
+_LT_GEMMS: dict[tuple, object] = {}  # plan_key -> lt_algos.LtGemm (descriptors and candidates, made once)
 
 
 def plan_key(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple:
@@ -84,20 +87,58 @@ def _few_row_config(N: int, K: int):
     return skinny_matmul.CANDIDATES[0] if config == skinny_matmul.CUBLAS else config
 
 
+def _lt_rank(backend: str) -> int | None:
+    """3 for "lt3"; None for a name that is not a cuBLASLt candidate."""
+    rank = backend[len(LT):] if isinstance(backend, str) and backend.startswith(LT) else ""
+    return int(rank) if rank.isdigit() and int(rank) < MAX_LT and str(int(rank)) == rank else None
+
+
+def _check_name(backend: str) -> None:
+    if backend not in BACKENDS and _lt_rank(backend) is None:
+        raise ValueError(f"unknown GEMM backend {backend!r}; choose one of {', '.join(BACKENDS)} or "
+                         f"{LT}0..{LT}{MAX_LT - 1} (cuBLASLt's ranked candidates)")
+
+
 def available(backend: str, rows: int) -> bool:
-    """Whether ``backend`` can run a product of ``rows`` rows (the few-row kernel holds one row tile)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown GEMM backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    """Whether ``backend`` can run a product of ``rows`` rows (the few-row kernel holds one row tile; whether a
+    shape has a cuBLASLt candidate of a given rank is ``lt_candidates``' answer)."""
+    _check_name(backend)
     return backend != "few_row" or (skinny_matmul.triton is not None and rows <= skinny_matmul.ONE_TILE_ROWS)
 
 
+def _lt_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
+    """The ``LtGemm`` of this product's shape on its device (made at the first call), or None where cuBLASLt's
+    candidates do not apply (not CUDA, not bf16/fp16)."""
+    from fastdllm.kernels import lt_algos
+
+    if not x.is_cuda or x.dtype not in (torch.bfloat16, torch.float16):
+        return None
+    key = plan_key(x, weight, bias)
+    if key not in _LT_GEMMS:
+        _LT_GEMMS[key] = lt_algos.LtGemm(key[2], weight.shape[0], weight.shape[1], x.dtype, bias is not None,
+                                         device=x.device.index)
+    return _LT_GEMMS[key]
+
+
+def lt_candidates(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> list[str]:
+    """The cuBLASLt candidates (``lt0``, ``lt1``, …) for ``F.linear(x, weight, bias)``'s shape; none off CUDA."""
+    gemm = _lt_gemm(x, weight, bias)
+    return [f"{LT}{rank}" for rank in range(min(len(gemm), MAX_LT))] if gemm is not None else []
+
+
 def run(backend: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)`` through ``backend`` (one of ``BACKENDS``); on the CPU every backend is
-    ``F.linear`` (the choices are among CUDA kernels)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown GEMM backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    """``F.linear(x, weight, bias)`` through ``backend`` (one of ``BACKENDS``, or ``lt<rank>``); on the CPU every
+    backend is ``F.linear`` (the choices are among CUDA kernels). A cuBLASLt candidate needs contiguous,
+    256-byte aligned operands (``LtGemm.fits``); a product that is not runs the default."""
+    _check_name(backend)
     if not x.is_cuda:
         return F.linear(x, weight, bias)
+    rank = _lt_rank(backend)
+    if rank is not None:
+        gemm = _lt_gemm(x, weight, bias)
+        if gemm is not None and rank < len(gemm) and gemm.fits(x, weight, bias):
+            return gemm(rank, x, weight, bias)
+        backend = "default"
     if backend == "default":
         if skinny_matmul.use_skinny_matmul(x, weight):
             return skinny_matmul.skinny_linear(x, weight, bias)
@@ -161,17 +202,21 @@ def graph_times_us(calls: Mapping[str, Callable[[torch.Tensor], object]], weight
 
 
 def tune(groups: Mapping[str, Sequence[torch.Tensor]], rows: Iterable[int], *, margin: float = MARGIN,
-         biases: Mapping[str, Sequence[torch.Tensor | None]] | None = None,
+         biases: Mapping[str, Sequence[torch.Tensor | None]] | None = None, backends: Sequence[str] | None = None,
          timer: Callable[[Mapping[str, Callable], Sequence[torch.Tensor]], dict[str, float]] = graph_times_us
          ) -> list[dict]:
     """Time every available backend for each group of same-shape weights (name -> weights ``[N, K]``, e.g. the
     layers' down projections) at each row count, record the fastest in the plan when it beats ``default``
     by more than ``margin`` (else record nothing: the default runs), and return one record per (group, rows):
-    ``{"group", "rows", "N", "K", "us": {backend: µs}, "choice"}``. ``timer(calls, weights)`` gives µs per
-    product of each backend's call (CUDA graphs over the weights, interleaved, by default; tests pass a fake)."""
+    ``{"group", "rows", "N", "K", "us": {backend: µs}, "choice"}``. ``backends``: the candidates besides
+    ``default`` (by default ``BACKENDS`` and every cuBLASLt candidate of the shape, ``lt_candidates``).
+    ``timer(calls, weights)`` gives µs per product of each backend's call (CUDA graphs over the weights,
+    interleaved, by default; tests pass a fake)."""
     rows = sorted(set(int(r) for r in rows))
     if any(r <= 0 for r in rows):
         raise ValueError(f"tune: row counts must be positive, got {rows}")
+    for backend in backends or ():
+        _check_name(backend)
     if not 0 <= margin < 1:
         raise ValueError(f"tune: margin is a fraction in [0, 1), got {margin}")
     records = []
@@ -185,7 +230,11 @@ def tune(groups: Mapping[str, Sequence[torch.Tensor]], rows: Iterable[int], *, m
         for m in rows:
             x = torch.randn(m, K, dtype=weights[0].dtype, device=weights[0].device)  # [m, K]
             pairs = dict(zip((id(w) for w in weights), bias_list))
-            calls = {b: (lambda w, b=b: run(b, x, w, pairs[id(w)])) for b in BACKENDS if available(b, m)}
+            wants_lt = backends is None or any(_lt_rank(b) is not None for b in backends)
+            names = [b for b in BACKENDS if available(b, m)] + (lt_candidates(x, weights[0], bias_list[0]) if wants_lt else [])
+            if backends is not None:
+                names = [b for b in names if b == "default" or b in backends]
+            calls = {b: (lambda w, b=b: run(b, x, w, pairs[id(w)])) for b in names}
             us = timer(calls, weights)
             best = min(us, key=us.get)
             choice = best if us[best] < (1 - margin) * us["default"] else "default"
@@ -212,6 +261,14 @@ def install(records: Iterable[Mapping], device: torch.device | str, dtype: torch
         if rows <= 0 or not available(choice, rows):  # an unknown backend raises in available()
             raise ValueError(f"gemm plan record {i}: backend {choice!r} cannot run {rows} rows")
         N, K, bias = record_shape(record)
+        rank = _lt_rank(choice)
+        if rank is not None and device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
+            x = torch.empty(rows, int(K), device=device, dtype=dtype)  # [rows, K]: the shape, for its candidates
+            w = torch.empty(int(N), int(K), device=device, dtype=dtype)  # [N, K]
+            offered = len(lt_candidates(x, w, torch.empty(int(N), device=device, dtype=dtype) if bias else None))
+            if rank >= offered:
+                raise ValueError(f"gemm plan record {i}: {choice!r}, but cuBLASLt offers {offered} candidates for "
+                                 f"{rows} × {K} · [{N}, {K}] here (another cuBLAS version or GPU made this plan)")
         entries[(str(device), dtype, rows, int(N), int(K), bias)] = choice
     for key, choice in entries.items():
         _choose(key, choice)

@@ -5,7 +5,8 @@ prefix-cache window (96-256 rows against an 8B model's weights, near the GPU's r
 choice can be far from the floor: on an H200, LLaDA-8B's down projection at 192 rows took 41.1 µs through
 cuBLASLt against a 24.2 µs floor (``experiments/results/speed/round6_dev/h200_probe/cublas_llada.json``).
 The heuristic ranks more candidates than it is asked for (other tile shapes, split-K counts, stage counts);
-``LtGemm`` asks for up to ``max_algos`` of them for one (rows, N, K, dtype, bias) shape and runs
+``LtGemm`` asks for them for one (rows, N, K, dtype, bias) shape — once per workspace cap, as the ranking
+changes with the workspace a candidate may use; the union, first ranking first, at most ``max_algos`` — and runs
 ``F.linear(x, weight, bias)`` with the candidate of a given rank, so a caller can time them all.
 
 Bound through ctypes to the ``libcublasLt`` that PyTorch has loaded (no compilation); every candidate
@@ -32,6 +33,7 @@ ENUMS = {"CUBLAS_COMPUTE_32F": 68, "CUDA_R_32F": 0, "CUDA_R_16F": 2, "CUDA_R_16B
          "CUBLASLT_ALGO_CONFIG_STAGES_ID": 6}
 _DTYPES = {torch.bfloat16: "CUDA_R_16BF", torch.float16: "CUDA_R_16F"}
 WORKSPACE_BYTES = 32 * 1024 * 1024  # the most workspace a candidate may use (split-K partials)
+WORKSPACE_CAPS = (WORKSPACE_BYTES, 4 * 1024 * 1024, 1024 * 1024, 0)  # the heuristic is asked once per cap
 ALIGNMENT = 256  # cuBLASLt's heuristic assumes 256-byte aligned operands unless told otherwise
 
 
@@ -129,17 +131,30 @@ class LtGemm:
         self._a = _layout(name, K, N, K)  # weight [N, K] row-major = K × N column-major, transposed
         self._b = _layout(name, K, rows, K)  # x [rows, K] row-major = K × rows column-major
         self._d = _layout(name, N, rows, N)  # y [rows, N] row-major = N × rows column-major
+        self._algos: list[_HeuristicResult] = []
+        seen: set[bytes] = set()
+        for cap in WORKSPACE_CAPS:  # each cap gets its own ranking (split-K needs workspace): the union, deduplicated
+            for result in self._heuristic(cap, max_algos):
+                if bytes(result.algo) not in seen and len(self._algos) < max_algos:
+                    seen.add(bytes(result.algo))
+                    self._algos.append(result)
+        self._alpha, self._beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
+
+    def _heuristic(self, workspace_cap: int, count: int) -> list[_HeuristicResult]:
+        """cuBLASLt's ranked candidates (at most ``count``) that need at most ``workspace_cap`` bytes."""
+        lib = _lib()
         pref = ctypes.c_void_p()
         _check(lib.cublasLtMatmulPreferenceCreate(ctypes.byref(pref)), "cublasLtMatmulPreferenceCreate")
-        _set(lib.cublasLtMatmulPreferenceSetAttribute, pref, "CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES",
-             ctypes.c_uint64(WORKSPACE_BYTES))
-        results = (_HeuristicResult * max_algos)()
-        found = ctypes.c_int(0)
-        _check(lib.cublasLtMatmulAlgoGetHeuristic(self._handle, self._desc, self._a, self._b, self._d, self._d, pref,
-                                                  max_algos, results, ctypes.byref(found)), "cublasLtMatmulAlgoGetHeuristic")
-        lib.cublasLtMatmulPreferenceDestroy(pref)
-        self._algos = [results[i] for i in range(found.value) if results[i].state == 0]
-        self._alpha, self._beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
+        try:
+            _set(lib.cublasLtMatmulPreferenceSetAttribute, pref, "CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES",
+                 ctypes.c_uint64(workspace_cap))
+            results = (_HeuristicResult * count)()
+            found = ctypes.c_int(0)
+            _check(lib.cublasLtMatmulAlgoGetHeuristic(self._handle, self._desc, self._a, self._b, self._d, self._d, pref,
+                                                      count, results, ctypes.byref(found)), "cublasLtMatmulAlgoGetHeuristic")
+        finally:
+            lib.cublasLtMatmulPreferenceDestroy(pref)
+        return [results[i] for i in range(found.value) if results[i].state == 0]
 
     def __len__(self) -> int:
         return len(self._algos)

@@ -185,9 +185,10 @@ class DiffusionLM(nn.Module):
             self._recapture()
         return self
 
-    def tune_gemms(self, rows, margin: float = 0.03, timer=None) -> list[dict]:
-        """Time the GEMM backends (``fastdllm.kernels.gemm_plan``: cuBLAS, cuBLASLt, the few-row kernel, and the
-        default that ``use_skinny_matmul`` runs) for every projection shape of this model at each row count in
+    def tune_gemms(self, rows, margin: float = 0.03, timer=None, backends=None) -> list[dict]:
+        """Time the GEMM backends (``fastdllm.kernels.gemm_plan``: cuBLAS, cuBLASLt, the few-row kernel, cuBLASLt's
+        ranked candidates for each shape, and the default that ``use_skinny_matmul`` runs; ``backends`` names a
+        subset) for every projection shape of this model at each row count in
         ``rows`` (batch × the positions a forward recomputes, and batch × the block's rows, on which alone the
         last layer's MLP runs: ``tune_gemms_for`` finds them from a decode), on a CUDA graph over the layers' own
         weights; plan the fastest where it beats the default by more than
@@ -206,7 +207,7 @@ class DiffusionLM(nn.Module):
             groups.setdefault(name, []).append(weight.detach())
             biases.setdefault(name, []).append(None if bias is None else bias.detach())
         kwargs = {} if timer is None else {"timer": timer}
-        records = gemm_plan.tune(groups, rows, margin=margin, biases=biases, **kwargs)
+        records = gemm_plan.tune(groups, rows, margin=margin, biases=biases, backends=backends, **kwargs)
         self.net.tuned = True
         self._recapture()  # graphs captured before hold the kernels of the old plan
         return records
@@ -218,7 +219,7 @@ class DiffusionLM(nn.Module):
         last layer's MLP and the LM head run; with a logit shift one fewer than a cached step recomputes), times
         the backends at those counts × the forward's batch (doubled under classifier-free guidance), and returns
         ``tune_gemms``' records. ``callbacks`` also see that decode's ``StepEvent``s; ``options`` go to
-        ``tune_gemms`` (``margin``, ``timer``)."""
+        ``tune_gemms`` (``margin``, ``timer``, ``backends``)."""
         if decoder.model is not self:
             raise ValueError("tune_gemms_for: the decoder runs another model; build it with this one")
         sizes: set[int] = set()

@@ -1,0 +1,102 @@
+"""cuBLASLt's ranked candidates as GEMM-plan backends (``lt0``, ``lt1``, …): names checked, ``tune``'s ``backends``
+honoured, saved ``lt`` choices installed and followed, ``LtGemm``'s input checks and the enum check against a header.
+Running the candidates needs CUDA (the last test; ``experiments/lt_algo_sweep.py`` times them on the GPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastdllm.kernels import gemm_plan, lt_algos
+from tests.models.test_gemm_plan import _weights, fake_timer
+
+
+@pytest.fixture(autouse=True)
+def empty_plan():
+    gemm_plan.clear()
+    yield
+    gemm_plan.clear()
+
+
+@pytest.fixture
+def ran(monkeypatch):
+    calls: list[str] = []
+    real = gemm_plan.run
+
+    def spy(backend, x, weight, bias=None):
+        calls.append(backend)
+        return real(backend, x, weight, bias)
+
+    monkeypatch.setattr(gemm_plan, "run", spy)
+    return calls
+
+
+def test_candidate_names_are_checked():
+    for name in ("lt0", "lt7", f"lt{gemm_plan.MAX_LT - 1}"):
+        assert gemm_plan.available(name, 200)
+    for name in ("lt", "lt01", "ltx", f"lt{gemm_plan.MAX_LT}", "lt-1", "LT0"):
+        with pytest.raises(ValueError, match=f"unknown GEMM backend '{name}'"):
+            gemm_plan.available(name, 200)
+        with pytest.raises(ValueError, match="unknown GEMM backend"):
+            gemm_plan.run(name, torch.randn(2, 16), _weights()[0])
+
+
+def test_tune_times_only_the_backends_asked_for(ran):
+    times = {"default": 10.0, "cublas": 9.0, "cublaslt": 5.0, "few_row": 4.0}
+    records = gemm_plan.tune({"w": _weights()}, [4], backends=("cublas",), timer=fake_timer(times, ran))
+    assert set(records[0]["us"]) == {"default", "cublas"} and records[0]["choice"] == "cublas"
+    records = gemm_plan.tune({"w": _weights()}, [4], timer=fake_timer(times, ran))  # all (no lt on the CPU)
+    assert set(records[0]["us"]) == set(gemm_plan.BACKENDS) and records[0]["choice"] == "few_row"
+    ran.clear()
+    with pytest.raises(ValueError, match="unknown GEMM backend 'cuBLAS'"):
+        gemm_plan.tune({"w": _weights()}, [4], backends=("cuBLAS",), timer=fake_timer(times, ran))
+    assert ran == []
+
+
+def test_a_saved_lt_choice_is_installed_and_followed(ran):
+    ws = _weights()
+    record = {"group": "24x16", "rows": 6, "N": 24, "K": 16, "bias": False, "choice": "lt3"}
+    gemm_plan.install([record], "cpu", torch.float32)
+    x = torch.randn(2, 3, 16)  # 6 rows
+    assert gemm_plan.plan() == {gemm_plan.plan_key(x, ws[0], None): "lt3"}
+    ran.clear()
+    y = gemm_plan._planned_linear(x, ws[0], None)
+    assert ran == ["lt3"]
+    torch.testing.assert_close(y, F.linear(x, ws[0]))
+    for bad in ("lt99", "lt"):
+        with pytest.raises(ValueError, match="unknown GEMM backend"):
+            gemm_plan.install([{**record, "choice": bad}, {**record, "rows": 4, "choice": "cublas"}], "cpu", torch.float32)
+    assert gemm_plan.plan() == {gemm_plan.plan_key(x, ws[0], None): "lt3"}  # nothing of the refused plan went in
+
+
+def test_lt_gemm_refuses_bad_shapes_before_touching_cuda():
+    with pytest.raises(ValueError, match="dtype torch.float32"):
+        lt_algos.LtGemm(32, 64, 64, torch.float32, False)
+    with pytest.raises(ValueError, match="must be positive, got 0"):
+        lt_algos.LtGemm(0, 64, 64, torch.bfloat16, False)
+
+
+def test_the_enum_values_are_checked_against_a_header(tmp_path):
+    header = tmp_path / "cublasLt.h"
+    lines = [f"  {name} = {value},  /* comment */" for name, value in lt_algos.ENUMS.items()]
+    header.write_text("typedef enum {\n" + "\n".join(lines) + "\n} x;\n")
+    assert lt_algos.check_header(str(header)) == {}
+    header.write_text(header.read_text().replace("CUBLASLT_MATMUL_DESC_TRANSA = 3", "CUBLASLT_MATMUL_DESC_TRANSA = 0"))
+    assert lt_algos.check_header(str(header)) == {"CUBLASLT_MATMUL_DESC_TRANSA": (3, 0)}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="runs cuBLASLt")
+def test_on_the_gpu_every_candidate_computes_the_product_and_misaligned_operands_fall_back():
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    for bias in (False, True):
+        w = torch.randn(512, 256, device="cuda", dtype=torch.bfloat16, generator=gen)  # [N, K]
+        b = torch.randn(512, device="cuda", dtype=torch.bfloat16, generator=gen) if bias else None  # [N]
+        x = torch.randn(48, 256, device="cuda", dtype=torch.bfloat16, generator=gen)  # [48, K]
+        ref = F.linear(x.float(), w.float(), None if b is None else b.float())
+        names = gemm_plan.lt_candidates(x, w, b)
+        assert names and names[0] == "lt0"
+        for name in names:
+            torch.testing.assert_close(gemm_plan.run(name, x, w, b).float(), ref, atol=0.3, rtol=0.02)
+        shifted = torch.empty(48 * 256 + 8, device="cuda", dtype=torch.bfloat16)[8:].view(48, 256).copy_(x)
+        assert torch.equal(gemm_plan.run("lt0", shifted, w, b), gemm_plan.run("default", shifted, w, b))
