@@ -55,7 +55,7 @@ def windows(model, prompt_length: int, gen_length: int, block_length: int) -> li
 
 
 def profile_forward(step) -> dict:
-    """GPU kernel µs of one eager forward, by kind, and its ten costliest kernels."""
+    """GPU kernel µs of one eager forward, by kind, and its twenty costliest kernels."""
     from torch.profiler import ProfilerActivity, profile
 
     step()
@@ -69,7 +69,7 @@ def profile_forward(step) -> dict:
             us = e.device_time if hasattr(e, "device_time") else e.cuda_time
             by_kind[kind_of(e.name)] += us
             by_name[e.name[:90]] += us
-    return {"kernel_us": sum(by_kind.values()), "by_kind_us": dict(by_kind), "top_kernels_us": dict(by_name.most_common(10))}
+    return {"kernel_us": sum(by_kind.values()), "by_kind_us": dict(by_kind), "top_kernels_us": dict(by_name.most_common(20))}
 
 
 def time_windows(model, mode: str, args, floors, profiled: set[int]) -> list[dict]:
@@ -78,7 +78,7 @@ def time_windows(model, mode: str, args, floors, profiled: set[int]) -> list[dic
     L = P + G
     if mode in bench_gpu.TUNED_MODES:  # the plan for every window's rows and the block's rows (the last layer's MLP)
         rows = {end - start for _, start, end, _ in windows(model, P, G, args.block_length)} | {args.block_length}
-        model.tune_gemms(sorted(rows), backends=bench_gpu.TUNED_MODES[mode])
+        args.plans[mode] = model.tune_gemms(sorted(rows), backends=bench_gpu.TUNED_MODES[mode])
     canvas = torch.randint(0, model.mask_token_id, (1, L), generator=torch.Generator().manual_seed(2)).cuda()  # [1, L]
     canvas[:, P:] = model.mask_token_id
     position_ids = torch.arange(L, device="cuda")[None]  # [1, L]
@@ -190,6 +190,7 @@ def main() -> None:
            "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/prefix_forwards.py " + " ".join(sys.argv[1:]),
            "family": args.family, "ceilings": ceil, "params": params, "windows": []}
     profiled = {int(b) for b in args.profile_blocks.split(",") if b.strip()}
+    out["gemm_plans"] = args.plans = {}  # tuned mode -> tune_gemms' records
     for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
         out["windows"] += time_windows(model, mode, args, floors, profiled)
         bench_gpu.save(out, args.out)
