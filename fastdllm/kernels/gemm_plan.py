@@ -35,6 +35,9 @@ from fastdllm.kernels import skinny_matmul
 BACKENDS = ("default", "cublas", "cublaslt", "few_row")  # default: what skinny_matmul.linear runs
 LT = "lt"  # "lt3": cuBLASLt's candidate of rank 3 for the product's shape (lt_algos.LtGemm), CUDA bf16/fp16 only
 MAX_LT = 32  # the most ranked cuBLASLt candidates a shape offers
+LT_MAX_ROWS = 128  # beyond, the candidates timed alone mislead: on an H200 the ones chosen for LLaDA-8B's 192- and
+# 224-row products made those prefix windows' forwards 2.4-4.3 % slower than the plan without them, in two runs,
+# while at 32-128 rows they made them 0-2.2 % faster (experiments/results/speed/round7_dev/)
 MARGIN = 0.03  # a backend replaces the default only when at least this much faster
 _PLAN: dict[tuple, str] = {}
 _LT_GEMMS: dict[tuple, object] = {}  # plan_key -> lt_algos.LtGemm (descriptors and candidates, made once)
@@ -100,9 +103,11 @@ def _check_name(backend: str) -> None:
 
 
 def available(backend: str, rows: int) -> bool:
-    """Whether ``backend`` can run a product of ``rows`` rows (the few-row kernel holds one row tile; whether a
-    shape has a cuBLASLt candidate of a given rank is ``lt_candidates``' answer)."""
+    """Whether ``backend`` can run a product of ``rows`` rows (the few-row kernel holds one row tile; cuBLASLt's
+    candidates are offered up to ``LT_MAX_ROWS`` rows, and how many a shape has is ``lt_candidates``' answer)."""
     _check_name(backend)
+    if _lt_rank(backend) is not None:
+        return rows <= LT_MAX_ROWS
     return backend != "few_row" or (skinny_matmul.triton is not None and rows <= skinny_matmul.ONE_TILE_ROWS)
 
 
@@ -230,7 +235,7 @@ def tune(groups: Mapping[str, Sequence[torch.Tensor]], rows: Iterable[int], *, m
         for m in rows:
             x = torch.randn(m, K, dtype=weights[0].dtype, device=weights[0].device)  # [m, K]
             pairs = dict(zip((id(w) for w in weights), bias_list))
-            wants_lt = backends is None or any(_lt_rank(b) is not None for b in backends)
+            wants_lt = m <= LT_MAX_ROWS and (backends is None or any(_lt_rank(b) is not None for b in backends))
             names = [b for b in BACKENDS if available(b, m)] + (lt_candidates(x, weights[0], bias_list[0]) if wants_lt else [])
             if backends is not None:
                 names = [b for b in names if b == "default" or b in backends]

@@ -34,7 +34,7 @@ def ran(monkeypatch):
 
 def test_candidate_names_are_checked():
     for name in ("lt0", "lt7", f"lt{gemm_plan.MAX_LT - 1}"):
-        assert gemm_plan.available(name, 200)
+        assert gemm_plan.available(name, gemm_plan.LT_MAX_ROWS) and not gemm_plan.available(name, gemm_plan.LT_MAX_ROWS + 1)
     for name in ("lt", "lt01", "ltx", f"lt{gemm_plan.MAX_LT}", "lt-1", "LT0"):
         with pytest.raises(ValueError, match=f"unknown GEMM backend '{name}'"):
             gemm_plan.available(name, 200)
@@ -67,6 +67,8 @@ def test_a_saved_lt_choice_is_installed_and_followed(ran):
     for bad in ("lt99", "lt"):
         with pytest.raises(ValueError, match="unknown GEMM backend"):
             gemm_plan.install([{**record, "choice": bad}, {**record, "rows": 4, "choice": "cublas"}], "cpu", torch.float32)
+    with pytest.raises(ValueError, match=f"'lt3' cannot run {gemm_plan.LT_MAX_ROWS + 1} rows"):
+        gemm_plan.install([{**record, "rows": gemm_plan.LT_MAX_ROWS + 1}], "cpu", torch.float32)
     assert gemm_plan.plan() == {gemm_plan.plan_key(x, ws[0], None): "lt3"}  # nothing of the refused plan went in
 
 
@@ -100,3 +102,15 @@ def test_on_the_gpu_every_candidate_computes_the_product_and_misaligned_operands
             torch.testing.assert_close(gemm_plan.run(name, x, w, b).float(), ref, atol=0.3, rtol=0.02)
         shifted = torch.empty(48 * 256 + 8, device="cuda", dtype=torch.bfloat16)[8:].view(48, 256).copy_(x)
         assert torch.equal(gemm_plan.run("lt0", shifted, w, b), gemm_plan.run("default", shifted, w, b))
+
+
+def test_cublaslt_candidates_are_timed_up_to_their_row_limit(ran, monkeypatch):
+    monkeypatch.setattr(gemm_plan, "lt_candidates", lambda x, w, b=None: ["lt0", "lt1"])  # as a CUDA shape offers
+    times = {"default": 10.0, "cublas": 10.0, "cublaslt": 10.0, "few_row": 10.0, "lt0": 9.0, "lt1": 5.0}
+    limit = gemm_plan.LT_MAX_ROWS
+    records = gemm_plan.tune({"w": _weights()}, [8, limit, limit + 1], timer=fake_timer(times, ran))
+    by_rows = {r["rows"]: r for r in records}
+    assert by_rows[8]["choice"] == by_rows[limit]["choice"] == "lt1" and {"lt0", "lt1"} <= set(by_rows[8]["us"])
+    assert by_rows[limit + 1]["choice"] == "default" and not any(b.startswith("lt") for b in by_rows[limit + 1]["us"])
+    records = gemm_plan.tune({"w": _weights()}, [8], backends=("cublas", "lt0"), timer=fake_timer(times, ran))
+    assert set(records[0]["us"]) == {"default", "cublas", "lt0"} and records[0]["choice"] == "lt0"
