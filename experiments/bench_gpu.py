@@ -111,6 +111,7 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
            "tokens_sha1": hashlib.sha1(first.sequences.cpu().numpy().tobytes()).hexdigest()}
     if gemm_plan is not None:
         row["gemm_plan"] = gemm_plan
+        row["tune_s"] = sum(r.get("tune_s", 0.0) for r in gemm_plan)  # the timing alone (saved plans: the earlier run's)
         if saved_plan is not None:
             row["gemm_plan_from"] = args.gemm_plan_path
     floor_sum = [floors.forward_s(batch * (end - start)) for start, end in plans]

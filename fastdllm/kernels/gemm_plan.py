@@ -213,9 +213,9 @@ def tune(groups: Mapping[str, Sequence[torch.Tensor]], rows: Iterable[int], *, m
     """Time every available backend for each group of same-shape weights (name -> weights ``[N, K]``, e.g. the
     layers' down projections) at each row count, record the fastest in the plan when it beats ``default``
     by more than ``margin`` (else record nothing: the default runs), and return one record per (group, rows):
-    ``{"group", "rows", "N", "K", "us": {backend: µs}, "choice"}``. ``backends``: the candidates besides
-    ``default`` (by default ``BACKENDS`` and every cuBLASLt candidate of the shape, ``lt_candidates``).
-    ``timer(calls, weights)`` gives µs per product of each backend's call (CUDA graphs over the weights,
+    ``{"group", "rows", "N", "K", "bias", "us": {backend: µs}, "tune_s": seconds it took, "choice"}``.
+    ``backends``: the candidates besides ``default`` (by default ``BACKENDS`` and, up to ``LT_MAX_ROWS`` rows,
+    every cuBLASLt candidate of the shape, ``lt_candidates``). ``timer(calls, weights)`` gives µs per product of each backend's call (CUDA graphs over the weights,
     interleaved, by default; tests pass a fake)."""
     rows = sorted(set(int(r) for r in rows))
     if any(r <= 0 for r in rows):
@@ -235,17 +235,19 @@ def tune(groups: Mapping[str, Sequence[torch.Tensor]], rows: Iterable[int], *, m
         for m in rows:
             x = torch.randn(m, K, dtype=weights[0].dtype, device=weights[0].device)  # [m, K]
             pairs = dict(zip((id(w) for w in weights), bias_list))
+            started = time.perf_counter()  # the candidates' set-up (cuBLASLt's heuristic) and timing
             wants_lt = m <= LT_MAX_ROWS and (backends is None or any(_lt_rank(b) is not None for b in backends))
             names = [b for b in BACKENDS if available(b, m)] + (lt_candidates(x, weights[0], bias_list[0]) if wants_lt else [])
             if backends is not None:
                 names = [b for b in names if b == "default" or b in backends]
             calls = {b: (lambda w, b=b: run(b, x, w, pairs[id(w)])) for b in names}
             us = timer(calls, weights)
+            seconds = time.perf_counter() - started
             best = min(us, key=us.get)
             choice = best if us[best] < (1 - margin) * us["default"] else "default"
             _choose(plan_key(x, weights[0], bias_list[0]), choice)
             records.append({"group": name, "rows": m, "N": N, "K": K, "bias": bias_list[0] is not None, "us": us,
-                            "choice": choice})
+                            "tune_s": seconds, "choice": choice})
     return records
 
 
