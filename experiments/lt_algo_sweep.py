@@ -13,7 +13,6 @@ time at the rates measured here (``bench_gpu.ceilings``).
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 import time
@@ -35,11 +34,8 @@ BIASED = {"dream": {"qkv"}}  # projections with a bias
 def header_check() -> dict:
     """Our enum values against the cublasLt.h next to the loaded library (if the wheel ships headers)."""
     lib = lt_algos.library_path() or ""
-    root = os.path.dirname(os.path.dirname(lib))
-    headers = glob.glob(os.path.join(root, "include", "cublasLt.h")) + glob.glob("/usr/local/cuda*/include/cublasLt.h")
-    if not headers:
-        return {"library": lib, "header": None}
-    return {"library": lib, "header": headers[0], "mismatches": lt_algos.check_header(headers[0])}
+    header = lt_algos.header_path(lib)
+    return {"library": lib, "header": header, "mismatches": lt_algos.check_header(header) if header else None}
 
 
 def main() -> None:

@@ -60,6 +60,12 @@ def library_path() -> str | None:
     return found[-1] if found else None
 
 
+def header_path(library: str) -> str | None:
+    """The ``cublasLt.h`` shipped next to ``library`` (the pip wheels' ``include/``), else a CUDA toolkit's."""
+    found = glob.glob(os.path.join(os.path.dirname(os.path.dirname(library)), "include", "cublasLt.h"))
+    return (found or sorted(glob.glob("/usr/local/cuda*/include/cublasLt.h")) or [None])[0]
+
+
 def check_header(path: str) -> dict[str, tuple[int, int]]:
     """``ENUMS`` entries whose value in the header at ``path`` differs: name -> (ours, header's)."""
     text = open(path).read()
@@ -77,6 +83,10 @@ def _lib():
         path = library_path()
         if path is None:
             raise RuntimeError("lt_algos: no libcublasLt found (a CUDA build of PyTorch loads one)")
+        header = header_path(path)
+        wrong = check_header(header) if header else {}
+        if wrong:  # a cuBLAS whose enums moved: refuse rather than pass it wrong attribute ids
+            raise RuntimeError(f"lt_algos: {header} gives other values than lt_algos.ENUMS (ours, its): {wrong}")
         _LIB = ctypes.CDLL(path)
     return _LIB
 

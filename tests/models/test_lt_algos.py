@@ -114,3 +114,10 @@ def test_cublaslt_candidates_are_timed_up_to_their_row_limit(ran, monkeypatch):
     assert by_rows[limit + 1]["choice"] == "default" and not any(b.startswith("lt") for b in by_rows[limit + 1]["us"])
     records = gemm_plan.tune({"w": _weights()}, [8], backends=("cublas", "lt0"), timer=fake_timer(times, ran))
     assert set(records[0]["us"]) == {"default", "cublas", "lt0"} and records[0]["choice"] == "lt0"
+
+
+def test_the_header_next_to_the_library_is_found(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "include").mkdir()
+    (tmp_path / "include" / "cublasLt.h").write_text("CUBLAS_OP_T = 1,")
+    assert lt_algos.header_path(str(tmp_path / "lib" / "libcublasLt.so.13")) == str(tmp_path / "include" / "cublasLt.h")
