@@ -6,6 +6,8 @@
 - ``greedy_proposal``: the argmax token and its probability in one pass over the logits.
 
 All run on the CPU through Triton's interpreter (``TRITON_INTERPRET=1``), which is how the tests check them.
+Beside them, not Triton: ``gemm_plan`` (each projection's GEMM backend chosen by timing), ``lt_algos``
+(cuBLASLt's ranked candidates for one GEMM shape, through ctypes; CUDA only) and ``fp8_weights``.
 """
 
 try:  # the CPU wheel of torch comes without Triton: callers then run the PyTorch ops
