@@ -38,6 +38,43 @@ def header_check() -> dict:
     return {"library": lib, "header": header, "mismatches": lt_algos.check_header(header) if header else None}
 
 
+def sweep_shape(family: str, name: str, rows: str, max_algos: int, ceil: dict, gen: torch.Generator):
+    """One record per row count for projection ``name``: every candidate checked and graph-timed."""
+    N, K = LAYER_SHAPES[family][name]
+    w = torch.randn(N, K, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.02  # [N, K]
+    copies = [w] + [w.clone() for _ in range(max(2, int(4e8 // (N * K * 2))))]
+    has_bias = name in BIASED.get(family, ())
+    b = torch.randn(N, device="cuda", dtype=torch.bfloat16, generator=gen) if has_bias else None  # [N]
+    floor_read = N * K * 2 / ceil["copy_bytes_per_s"] * 1e6
+    for M in (int(r) for r in rows.split(",")):
+        x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16, generator=gen)  # [M, K]
+        ref = F.linear(x.float(), w.float(), None if b is None else b.float())  # [M, N]
+        lt = lt_algos.LtGemm(M, N, K, torch.bfloat16, has_bias, max_algos=max_algos)
+        calls = {"default": lambda wt: F.linear(x, wt, b),
+                 "cublaslt": lambda wt: gemm_plan.run("cublaslt", x, wt, b)}
+        errors = {}
+        for rank in range(len(lt)):  # each candidate, and through the plan's backend name
+            y = lt(rank, x, w, b)
+            assert torch.equal(y, gemm_plan.run(f"lt{rank}", x, w, b)), f"lt{rank} differs through gemm_plan.run"
+            errors[rank] = err = (y.float() - ref).abs().max().item() / ref.abs().max().item()
+            if err < 0.02:
+                calls[f"lt{rank}"] = lambda wt, r=rank: lt(r, x, wt, b)
+        shifted = torch.empty(M * K + 8, device="cuda", dtype=torch.bfloat16)[8:].view(M, K).copy_(x)  # 16-byte offset
+        assert not lt.fits(shifted, w, b) and torch.equal(gemm_plan.run("lt0", shifted, w, b),
+                                                          gemm_plan.run("default", shifted, w, b)), "no fallback"
+        us = gemm_plan.graph_times_us(calls, copies)
+        floor = max(floor_read, 2 * M * N * K / ceil["matmul_flop_per_s"] * 1e6)
+        ranked = sorted((t, k) for k, t in us.items() if k.startswith("lt"))
+        row = {"gemm": name, "rows": M, "N": N, "K": K, "bias": has_bias, "floor_us": floor, "candidates_offered": len(lt),
+               "weight_read_us": floor_read, "us": us, "relative_error": errors,
+               "candidates": {f"lt{r}": lt.describe(r) for r in range(len(lt))}}
+        if ranked:
+            best_us, best = ranked[0]
+            row.update(best=best, best_us=best_us, best_floor_ratio=best_us / floor,
+                       best_vs_torch=best_us / min(us["default"], us["cublaslt"]))
+        yield row
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=None)
@@ -57,44 +94,14 @@ def main() -> None:
            "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/lt_algo_sweep.py " + " ".join(sys.argv[1:]),
            "header": check, "ceilings": ceil, "gemm": []}
     for name in args.shapes.split(","):
-        N, K = LAYER_SHAPES[args.family][name]
-        w = torch.randn(N, K, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.02  # [N, K]
-        copies = [w] + [w.clone() for _ in range(max(2, int(4e8 // (N * K * 2))))]
-        has_bias = name in BIASED.get(args.family, ())
-        b = torch.randn(N, device="cuda", dtype=torch.bfloat16, generator=gen) if has_bias else None  # [N]
-        floor_read = N * K * 2 / ceil["copy_bytes_per_s"] * 1e6
-        for M in (int(r) for r in args.rows.split(",")):
-            x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16, generator=gen)  # [M, K]
-            ref = F.linear(x.float(), w.float(), None if b is None else b.float())  # [M, N]
-            lt = lt_algos.LtGemm(M, N, K, torch.bfloat16, has_bias, max_algos=args.max_algos)
-            calls = {"default": lambda wt: F.linear(x, wt, b),
-                     "cublaslt": lambda wt: gemm_plan.run("cublaslt", x, wt, b)}
-            errors = {}
-            for rank in range(len(lt)):  # each candidate, and through the plan's backend name
-                y = lt(rank, x, w, b)
-                assert torch.equal(y, gemm_plan.run(f"lt{rank}", x, w, b)), f"lt{rank} differs through gemm_plan.run"
-                errors[rank] = err = (y.float() - ref).abs().max().item() / ref.abs().max().item()
-                if err < 0.02:
-                    calls[f"lt{rank}"] = lambda wt, r=rank: lt(r, x, wt, b)
-            shifted = torch.empty(M * K + 8, device="cuda", dtype=torch.bfloat16)[8:].view(M, K).copy_(x)  # 16-byte offset
-            assert not lt.fits(shifted, w, b) and torch.equal(gemm_plan.run("lt0", shifted, w, b),
-                                                              gemm_plan.run("default", shifted, w, b)), "no fallback"
-            us = gemm_plan.graph_times_us(calls, copies)
-            floor = max(floor_read, 2 * M * N * K / ceil["matmul_flop_per_s"] * 1e6)
-            ranked = sorted((t, k) for k, t in us.items() if k.startswith("lt"))
-            row = {"gemm": name, "rows": M, "N": N, "K": K, "bias": has_bias, "floor_us": floor, "candidates_offered": len(lt),
-                   "weight_read_us": floor_read, "us": us, "relative_error": errors,
-                   "candidates": {f"lt{r}": lt.describe(r) for r in range(len(lt))}}
-            if ranked:
-                best_us, best = ranked[0]
-                row.update(best=best, best_us=best_us, best_floor_ratio=best_us / floor,
-                           best_vs_torch=best_us / min(us["default"], us["cublaslt"]))
+        for row in sweep_shape(args.family, name, args.rows, args.max_algos, ceil, gen):
             out["gemm"].append(row)
-            print(f"{name} {M}: floor {floor:.1f} default {us['default']:.1f} cublaslt {us['cublaslt']:.1f} "
-                  f"lt0 {us.get('lt0', float('nan')):.1f} best {row.get('best')} {row.get('best_us', float('nan')):.1f} "
-                  f"({len(lt)} candidates, {row['candidates'].get(row.get('best'), {})})", flush=True)
+            us = row["us"]
+            print(f"{name} {row['rows']}: floor {row['floor_us']:.1f} default {us['default']:.1f} cublaslt "
+                  f"{us['cublaslt']:.1f} lt0 {us.get('lt0', float('nan')):.1f} best {row.get('best')} "
+                  f"{row.get('best_us', float('nan')):.1f} ({row['candidates_offered']} candidates, "
+                  f"{row['candidates'].get(row.get('best'), {})})", flush=True)
             bench_gpu.save(out, args.out)
-        del copies
     out["seconds"] = time.time() - t0
     bench_gpu.save(out, args.out)
 

@@ -9,27 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fastdllm.kernels import gemm_plan, lt_algos
-from tests.models.test_gemm_plan import _weights, fake_timer
-
-
-@pytest.fixture(autouse=True)
-def empty_plan():
-    gemm_plan.clear()
-    yield
-    gemm_plan.clear()
-
-
-@pytest.fixture
-def ran(monkeypatch):
-    calls: list[str] = []
-    real = gemm_plan.run
-
-    def spy(backend, x, weight, bias=None):
-        calls.append(backend)
-        return real(backend, x, weight, bias)
-
-    monkeypatch.setattr(gemm_plan, "run", spy)
-    return calls
+from tests.models.test_gemm_plan import _weights, empty_plan, fake_timer, ran  # noqa: F401 - fixtures
 
 
 def test_candidate_names_are_checked():
