@@ -157,7 +157,9 @@ def test_on_the_gpu_every_backend_computes_the_product_and_the_plan_is_followed(
     for backend in gemm_plan.BACKENDS:
         torch.testing.assert_close(gemm_plan.run(backend, x, ws[0]).float(), ref, atol=0.1, rtol=0.02)
     records = gemm_plan.tune({"w": ws}, [32], margin=0.0)
-    assert set(records[0]["us"]) == set(gemm_plan.BACKENDS) and all(t > 0 for t in records[0]["us"].values())
+    offered = set(gemm_plan.BACKENDS) | set(gemm_plan.lt_candidates(x, ws[0]))  # cuBLASLt's ranked ones too
+    assert len(offered) > len(gemm_plan.BACKENDS) and set(records[0]["us"]) == offered
+    assert all(t > 0 for t in records[0]["us"].values())
     assert gemm_plan.plan().get(gemm_plan.plan_key(x, ws[0], None), "default") == records[0]["choice"]
     torch.testing.assert_close(gemm_plan.linear(x, ws[1]).float(), F.linear(x.float(), ws[1].float()), atol=0.1, rtol=0.02)
 
