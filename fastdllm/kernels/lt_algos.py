@@ -119,7 +119,9 @@ def _layout(dtype: str, rows: int, cols: int, ld: int) -> ctypes.c_void_p:
 
 class LtGemm:
     """``F.linear`` for one shape — ``rows`` × ``K`` inputs, an ``[N, K]`` weight, with or without a bias — on
-    one CUDA device, through any of cuBLASLt's ranked candidates (``candidates``: rank -> description)."""
+    one CUDA device, through any of cuBLASLt's ranked candidates (``describe(rank)``: its configuration).
+    Not for concurrent calls from several threads: the bias pointer is an attribute of the one descriptor,
+    set before each call (inside a CUDA-graph capture, each captured call keeps the pointer it was given)."""
 
     def __init__(self, rows: int, N: int, K: int, dtype: torch.dtype, bias: bool, device: int | None = None,
                  max_algos: int = 16):
