@@ -32,10 +32,11 @@ BIASED = {"dream": {"qkv"}}  # projections with a bias
 
 
 def header_check() -> dict:
-    """Our enum values against the cublasLt.h next to the loaded library (if the wheel ships headers)."""
+    """Our enum values against the headers next to the loaded library (if the wheel ships them); a name no
+    header defines is listed with None (``lt_algos`` refuses only values that differ)."""
     lib = lt_algos.library_path() or ""
-    header = lt_algos.header_path(lib)
-    return {"library": lib, "header": header, "mismatches": lt_algos.check_header(header) if header else None}
+    headers = lt_algos.header_paths(lib)
+    return {"library": lib, "headers": headers, "mismatches": lt_algos.check_header(headers) if headers else None}
 
 
 def sweep_shape(family: str, name: str, rows: str, max_algos: int, ceil: dict, gen: torch.Generator):
@@ -81,13 +82,15 @@ def main() -> None:
     p.add_argument("--family", default="llada", choices=sorted(LAYER_SHAPES))
     p.add_argument("--rows", default="32,96,128,160,192,224,256")
     p.add_argument("--shapes", default="qkv,o_proj,gate_up,down")
-    p.add_argument("--max-algos", type=int, default=16)
+    p.add_argument("--max-algos", type=int, default=lt_algos.MAX_ALGOS, choices=range(1, lt_algos.MAX_ALGOS + 1),
+                   metavar=f"1..{lt_algos.MAX_ALGOS}")
     args = p.parse_args()
     t0 = time.time()
     check = header_check()
     print("header", check, flush=True)
-    if check.get("mismatches"):
-        raise SystemExit(f"lt_algos.ENUMS disagree with {check['header']}: {check['mismatches']}")
+    differ = {k: v for k, v in (check.get("mismatches") or {}).items() if v[1] is not None}
+    if differ:
+        raise SystemExit(f"lt_algos.ENUMS disagree with {check['headers']}: {differ}")
     ceil = bench_gpu.ceilings("cuda")
     gen = torch.Generator(device="cuda").manual_seed(0)
     out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

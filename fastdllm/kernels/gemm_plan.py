@@ -14,8 +14,9 @@ calls keep the default, so noise cannot flip a choice to a slower kernel by more
 
 ``linear`` (what a model runs after ``DiffusionLM.tune_gemms``) sends every CUDA product through an opaque
 op that looks the plan up at run time; products without a plan entry run as ``skinny_matmul.linear``
-would (the few-row kernel where it applies, else cuBLAS). Every backend computes ``F.linear`` in fp32
-accumulation with one rounding to the output dtype; their summation orders differ, so bf16 outputs (and
+would (the few-row kernel where it applies, else cuBLAS). Every backend computes ``F.linear`` with fp32
+accumulation (a split-K kernel may add its partial sums in the output dtype: ``lt_algos``); their
+summation orders differ, so bf16 outputs (and
 tokens where two candidates tie) can differ between backends, and between processes whose timings chose
 differently. The plan is keyed by device, dtype, row count, weight shape and bias, not by model: two models
 of one shape on one GPU share it (``clear`` empties it).
@@ -24,17 +25,18 @@ of one shape on one GPU share it (``clear`` empties it).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 
-from fastdllm.kernels import skinny_matmul
+from fastdllm.kernels import lt_algos, skinny_matmul
 
 BACKENDS = ("default", "cublas", "cublaslt", "few_row")  # default: what skinny_matmul.linear runs
 LT = "lt"  # "lt3": cuBLASLt's candidate of rank 3 for the product's shape (lt_algos.LtGemm), CUDA bf16/fp16 only
-MAX_LT = 32  # the most ranked cuBLASLt candidates a shape offers
+MAX_LT = lt_algos.MAX_ALGOS  # the most ranked cuBLASLt candidates a shape offers
 LT_MAX_ROWS = 128  # beyond, the candidates timed alone mislead: on an H200 the ones chosen for LLaDA-8B's 192- and
 # 224-row products made those prefix windows' forwards 2.4-4.3 % slower than the plan without them, in two runs,
 # while at 32-128 rows they made them 0-2.2 % faster (experiments/results/speed/round7_dev/)
@@ -111,24 +113,37 @@ def available(backend: str, rows: int) -> bool:
     return backend != "few_row" or (skinny_matmul.triton is not None and rows <= skinny_matmul.ONE_TILE_ROWS)
 
 
-def _lt_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
-    """The ``LtGemm`` of this product's shape on its device (made at the first call), or None where cuBLASLt's
-    candidates do not apply (not CUDA, not bf16/fp16)."""
-    from fastdllm.kernels import lt_algos
-
-    if not x.is_cuda or x.dtype not in (torch.bfloat16, torch.float16):
+def _lt_gemm_for(key: tuple):
+    """The ``LtGemm`` of a ``plan_key`` (made at the first call), or None where cuBLASLt's candidates do not
+    apply: not CUDA, not bf16/fp16, a ROCm build, or a cuBLASLt that fails to rank (warned once per key)."""
+    device, dtype, rows, N, K, bias = key
+    if not device.startswith("cuda") or dtype not in (torch.bfloat16, torch.float16) or torch.version.hip:
         return None
-    key = plan_key(x, weight, bias)
     if key not in _LT_GEMMS:
-        _LT_GEMMS[key] = lt_algos.LtGemm(key[2], weight.shape[0], weight.shape[1], x.dtype, bias is not None,
-                                         device=x.device.index)
+        try:
+            _LT_GEMMS[key] = lt_algos.LtGemm(rows, N, K, dtype, bias, device=torch.device(device).index)
+        except (RuntimeError, OSError) as err:
+            warnings.warn(f"gemm_plan: no cuBLASLt candidates for {key}: {err}", stacklevel=2)
+            _LT_GEMMS[key] = None
     return _LT_GEMMS[key]
+
+
+def _lt_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
+    return _lt_gemm_for(plan_key(x, weight, bias)) if x.is_cuda else None
 
 
 def lt_candidates(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> list[str]:
     """The cuBLASLt candidates (``lt0``, ``lt1``, …) for ``F.linear(x, weight, bias)``'s shape; none off CUDA."""
     gemm = _lt_gemm(x, weight, bias)
     return [f"{LT}{rank}" for rank in range(min(len(gemm), MAX_LT))] if gemm is not None else []
+
+
+LT_CONFIG = ("id", "tile_id", "splitk_num", "stages_id", "reduction_scheme")  # what names a candidate across processes
+
+
+def _lt_config(gemm, rank: int) -> dict:
+    info = gemm.describe(rank)
+    return {k: info.get(k) for k in LT_CONFIG}
 
 
 def run(backend: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -245,9 +260,13 @@ def tune(groups: Mapping[str, Sequence[torch.Tensor]], rows: Iterable[int], *, m
             seconds = time.perf_counter() - started
             best = min(us, key=us.get)
             choice = best if us[best] < (1 - margin) * us["default"] else "default"
-            _choose(plan_key(x, weights[0], bias_list[0]), choice)
+            key = plan_key(x, weights[0], bias_list[0])
+            _choose(key, choice)
             records.append({"group": name, "rows": m, "N": N, "K": K, "bias": bias_list[0] is not None, "us": us,
                             "tune_s": seconds, "choice": choice})
+            gemm = _lt_gemm_for(key) if _lt_rank(choice) is not None else None
+            if gemm is not None:  # the candidate's configuration, which install() checks
+                records[-1]["lt_config"] = _lt_config(gemm, _lt_rank(choice))
     return records
 
 
@@ -268,14 +287,15 @@ def install(records: Iterable[Mapping], device: torch.device | str, dtype: torch
         if rows <= 0 or not available(choice, rows):  # an unknown backend raises in available()
             raise ValueError(f"gemm plan record {i}: backend {choice!r} cannot run {rows} rows")
         N, K, bias = record_shape(record)
+        key = (str(device), dtype, rows, int(N), int(K), bias)
         rank = _lt_rank(choice)
-        if rank is not None and device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
-            x = torch.empty(rows, int(K), device=device, dtype=dtype)  # [rows, K]: the shape, for its candidates
-            w = torch.empty(int(N), int(K), device=device, dtype=dtype)  # [N, K]
-            offered = len(lt_candidates(x, w, torch.empty(int(N), device=device, dtype=dtype) if bias else None))
-            if rank >= offered:
-                raise ValueError(f"gemm plan record {i}: {choice!r}, but cuBLASLt offers {offered} candidates for "
-                                 f"{rows} × {K} · [{N}, {K}] here (another cuBLAS version or GPU made this plan)")
-        entries[(str(device), dtype, rows, int(N), int(K), bias)] = choice
+        gemm = _lt_gemm_for(key) if rank is not None else None
+        if gemm is not None:  # on CUDA: the same candidate must exist here (ranks move between cuBLAS versions, GPUs)
+            here = _lt_config(gemm, rank) if rank < len(gemm) else None
+            if here is None or ("lt_config" in record and dict(record["lt_config"]) != here):
+                raise ValueError(f"gemm plan record {i}: {choice!r} {record.get('lt_config', '')} at {rows} × {K} · "
+                                 f"[{N}, {K}] is not cuBLASLt's candidate of that rank here ({here}; {len(gemm)} "
+                                 "offered): another cuBLAS version or GPU made this plan; tune again")
+        entries[key] = choice
     for key, choice in entries.items():
         _choose(key, choice)

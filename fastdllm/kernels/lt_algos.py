@@ -9,8 +9,10 @@ The heuristic ranks more candidates than it is asked for (other tile shapes, spl
 changes with the workspace a candidate may use; the union, first ranking first, at most ``max_algos`` — and runs
 ``F.linear(x, weight, bias)`` with the candidate of a given rank, so a caller can time them all.
 
-Bound through ctypes to the ``libcublasLt`` that PyTorch has loaded (no compilation); every candidate
-computes in fp32 with one rounding to the output dtype, as ``F.linear`` does, in its own summation order.
+Bound through ctypes to the ``libcublasLt`` that PyTorch has loaded (no compilation). Every candidate
+accumulates in fp32, in its own summation order; a split-K candidate adds its partial sums in fp32 or, with
+the in-place and output-type reduction schemes (``describe(rank)["reduction_scheme"]`` 1 or 4), in the output
+dtype, rounding more than once (as cuBLAS's own split-K kernels behind ``F.linear`` may).
 Layout: PyTorch's row-major ``y[M, N] = x[M, K] · weight[N, K]ᵀ`` is cuBLASLt's column-major
 ``D[N, M] = op(A)[N, K] · B[K, M]`` with A = weight (transposed), B = x.
 """
@@ -24,13 +26,16 @@ import re
 
 import torch
 
-# enum values of cublasLt.h / library_types.h (``check_header`` compares them with a header on disk)
+# enum values of cublasLt.h, cublas_api.h and library_types.h (``check_header`` compares them with the headers)
 ENUMS = {"CUBLAS_COMPUTE_32F": 68, "CUDA_R_32F": 0, "CUDA_R_16F": 2, "CUDA_R_16BF": 14,
          "CUBLASLT_MATMUL_DESC_TRANSA": 3, "CUBLASLT_MATMUL_DESC_TRANSB": 4, "CUBLASLT_MATMUL_DESC_EPILOGUE": 7,
          "CUBLASLT_MATMUL_DESC_BIAS_POINTER": 8, "CUBLASLT_EPILOGUE_BIAS": 4, "CUBLASLT_EPILOGUE_DEFAULT": 1,
          "CUBLAS_OP_N": 0, "CUBLAS_OP_T": 1, "CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES": 1,
          "CUBLASLT_ALGO_CONFIG_ID": 0, "CUBLASLT_ALGO_CONFIG_TILE_ID": 1, "CUBLASLT_ALGO_CONFIG_SPLITK_NUM": 2,
-         "CUBLASLT_ALGO_CONFIG_STAGES_ID": 6}
+         "CUBLASLT_ALGO_CONFIG_STAGES_ID": 6, "CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME": 3}
+HEADERS = ("cublasLt.h", "cublas_api.h", "library_types.h")
+NOT_SUPPORTED = 15  # CUBLAS_STATUS_NOT_SUPPORTED: the heuristic has no candidate under these preferences
+MAX_ALGOS = 16  # the most candidates a shape offers (the union over the workspace caps)
 _DTYPES = {torch.bfloat16: "CUDA_R_16BF", torch.float16: "CUDA_R_16F"}
 WORKSPACE_BYTES = 32 * 1024 * 1024  # the most workspace a candidate may use (split-K partials)
 WORKSPACE_CAPS = (WORKSPACE_BYTES, 4 * 1024 * 1024, 1024 * 1024, 0)  # the heuristic is asked once per cap
@@ -60,20 +65,26 @@ def library_path() -> str | None:
     return found[-1] if found else None
 
 
-def header_path(library: str) -> str | None:
-    """The ``cublasLt.h`` shipped next to ``library`` (the pip wheels' ``include/``), else a CUDA toolkit's."""
-    found = glob.glob(os.path.join(os.path.dirname(os.path.dirname(library)), "include", "cublasLt.h"))
-    return (found or sorted(glob.glob("/usr/local/cuda*/include/cublasLt.h")) or [None])[0]
+def header_paths(library: str) -> list[str]:
+    """The ``HEADERS`` shipped next to ``library`` (the pip wheels' ``include/``), else a CUDA toolkit's."""
+    roots = [os.path.join(os.path.dirname(os.path.dirname(library)), "include")]
+    roots += sorted(glob.glob("/usr/local/cuda*/include"))
+    for root in roots:
+        found = [os.path.join(root, h) for h in HEADERS if os.path.exists(os.path.join(root, h))]
+        if found:
+            return found
+    return []
 
 
-def check_header(path: str) -> dict[str, tuple[int, int]]:
-    """``ENUMS`` entries whose value in the header at ``path`` differs: name -> (ours, header's)."""
-    text = open(path).read()
+def check_header(paths: str | list[str]) -> dict[str, tuple[int, int | None]]:
+    """``ENUMS`` entries the headers at ``paths`` define otherwise: name -> (ours, theirs); theirs is None
+    for a name none of them defines (with ``cublasLt.h`` alone, the names of the other two headers)."""
+    text = "\n".join(open(p).read() for p in ([paths] if isinstance(paths, str) else paths))
     wrong = {}
     for name, value in ENUMS.items():
         match = re.search(rf"\b{name}\s*=\s*(\d+)", text)
-        if match and int(match.group(1)) != value:
-            wrong[name] = (value, int(match.group(1)))
+        if match is None or int(match.group(1)) != value:
+            wrong[name] = (value, None if match is None else int(match.group(1)))
     return wrong
 
 
@@ -83,10 +94,10 @@ def _lib():
         path = library_path()
         if path is None:
             raise RuntimeError("lt_algos: no libcublasLt found (a CUDA build of PyTorch loads one)")
-        header = header_path(path)
-        wrong = check_header(header) if header else {}
+        headers = header_paths(path)
+        wrong = {k: v for k, v in check_header(headers).items() if v[1] is not None} if headers else {}
         if wrong:  # a cuBLAS whose enums moved: refuse rather than pass it wrong attribute ids
-            raise RuntimeError(f"lt_algos: {header} gives other values than lt_algos.ENUMS (ours, its): {wrong}")
+            raise RuntimeError(f"lt_algos: {headers} give other values than lt_algos.ENUMS (ours, theirs): {wrong}")
         _LIB = ctypes.CDLL(path)
     return _LIB
 
@@ -121,17 +132,24 @@ class LtGemm:
     """``F.linear`` for one shape — ``rows`` × ``K`` inputs, an ``[N, K]`` weight, with or without a bias — on
     one CUDA device, through any of cuBLASLt's ranked candidates (``describe(rank)``: its configuration).
     Not for concurrent calls from several threads: the bias pointer is an attribute of the one descriptor,
-    set before each call (inside a CUDA-graph capture, each captured call keeps the pointer it was given)."""
+    set before each call (inside a CUDA-graph capture, each captured call keeps the pointer it was given); and
+    every candidate on a device shares one split-K workspace, so calls on concurrent streams could race."""
 
     def __init__(self, rows: int, N: int, K: int, dtype: torch.dtype, bias: bool, device: int | None = None,
-                 max_algos: int = 16):
+                 max_algos: int = MAX_ALGOS):
         if dtype not in _DTYPES:
             raise ValueError(f"LtGemm: dtype {dtype} is not one of {sorted(map(str, _DTYPES))}")
-        if min(rows, N, K) <= 0 or max_algos <= 0:
-            raise ValueError(f"LtGemm: rows, N, K and max_algos must be positive, got {rows}, {N}, {K}, {max_algos}")
+        if min(rows, N, K) <= 0 or not 0 < max_algos <= MAX_ALGOS:
+            raise ValueError(f"LtGemm: rows, N, K must be positive and max_algos in 1..{MAX_ALGOS}, got {rows}, {N}, "
+                             f"{K}, {max_algos}")
         self.rows, self.N, self.K, self.dtype, self.bias = rows, N, K, dtype, bias
         self.device = torch.cuda.current_device() if device is None else device
-        lib, name = _lib(), _DTYPES[dtype]
+        with torch.cuda.device(self.device):  # the handle, descriptors and ranking belong to this GPU
+            self._setup(rows, N, K, bias, max_algos)
+        self._alpha, self._beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
+
+    def _setup(self, rows: int, N: int, K: int, bias: bool, max_algos: int) -> None:
+        lib, name = _lib(), _DTYPES[self.dtype]
         self._handle = _handle(self.device)
         self._desc = ctypes.c_void_p()
         _check(lib.cublasLtMatmulDescCreate(ctypes.byref(self._desc), ENUMS["CUBLAS_COMPUTE_32F"], ENUMS["CUDA_R_32F"]),
@@ -150,7 +168,6 @@ class LtGemm:
                 if bytes(result.algo) not in seen and len(self._algos) < max_algos:
                     seen.add(bytes(result.algo))
                     self._algos.append(result)
-        self._alpha, self._beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
 
     def _heuristic(self, workspace_cap: int, count: int) -> list[_HeuristicResult]:
         """cuBLASLt's ranked candidates (at most ``count``) that need at most ``workspace_cap`` bytes."""
@@ -162,8 +179,11 @@ class LtGemm:
                  ctypes.c_uint64(workspace_cap))
             results = (_HeuristicResult * count)()
             found = ctypes.c_int(0)
-            _check(lib.cublasLtMatmulAlgoGetHeuristic(self._handle, self._desc, self._a, self._b, self._d, self._d, pref,
-                                                      count, results, ctypes.byref(found)), "cublasLtMatmulAlgoGetHeuristic")
+            status = lib.cublasLtMatmulAlgoGetHeuristic(self._handle, self._desc, self._a, self._b, self._d, self._d, pref,
+                                                        count, results, ctypes.byref(found))
+            if status == NOT_SUPPORTED:
+                return []
+            _check(status, "cublasLtMatmulAlgoGetHeuristic")
         finally:
             lib.cublasLtMatmulPreferenceDestroy(pref)
         return [results[i] for i in range(found.value) if results[i].state == 0]
@@ -176,7 +196,7 @@ class LtGemm:
         workspace and estimated waves."""
         algo = self._algos[rank]
         info = {"workspace_bytes": int(algo.workspace_size), "waves": round(float(algo.waves_count), 3)}
-        for key in ("ID", "TILE_ID", "SPLITK_NUM", "STAGES_ID"):
+        for key in ("ID", "TILE_ID", "SPLITK_NUM", "STAGES_ID", "REDUCTION_SCHEME"):
             value, written = ctypes.c_int32(0), ctypes.c_size_t(0)
             status = _lib().cublasLtMatmulAlgoConfigGetAttribute(ctypes.byref(algo.algo), ENUMS[f"CUBLASLT_ALGO_CONFIG_{key}"],
                                                                  ctypes.byref(value), ctypes.sizeof(value), ctypes.byref(written))
@@ -184,11 +204,14 @@ class LtGemm:
         return info
 
     def fits(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
-        """Whether the operands are the shape this object was made for, contiguous and 256-byte aligned."""
+        """Whether the operands are the shape, dtype and device this object was made for, contiguous and 256-byte
+        aligned (a bias: ``[N]``)."""
         tensors = [x, weight] + ([bias] if bias is not None else [])
-        return (x.is_cuda and x.dtype == self.dtype and weight.dtype == self.dtype and (bias is not None) == self.bias
+        return (x.is_cuda and x.device.index == self.device and (bias is not None) == self.bias
+                and all(t.device == x.device and t.dtype == self.dtype and t.is_contiguous()
+                        and t.data_ptr() % ALIGNMENT == 0 for t in tensors)
                 and x.numel() == self.rows * self.K and x.shape[-1] == self.K and tuple(weight.shape) == (self.N, self.K)
-                and x.device.index == self.device and all(t.is_contiguous() and t.data_ptr() % ALIGNMENT == 0 for t in tensors))
+                and (bias is None or tuple(bias.shape) == (self.N,)))
 
     def __call__(self, rank: int, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """``F.linear(x, weight, bias)`` by the candidate of ``rank`` (0: the heuristic's first choice)."""
@@ -198,6 +221,10 @@ class LtGemm:
             raise ValueError(f"LtGemm: operands {tuple(x.shape)} {x.dtype} × {tuple(weight.shape)} (bias: {bias is not None}) "
                              f"are not the contiguous, {ALIGNMENT}-byte aligned {self.rows} × {self.K} · [{self.N}, {self.K}] "
                              f"{self.dtype} product this object serves")
+        with torch.cuda.device(self.device):
+            return self._matmul(rank, x, weight, bias)
+
+    def _matmul(self, rank: int, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         lib = _lib()
         y = torch.empty(*x.shape[:-1], self.N, dtype=self.dtype, device=x.device)  # [..., N]
         if bias is not None:

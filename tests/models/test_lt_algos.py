@@ -55,21 +55,51 @@ def test_a_saved_lt_choice_is_installed_and_followed(ran):
 def test_lt_gemm_refuses_bad_shapes_before_touching_cuda():
     with pytest.raises(ValueError, match="dtype torch.float32"):
         lt_algos.LtGemm(32, 64, 64, torch.float32, False)
-    with pytest.raises(ValueError, match="must be positive, got 0"):
+    with pytest.raises(ValueError, match="must be positive and max_algos in 1..16, got 0"):
         lt_algos.LtGemm(0, 64, 64, torch.bfloat16, False)
 
 
-def test_the_enum_values_are_checked_against_a_header(tmp_path):
+def test_the_enum_values_are_checked_against_the_headers(tmp_path):
+    names = list(lt_algos.ENUMS)
+    half = len(names) // 2
+    for part, file in ((names[:half], "cublasLt.h"), (names[half:], "library_types.h")):  # spread over two headers
+        (tmp_path / file).write_text("typedef enum {\n" + "\n".join(f"  {n} = {lt_algos.ENUMS[n]},  /* c */" for n in part)
+                                     + "\n} x;\n")
+    both = [str(tmp_path / "cublasLt.h"), str(tmp_path / "library_types.h")]
+    assert lt_algos.check_header(both) == {}
+    assert lt_algos.check_header(both[0]) == {n: (lt_algos.ENUMS[n], None) for n in names[half:]}  # not found: None
     header = tmp_path / "cublasLt.h"
-    lines = [f"  {name} = {value},  /* comment */" for name, value in lt_algos.ENUMS.items()]
-    header.write_text("typedef enum {\n" + "\n".join(lines) + "\n} x;\n")
-    assert lt_algos.check_header(str(header)) == {}
     header.write_text(header.read_text().replace("CUBLASLT_MATMUL_DESC_TRANSA = 3", "CUBLASLT_MATMUL_DESC_TRANSA = 0"))
-    assert lt_algos.check_header(str(header)) == {"CUBLASLT_MATMUL_DESC_TRANSA": (3, 0)}
+    assert lt_algos.check_header(both) == {"CUBLASLT_MATMUL_DESC_TRANSA": (3, 0)}
+
+
+def test_a_saved_lt_choice_must_name_the_same_candidate_here(monkeypatch):
+    class FakeGemm:  # what LtGemm answers on a GPU: two candidates, each with its configuration
+        def __len__(self):
+            return 2
+
+        def describe(self, rank):
+            if not 0 <= rank < 2:
+                raise IndexError(rank)
+            return {"id": 66, "tile_id": 10 + rank, "splitk_num": 1, "stages_id": 35, "reduction_scheme": 0, "waves": 0.5}
+
+    monkeypatch.setattr(gemm_plan, "_lt_gemm_for", lambda key: FakeGemm())
+    config = {"id": 66, "tile_id": 11, "splitk_num": 1, "stages_id": 35, "reduction_scheme": 0}
+    record = {"rows": 32, "N": 24, "K": 16, "bias": False, "choice": "lt1", "lt_config": config}
+    gemm_plan.install([record], "cuda:0", torch.bfloat16)
+    assert gemm_plan.plan() == {("cuda:0", torch.bfloat16, 32, 24, 16, False): "lt1"}
+    gemm_plan.clear()
+    no_config = {k: v for k, v in record.items() if k != "lt_config"}  # records saved before lt_config: rank checked
+    for bad in ({**record, "lt_config": {**config, "tile_id": 99}}, {**no_config, "choice": "lt2"}):
+        with pytest.raises(ValueError, match="is not cuBLASLt's candidate of that rank here"):
+            gemm_plan.install([bad], "cuda:0", torch.bfloat16)
+    assert gemm_plan.plan() == {}
+    records = gemm_plan.tune({"w": _weights()}, [8], timer=lambda calls, ws: {b: 1.0 for b in calls})
+    assert "lt_config" not in records[0]  # a CPU plan names no cuBLASLt candidate
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="runs cuBLASLt")
-def test_on_the_gpu_every_candidate_computes_the_product_and_misaligned_operands_fall_back():
+def test_on_the_gpu_every_candidate_computes_the_product_and_unfit_operands_fall_back():
     gen = torch.Generator(device="cuda").manual_seed(0)
     for bias in (False, True):
         w = torch.randn(512, 256, device="cuda", dtype=torch.bfloat16, generator=gen)  # [N, K]
@@ -80,8 +110,22 @@ def test_on_the_gpu_every_candidate_computes_the_product_and_misaligned_operands
         assert names and names[0] == "lt0"
         for name in names:
             torch.testing.assert_close(gemm_plan.run(name, x, w, b).float(), ref, atol=0.3, rtol=0.02)
+        gemm = gemm_plan._lt_gemm(x, w, b)
+        assert gemm.fits(x, w, b)
         shifted = torch.empty(48 * 256 + 8, device="cuda", dtype=torch.bfloat16)[8:].view(48, 256).copy_(x)
-        assert torch.equal(gemm_plan.run("lt0", shifted, w, b), gemm_plan.run("default", shifted, w, b))
+        strided = torch.empty(256, 48, device="cuda", dtype=torch.bfloat16).t().copy_(x)  # [48, K], not contiguous
+        unfit = [(shifted, w, b), (strided, w, b), (x, w.float(), b), (x, w.cpu(), b)]
+        if bias:
+            unfit += [(x, w, b.float()), (x, w, b[:1])]
+        for operands in unfit:
+            assert not gemm.fits(*operands)
+        for operands in unfit[:2]:
+            assert torch.equal(gemm_plan.run("lt0", *operands), gemm_plan.run("default", *operands))
+        record = {"rows": 48, "N": 512, "K": 256, "bias": bias, "choice": f"lt{len(names)}"}
+        with pytest.raises(ValueError, match="is not cuBLASLt's candidate of that rank here"):
+            gemm_plan.install([record], "cuda", torch.bfloat16)
+        gemm_plan.install([{**record, "choice": "lt0", "lt_config": gemm_plan._lt_config(gemm, 0)}], "cuda", torch.bfloat16)
+        torch.testing.assert_close(gemm_plan.linear(x, w, b).float(), ref, atol=0.3, rtol=0.02)
 
 
 def test_cublaslt_candidates_are_timed_up_to_their_row_limit(ran, monkeypatch):
@@ -96,8 +140,10 @@ def test_cublaslt_candidates_are_timed_up_to_their_row_limit(ran, monkeypatch):
     assert set(records[0]["us"]) == {"default", "cublas", "lt0"} and records[0]["choice"] == "lt0"
 
 
-def test_the_header_next_to_the_library_is_found(tmp_path):
+def test_the_headers_next_to_the_library_are_found(tmp_path):
     (tmp_path / "lib").mkdir()
     (tmp_path / "include").mkdir()
-    (tmp_path / "include" / "cublasLt.h").write_text("CUBLAS_OP_T = 1,")
-    assert lt_algos.header_path(str(tmp_path / "lib" / "libcublasLt.so.13")) == str(tmp_path / "include" / "cublasLt.h")
+    for name in ("cublasLt.h", "library_types.h"):
+        (tmp_path / "include" / name).write_text("CUBLAS_OP_T = 1,")
+    assert lt_algos.header_paths(str(tmp_path / "lib" / "libcublasLt.so.13")) == [
+        str(tmp_path / "include" / "cublasLt.h"), str(tmp_path / "include" / "library_types.h")]
