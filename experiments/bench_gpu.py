@@ -51,18 +51,21 @@ import torch
 import fastdllm
 from fastdllm.core.policy import cache_policies
 from fastdllm.evaluation import torch_info
+from fastdllm.kernels import gemm_plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_floors import Floors, build_model, ceilings  # noqa: E402 - also read as bench_gpu.X by the other scripts
 
 MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "tuned-torch",
          "fp8")
-TUNED_MODES = {"tuned": None, "tuned-torch": ("cublas", "cublaslt", "few_row")}  # mode -> tune_gemms' backends
+TUNED_MODES = {"tuned": None, "tuned-torch": gemm_plan.BACKENDS}  # mode -> tune_gemms' backends (None: all)
 KERNEL_MODES = ("kernels", *TUNED_MODES, "fp8")
 CUDA_MODES = ("graphs", "compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)  # dropped on the CPU
 GRAPHED_MODES = ("graphs", "fused", "compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)
 COMPILED_MODES = ("compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)
 FUSED_MODES = ("fused", "compiled", "split-kv", *KERNEL_MODES)
+
+
 def set_mode(model, mode: str) -> None:
     model.net.fast = mode != "plain"
     model.use_compile(mode in COMPILED_MODES, fuse=False)

@@ -95,3 +95,29 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def empty_plan():
+    """The process-wide GEMM plan (``fastdllm.kernels.gemm_plan``) emptied before and after the test."""
+    from fastdllm.kernels import gemm_plan
+
+    gemm_plan.clear()
+    yield
+    gemm_plan.clear()
+
+
+@pytest.fixture
+def ran(monkeypatch):
+    """The backends ``gemm_plan.run`` was asked for, in order (it still computes)."""
+    from fastdllm.kernels import gemm_plan
+
+    calls: list[str] = []
+    real = gemm_plan.run
+
+    def spy(backend, x, weight, bias=None):
+        calls.append(backend)
+        return real(backend, x, weight, bias)
+
+    monkeypatch.setattr(gemm_plan, "run", spy)
+    return calls

@@ -38,7 +38,7 @@ BACKENDS = ("default", "cublas", "cublaslt", "few_row")  # default: what skinny_
 LT = "lt"  # "lt3": cuBLASLt's candidate of rank 3 for the product's shape (lt_algos.LtGemm), CUDA bf16/fp16 only
 MAX_LT = lt_algos.MAX_ALGOS  # the most ranked cuBLASLt candidates a shape offers
 LT_MAX_ROWS = 128  # beyond, the candidates timed alone mislead: on an H200 the ones chosen for LLaDA-8B's 192- and
-# 224-row products made those prefix windows' forwards 2.4-4.3 % slower than the plan without them, in two runs,
+# 224-row products made those prefix windows' forwards 1.6-4.3 % slower than the plan without them, in two runs,
 # while at 32-128 rows they made them 0-2.2 % faster (experiments/results/speed/round7_dev/)
 MARGIN = 0.03  # a backend replaces the default only when at least this much faster
 _PLAN: dict[tuple, str] = {}
@@ -157,7 +157,7 @@ def run(backend: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     if rank is not None:
         gemm = _lt_gemm(x, weight, bias)
         if gemm is not None and rank < len(gemm) and gemm.fits(x, weight, bias):
-            return gemm(rank, x, weight, bias)
+            return gemm(rank, x, weight, bias, fitted=True)
         backend = "default"
     if backend == "default":
         if skinny_matmul.use_skinny_matmul(x, weight):

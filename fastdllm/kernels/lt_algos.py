@@ -213,11 +213,13 @@ class LtGemm:
                 and x.numel() == self.rows * self.K and x.shape[-1] == self.K and tuple(weight.shape) == (self.N, self.K)
                 and (bias is None or tuple(bias.shape) == (self.N,)))
 
-    def __call__(self, rank: int, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """``F.linear(x, weight, bias)`` by the candidate of ``rank`` (0: the heuristic's first choice)."""
+    def __call__(self, rank: int, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
+                 fitted: bool = False) -> torch.Tensor:
+        """``F.linear(x, weight, bias)`` by the candidate of ``rank`` (0: the heuristic's first choice);
+        ``fitted``: the caller has checked ``fits`` (the plan's hot path), so it is not checked again."""
         if not 0 <= rank < len(self._algos):
             raise IndexError(f"LtGemm: rank {rank} out of the {len(self._algos)} candidates")
-        if not self.fits(x, weight, bias):
+        if not fitted and not self.fits(x, weight, bias):
             raise ValueError(f"LtGemm: operands {tuple(x.shape)} {x.dtype} × {tuple(weight.shape)} (bias: {bias is not None}) "
                              f"are not the contiguous, {ALIGNMENT}-byte aligned {self.rows} × {self.K} · [{self.N}, {self.K}] "
                              f"{self.dtype} product this object serves")

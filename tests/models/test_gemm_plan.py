@@ -14,24 +14,8 @@ from fastdllm.kernels import gemm_plan
 
 
 @pytest.fixture(autouse=True)
-def empty_plan():
-    gemm_plan.clear()
+def _fresh_plan(empty_plan):  # conftest's fixture, for every test here
     yield
-    gemm_plan.clear()
-
-
-@pytest.fixture
-def ran(monkeypatch):
-    """The backends ``gemm_plan.run`` was asked for, in order (it still computes)."""
-    calls: list[str] = []
-    real = gemm_plan.run
-
-    def spy(backend, x, weight, bias=None):
-        calls.append(backend)
-        return real(backend, x, weight, bias)
-
-    monkeypatch.setattr(gemm_plan, "run", spy)
-    return calls
 
 
 def fake_timer(times: dict[str, float], ran: list[str], seen: list | None = None):

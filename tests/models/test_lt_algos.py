@@ -9,7 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from fastdllm.kernels import gemm_plan, lt_algos
-from tests.models.test_gemm_plan import _weights, empty_plan, fake_timer, ran  # noqa: F401 - fixtures
+from tests.models.test_gemm_plan import _weights, fake_timer
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plan(empty_plan):  # conftest's fixture, for every test here
+    yield
 
 
 def test_candidate_names_are_checked():
