@@ -6,12 +6,14 @@ from __future__ import annotations
 import torch
 
 from fastdllm.kernels.kv_write import kv_write, use_kv_write
+from fastdllm.kernels.rope_kv_write import rope_kv_write, use_rope_kv_write
 
 
 class KVStore:
     """Static buffers ``[n_layers, B, H_kv, L, D]``; keys are stored after RoPE (positions never move).
 
-    ``update`` is the one place the buffers are written (as transformers' ``Cache.update``). With
+    ``update`` is the one place the buffers are written (as transformers' ``Cache.update``;
+    ``update_rotating`` is the same write for keys that arrive before RoPE, fused with their rotation). With
     ``track_drift()`` it also measures, per layer and row, how far the written keys/values moved from
     what the store held (``key_drift``/``value_drift`` ``[n_layers, B]``, device tensors written in
     place: no host sync, and CUDA graphs capture the measurement with the forward).
@@ -52,6 +54,26 @@ class KVStore:
             store_values.index_copy_(2, index, values)
         return store_keys, store_values
 
+    def rotates(self, like: torch.Tensor) -> bool:
+        """Whether ``update_rotating`` takes keys of ``like``'s dtype and device (asked before they exist): CUDA
+        with Triton, the store's dtype, and no drift tracking (drift compares rotated keys)."""
+        return self.key_drift is None and use_rope_kv_write(self.keys, like)
+
+    def update_rotating(self, layer: int, start: int, index: torch.Tensor, q: torch.Tensor, keys: torch.Tensor,
+                        values: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, q_cos: torch.Tensor,
+                        q_sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``update`` for queries ``[B, H, m, D]`` and keys ``[B, H_kv, n, D]`` given before RoPE (cos/sin
+        ``[B, 1, n, D]``, q_cos/q_sin ``[B, 1, m, D]``, fp32): the keys are rotated as they are written, in
+        one launch with the queries' rotation (``fastdllm.kernels.rope_kv_write``, equal to the eager RoPE
+        and ``update`` bit for bit). Returns the rotated queries and the layer's keys and values. Only where
+        ``rotates(keys)``."""
+        store_keys, store_values = self.keys[layer], self.values[layer]  # [B, H_kv, L, D] views
+        if not self.rotates(keys):
+            raise RuntimeError("KVStore.update_rotating needs CUDA, Triton, keys of the store's dtype and no drift "
+                               "tracking (check rotates() first); use update with rotated keys")
+        q = rope_kv_write(q, keys, values, cos, sin, q_cos, q_sin, store_keys, store_values, index)
+        return q, store_keys, store_values
+
 
 def _relative_change(old: torch.Tensor, new: torch.Tensor, out: torch.Tensor) -> None:
     """``||new - old|| / ||old||`` per row over ``[H_kv, n, D]``, written into ``out`` ``[B]`` (fp32)."""
@@ -63,6 +85,10 @@ class NoStore:
     """No cache: every forward covers the whole canvas and attends to its own fresh keys/values."""
 
     key_drift = value_drift = None
+
+    def rotates(self, like: torch.Tensor) -> bool:
+        """Never: nothing is written, so there is no write to fuse the rotation into."""
+        return False
 
     def update(self, layer: int, start: int, index: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:

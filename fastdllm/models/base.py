@@ -171,6 +171,17 @@ class DiffusionLM(nn.Module):
             self._recapture()
         return self
 
+    def use_rope_write(self, enabled: bool = True) -> "DiffusionLM":
+        """Apply RoPE to each layer's queries and keys in the same Triton launch that writes the keys and values
+        into the KV store (``fastdllm.kernels.rope_kv_write``), on CUDA, for forwards over a store that does not
+        track drift; elsewhere (no cache, drift-tracking caches, the CPU, no Triton) the layer function rotates
+        as before. Equal to the eager RoPE bit for bit: tokens are unchanged against the eager layer
+        functions (compiled ones may round their RoPE differently)."""
+        if self.net.rope_write != enabled:
+            self.net.rope_write = enabled
+            self._recapture()
+        return self
+
     def use_fp8_weights(self, enabled: bool = True) -> "DiffusionLM":
         """Give the wide weights (at least 12288 output columns: LLaDA's fused q/k/v, the gate/up projections, the LM
         head) an fp8 (e4m3) copy with one scale per output row, and run products of at most 32 rows by them

@@ -99,11 +99,21 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 # then serves every layer (weights are arguments, not module attributes) and fuses the norm, RoPE,
 # SiLU-gate and residual elementwise kernels that otherwise cost ~40 % of a forward's GPU time.
 
-def attention_inputs(x, norm_w, eps: float, wq, bq, wk, bk, wv, bv, cos, sin, q_rows,
-                     n_heads: int, n_kv_heads: int, head_dim: int, linear=F.linear):
-    """Pre-norm, q/k/v projections, RoPE. x ``[B, n, d]``, cos/sin ``[B, 1, n, D]``; ``q_rows`` ``[m]`` (or
-    None: every row) picks the rows that need queries. Returns q ``[B, H, m, D]``, k and v ``[B, H_kv, n, D]``."""
+def residual(x: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
+    """The residual stream ``x + delta``: ``delta`` is the previous layer's MLP output, added at the start of the
+    next layer (or before the final norm) instead of at the end of its own, so that a compiled layer function
+    computes the add and the RMSNorm after it in one kernel (the same bf16 add, one launch fewer per layer)."""
+    return x if delta is None else x + delta
+
+
+def attention_inputs(x, delta, norm_w, eps: float, wq, bq, wk, bk, wv, bv, cos, sin, q_rows,
+                     n_heads: int, n_kv_heads: int, head_dim: int, linear=F.linear, rope: bool = True):
+    """Residual add, pre-norm, q/k/v projections, RoPE. x ``[B, n, d]`` and delta (``[B, n, d]`` or None) as in
+    ``residual``, cos/sin ``[B, 1, n, D]``; ``q_rows`` ``[m]`` (or None: every row) picks the rows that need
+    queries. Returns q ``[B, H, m, D]``, k and v ``[B, H_kv, n, D]``, and the residual stream ``[B, n, d]``;
+    with ``rope=False`` q and k before RoPE (``KVStore.update_rotating`` rotates them)."""
     B, n, _ = x.shape
+    x = residual(x, delta)  # [B, n, d]
     h = rms_norm(x, norm_w, eps)  # [B, n, d]
     hq, cq, sq = h, cos, sin
     if q_rows is not None:
@@ -111,24 +121,29 @@ def attention_inputs(x, norm_w, eps: float, wq, bq, wk, bk, wv, bv, cos, sin, q_
     q = linear(hq, wq, bq).view(B, hq.shape[1], n_heads, head_dim).transpose(1, 2)  # [B, H, m, D]
     k = linear(h, wk, bk).view(B, n, n_kv_heads, head_dim).transpose(1, 2)  # [B, H_kv, n, D]
     v = linear(h, wv, bv).view(B, n, n_kv_heads, head_dim).transpose(1, 2)  # [B, H_kv, n, D]
-    return apply_rope(q, cq, sq), apply_rope(k, cos, sin), v
+    if not rope:
+        return q, k, v, x
+    return apply_rope(q, cq, sq), apply_rope(k, cos, sin), v, x
 
 
 def attention_output_and_mlp(x, attn, wo, norm_w, eps: float, w_gate, w_up, w_down, linear=F.linear):
-    """Output projection + residual, then the SwiGLU MLP + residual. x ``[B, m, d]``, attn ``[B, H, m, D]``."""
+    """Output projection + residual, then the SwiGLU MLP. x ``[B, m, d]``, attn ``[B, H, m, D]``. Returns the
+    residual stream after the attention ``[B, m, d]`` and the MLP's output ``[B, m, d]``, which the next layer
+    adds (``residual``)."""
     B, H, m, D = attn.shape
     h = x + linear(attn.transpose(1, 2).reshape(B, m, H * D), wo)  # [B, m, d]
     g = rms_norm(h, norm_w, eps)
-    return h + linear(F.silu(linear(g, w_gate)) * linear(g, w_up), w_down)
+    return h, linear(F.silu(linear(g, w_gate)) * linear(g, w_up), w_down)
 
 
-def fused_attention_inputs(x, norm_w, eps: float, w_qkv, b_qkv, cos, sin, q_rows,
-                           n_heads: int, n_kv_heads: int, head_dim: int, linear=F.linear):
+def fused_attention_inputs(x, delta, norm_w, eps: float, w_qkv, b_qkv, cos, sin, q_rows,
+                           n_heads: int, n_kv_heads: int, head_dim: int, linear=F.linear, rope: bool = True):
     """``attention_inputs`` with the q/k/v weights fused: ``w_qkv`` ``[(H + 2·H_kv)·D, d]`` (rows q, then k,
     then v), ``b_qkv`` ``[(H + 2·H_kv)·D]`` or None. One GEMM for every row; with ``q_rows`` (the last
     layer) the queries of those rows and the keys/values of every row, two GEMMs on row slices of ``w_qkv``."""
     B, n, _ = x.shape
     q_size, kv_size = n_heads * head_dim, n_kv_heads * head_dim
+    x = residual(x, delta)  # [B, n, d]
     h = rms_norm(x, norm_w, eps)  # [B, n, d]
     if q_rows is None:
         q, kv = linear(h, w_qkv, b_qkv).split([q_size, 2 * kv_size], dim=-1)  # [B, n, H·D], [B, n, 2·H_kv·D]
@@ -142,7 +157,9 @@ def fused_attention_inputs(x, norm_w, eps: float, w_qkv, b_qkv, cos, sin, q_rows
     q = q.unflatten(-1, (n_heads, head_dim)).transpose(1, 2)  # [B, H, m, D]
     k = k.unflatten(-1, (n_kv_heads, head_dim)).transpose(1, 2)  # [B, H_kv, n, D]
     v = v.unflatten(-1, (n_kv_heads, head_dim)).transpose(1, 2)  # [B, H_kv, n, D]
-    return apply_rope(q, cq, sq), apply_rope(k, cos, sin), v
+    if not rope:
+        return q, k, v, x
+    return apply_rope(q, cq, sq), apply_rope(k, cos, sin), v, x
 
 
 def fused_attention_output_and_mlp(x, attn, wo, norm_w, eps: float, w_gate_up, w_down, linear=F.linear):
@@ -150,7 +167,7 @@ def fused_attention_output_and_mlp(x, attn, wo, norm_w, eps: float, w_gate_up, w
     B, H, m, D = attn.shape
     h = x + linear(attn.transpose(1, 2).reshape(B, m, H * D), wo)  # [B, m, d]
     gate, up = linear(rms_norm(h, norm_w, eps), w_gate_up).chunk(2, dim=-1)  # [B, m, F] each
-    return h + linear(F.silu(gate) * up, w_down)
+    return h, linear(F.silu(gate) * up, w_down)
 
 
 class LayerFunctions:
@@ -225,21 +242,30 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = SwiGLU(cfg)
 
-    def forward(self, x, cos, sin, layer, start, index, store, key_mask, q_rows=None, fns: LayerFunctions = EAGER,
-                split_kv: bool = False, linear=F.linear):
-        """x ``[B, n, d]`` → ``[B, n, d]``, or ``[B, m, d]`` for the rows ``q_rows`` ``[m]`` only (keys and values
-        of all ``n`` positions are still computed and stored: other positions attend to them later)."""
+    def forward(self, x, delta, cos, sin, layer, start, index, store, key_mask, q_rows=None,
+                fns: LayerFunctions = EAGER, split_kv: bool = False, linear=F.linear, rope_write: bool = False):
+        """The residual stream ``x + delta`` (x ``[B, n, d]``, delta ``[B, n, d]`` or None: the previous layer's
+        MLP output, see ``residual``) → this layer's (residual stream after the attention, MLP output), each
+        ``[B, n, d]``, or ``[B, m, d]`` for the rows ``q_rows`` ``[m]`` only (keys and values of all ``n``
+        positions are still computed and stored: other positions attend to them later). Their sum is the
+        layer's output. ``rope_write``: where the store ``rotates`` (CUDA), RoPE is applied as the keys are
+        written (``KVStore.update_rotating``), not by the layer function (one launch fewer, same values)."""
         a, mlp = self.attn, self.mlp
+        rope = not (rope_write and store.rotates(x))
         if a.qkv_weight is not None:  # fused (``Transformer.fuse_projections``): one GEMM for q, k and v
-            q, k, v = fns.fused_attention_inputs(x, self.attn_norm.weight, self.attn_norm.eps, a.qkv_weight,
-                                                 a.qkv_bias, cos, sin, q_rows, a.n_heads, a.n_kv_heads, a.head_dim,
-                                                 linear)
+            q, k, v, x = fns.fused_attention_inputs(x, delta, self.attn_norm.weight, self.attn_norm.eps,
+                                                    a.qkv_weight, a.qkv_bias, cos, sin, q_rows, a.n_heads,
+                                                    a.n_kv_heads, a.head_dim, linear, rope)
         else:
-            q, k, v = fns.attention_inputs(x, self.attn_norm.weight, self.attn_norm.eps, a.q_proj.weight,
-                                           a.q_proj.bias, a.k_proj.weight, a.k_proj.bias, a.v_proj.weight,
-                                           a.v_proj.bias, cos, sin, q_rows, a.n_heads, a.n_kv_heads, a.head_dim,
-                                           linear)
-        keys, values = store.update(layer, start, index, k, v)  # [B, H_kv, L, D] each
+            q, k, v, x = fns.attention_inputs(x, delta, self.attn_norm.weight, self.attn_norm.eps, a.q_proj.weight,
+                                              a.q_proj.bias, a.k_proj.weight, a.k_proj.bias, a.v_proj.weight,
+                                              a.v_proj.bias, cos, sin, q_rows, a.n_heads, a.n_kv_heads, a.head_dim,
+                                              linear, rope)
+        if rope:
+            keys, values = store.update(layer, start, index, k, v)  # [B, H_kv, L, D] each
+        else:
+            cq, sq = (cos, sin) if q_rows is None else (cos.index_select(2, q_rows), sin.index_select(2, q_rows))
+            q, keys, values = store.update_rotating(layer, start, index, q, k, v, cos, sin, cq, sq)
         out = attend(q, keys, values, key_mask, split_kv)  # [B, H, m, D]
         if q_rows is not None:
             x = x.index_select(1, q_rows)  # [B, m, d]
@@ -270,6 +296,7 @@ class Transformer(nn.Module):
         self.fp8 = False  # few-row products by the wide weights through their fp8 copies (``use_fp8_weights``)
         self._fp8_weights: list[torch.Tensor] = []  # the weights registered in fastdllm.kernels.fp8_weights
         self.tuned = False  # products through the timed GEMM plan on CUDA (``DiffusionLM.tune_gemms``)
+        self.rope_write = False  # RoPE fused into the KV-store write on CUDA (``DiffusionLM.use_rope_write``)
 
     def linear(self):
         """The ``F.linear`` the layers and the LM head use: fp8 copies, the tuned GEMM plan, the few-row GEMM, or
@@ -368,9 +395,11 @@ class Transformer(nn.Module):
         last = len(self.layers) - 1
         narrow = rows is not None and self.fast
         linear = self.linear()  # each runs cuBLAS (F.linear) where its kernel does not apply
+        delta = None  # [B, n, d]: the MLP output each layer leaves for the next to add (``residual``)
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, i, start, index, store, key_mask, rows if narrow and i == last else None, fns,
-                      self.split_kv, linear)
+            x, delta = layer(x, delta, cos, sin, i, start, index, store, key_mask, rows if narrow and i == last
+                             else None, fns, self.split_kv, linear, self.rope_write)
+        x = residual(x, delta)  # [B, n, d] or [B, m, d]: the last layer's output
         if rows is not None and not narrow:
             x = x.index_select(1, rows)  # [B, m, d]
         return self.norm(x)

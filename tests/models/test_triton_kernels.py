@@ -1,7 +1,7 @@
 """The Triton kernels of the CUDA hot path, run on the CPU through Triton's interpreter.
 
 ``TRITON_INTERPRET=1`` must be set before Triton compiles a kernel definition, i.e. before ``fastdllm`` is
-imported; so each check runs in a fresh interpreter (``_interpret``) and reports JSON. The split-KV
+imported; so each check runs in a fresh interpreter (``triton_helpers.interpret``) and reports JSON. The split-KV
 attention is compared with ``scaled_dot_product_attention`` in fp32 over the cases where a slip would show:
 grouped-query heads, a key mask that empties whole slices, key counts and query rows that are not multiples
 of the tiles, one slice and many, a transposed (non-contiguous) query, one launch after another (the arrival
@@ -13,28 +13,11 @@ configuration and serve every projection and the LM head of a model that enables
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import pytest
 import torch
+from triton_helpers import interpret
 
 pytest.importorskip("triton")
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _interpret(code: str) -> dict:
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
-                          timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
 
 ATTENTION_CASES = [
     # batch, query heads, kv heads, query rows, keys, head dim, dtype, masked prefix per batch row, slices
@@ -49,7 +32,7 @@ ATTENTION_CASES = [
 
 @pytest.mark.slow
 def test_split_kv_attention_equals_sdpa():
-    out = _interpret(f"""
+    out = interpret(f"""
         import json, torch, torch.nn.functional as F
         from fastdllm.kernels.split_kv_attention import split_kv_attention
         torch.manual_seed(0)
@@ -81,7 +64,7 @@ def test_split_kv_attention_equals_sdpa():
 
 @pytest.mark.slow
 def test_kv_write_is_index_copy_and_serves_the_store():
-    out = _interpret("""
+    out = interpret("""
         import json, torch
         from fastdllm.kernels.kv_write import kv_write
         from fastdllm.core.kv_store import KVStore
@@ -148,7 +131,7 @@ def test_greedy_proposal_equals_torch():
     several vocabulary chunks, widths that are not multiples of the tiles, ties inside a lane, across lanes
     and across chunks, -inf entries (the mask token), half-precision input, a strided batch view; and
     ``propose`` takes it for greedy ``prob`` proposals (forced onto the CPU here)."""
-    out = _interpret("""
+    out = interpret("""
         import json, torch
         from fastdllm.kernels.greedy_proposal import greedy_proposal
         import fastdllm.core.proposal as proposal
@@ -194,7 +177,7 @@ def test_skinny_matmul_equals_linear_and_serves_the_model():
     of 32 (a configuration naming BLOCK_M). With
     ``use_skinny_matmul()`` every projection of a few-row forward and the LM head go through it (forced onto
     the CPU here: the step logits agree with the plain model's, and the kernel ran 7 times per layer's worth)."""
-    out = _interpret("""
+    out = interpret("""
         import json, torch
         import fastdllm
         from fastdllm.kernels import skinny_matmul as sm
@@ -275,7 +258,7 @@ def test_quantize_rows_round_trip():
 def test_fp8_linear_equals_linear_with_dequantized_weights():
     """The few-row kernel over fp8 weights is ``F.linear`` with the dequantized weight (fp32 reference): row
     scales applied per output column, bias after them, widths and reductions off the tiles, row tiles too."""
-    out = _interpret("""
+    out = interpret("""
         import json, torch
         from fastdllm.kernels.fp8_weights import fp8_linear, quantize_rows, dequantize_rows, FP8_CONFIG
         torch.manual_seed(0)
