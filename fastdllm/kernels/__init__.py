@@ -3,6 +3,7 @@
 - ``split_kv_attention``: attention of few query rows over a long key range, the keys split across SMs.
 - ``skinny_matmul``: ``x @ weight.T`` for few rows and wide weights (projections and LM head of cached steps).
 - ``kv_write``: the keys and values of a forward written into the KV store in one launch.
+- ``rope_kv_write``: RoPE of the queries and keys in that same launch (``KVStore.update_rotating``).
 - ``greedy_proposal``: the argmax token and its probability in one pass over the logits.
 
 All run on the CPU through Triton's interpreter (``TRITON_INTERPRET=1``), which is how the tests check them.
