@@ -21,7 +21,9 @@ none / prefix / dual. Every setting runs in several modes:
 - ``tuned-torch``: ``tuned`` without cuBLASLt's ranked candidates (the plan as it was before they were added);
 - ``fp8``: ``kernels`` with fp8 copies of the wide weights for products of at most 32 rows (``use_fp8_weights()``;
   not exact: the weights are rounded to e4m3);
-- ``kernels-unfused-rope``: ``kernels`` with RoPE in the compiled layer function, as before ``use_rope_write``.
+- ``kernels-unfused-rope``: ``kernels`` with RoPE in the compiled layer function, as before ``use_rope_write``;
+- ``kernels-round7``: ``kernels-unfused-rope`` with each layer's residual added right after it (an eager add, one
+  launch, as the compiled function's add was before ``Transformer.defer_residual``): the kernels of round 7.
 
 Every CUDA mode writes the KV store with the one-launch Triton copy (``fastdllm.kernels.kv_write``, exact); the
 ``kernels``, tuned and ``fp8`` modes rotate the queries and keys in that launch (``use_rope_write()``,
@@ -60,10 +62,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_floors import Floors, build_model, ceilings  # noqa: E402 - also read as bench_gpu.X by the other scripts
 
 MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "tuned-torch",
-         "fp8", "kernels-unfused-rope")
+         "fp8", "kernels-unfused-rope", "kernels-round7")
 TUNED_MODES = {"tuned": None, "tuned-torch": gemm_plan.BACKENDS}  # mode -> tune_gemms' backends (None: all)
 ROPE_WRITE_MODES = ("kernels", *TUNED_MODES, "fp8")  # RoPE applied in the KV write (use_rope_write)
-KERNEL_MODES = (*ROPE_WRITE_MODES, "kernels-unfused-rope")
+KERNEL_MODES = (*ROPE_WRITE_MODES, "kernels-unfused-rope", "kernels-round7")
 CUDA_MODES = ("graphs", "compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)  # dropped on the CPU
 GRAPHED_MODES = ("graphs", "fused", "compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)
 COMPILED_MODES = ("compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)
@@ -79,6 +81,7 @@ def set_mode(model, mode: str) -> None:
     model.use_tuned_gemms(mode in TUNED_MODES)
     model.use_fp8_weights(mode == "fp8")
     model.use_rope_write(mode in ROPE_WRITE_MODES)
+    model.net.defer_residual = mode != "kernels-round7"
     model.use_cuda_graphs(mode in GRAPHED_MODES)
 
 

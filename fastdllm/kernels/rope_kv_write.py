@@ -48,21 +48,21 @@ if triton is not None:
             inside = (rows < m)[:, None] & (dims < HALF)  # [ROWS, BLOCK_H]
             o1, o2 = _rotate_half(Q + b * sq_b + h * sq_h, Q_COS + b * sqc_b, Q_SIN + b * sqc_b,
                                   rows[:, None] * sq_m, rows[:, None] * sqc_m, dims, inside, HALF)
-            dst = Q_OUT + b * so_b + h * so_h + rows[:, None] * so_m + dims
-            tl.store(dst, o1.to(Q_OUT.dtype.element_ty, fp_downcast_rounding="rtne"), mask=inside)
-            tl.store(dst + HALF, o2.to(Q_OUT.dtype.element_ty, fp_downcast_rounding="rtne"), mask=inside)
+            q_dst = Q_OUT + b * so_b + h * so_h + rows[:, None] * so_m + dims  # [ROWS, BLOCK_H] pointers
+            tl.store(q_dst, o1.to(Q_OUT.dtype.element_ty, fp_downcast_rounding="rtne"), mask=inside)
+            tl.store(q_dst + HALF, o2.to(Q_OUT.dtype.element_ty, fp_downcast_rounding="rtne"), mask=inside)
         else:
             hk = h - n_heads
             inside = (rows < n)[:, None] & (dims < HALF)  # [ROWS, BLOCK_H]
             position = tl.load(INDEX + rows, mask=rows < n, other=0)  # [ROWS]
             o1, o2 = _rotate_half(K + b * sk_b + hk * sk_h, COS + b * sc_b, SIN + b * sc_b,
                                   rows[:, None] * sk_n, rows[:, None] * sc_n, dims, inside, HALF)
-            dst = b * ss_b + hk * ss_h + position[:, None] * ss_l + dims  # [ROWS, BLOCK_H]
-            tl.store(STORE_K + dst, o1.to(STORE_K.dtype.element_ty, fp_downcast_rounding="rtne"), mask=inside)
-            tl.store(STORE_K + dst + HALF, o2.to(STORE_K.dtype.element_ty, fp_downcast_rounding="rtne"), mask=inside)
+            slot = b * ss_b + hk * ss_h + position[:, None] * ss_l + dims  # [ROWS, BLOCK_H] offsets in the store
+            tl.store(STORE_K + slot, o1.to(STORE_K.dtype.element_ty, fp_downcast_rounding="rtne"), mask=inside)
+            tl.store(STORE_K + slot + HALF, o2.to(STORE_K.dtype.element_ty, fp_downcast_rounding="rtne"), mask=inside)
             src = V + b * sv_b + hk * sv_h + rows[:, None] * sv_n + dims
-            tl.store(STORE_V + dst, tl.load(src, mask=inside), mask=inside)
-            tl.store(STORE_V + dst + HALF, tl.load(src + HALF, mask=inside), mask=inside)
+            tl.store(STORE_V + slot, tl.load(src, mask=inside), mask=inside)
+            tl.store(STORE_V + slot + HALF, tl.load(src + HALF, mask=inside), mask=inside)
 
 
 def use_rope_kv_write(store_keys: torch.Tensor, like: torch.Tensor) -> bool:

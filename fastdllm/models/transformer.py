@@ -297,6 +297,8 @@ class Transformer(nn.Module):
         self._fp8_weights: list[torch.Tensor] = []  # the weights registered in fastdllm.kernels.fp8_weights
         self.tuned = False  # products through the timed GEMM plan on CUDA (``DiffusionLM.tune_gemms``)
         self.rope_write = False  # RoPE fused into the KV-store write on CUDA (``DiffusionLM.use_rope_write``)
+        self.defer_residual = True  # each layer's MLP output added by the next layer's function (``residual``);
+        # False adds it right after the layer, one launch more per layer (benchmarks compare the two)
 
     def linear(self):
         """The ``F.linear`` the layers and the LM head use: fp8 copies, the tuned GEMM plan, the few-row GEMM, or
@@ -399,6 +401,8 @@ class Transformer(nn.Module):
         for i, layer in enumerate(self.layers):
             x, delta = layer(x, delta, cos, sin, i, start, index, store, key_mask, rows if narrow and i == last
                              else None, fns, self.split_kv, linear, self.rope_write)
+            if not self.defer_residual:
+                x, delta = residual(x, delta), None
         x = residual(x, delta)  # [B, n, d] or [B, m, d]: the last layer's output
         if rows is not None and not narrow:
             x = x.index_select(1, rows)  # [B, m, d]

@@ -57,6 +57,26 @@ def test_fast_step_logits_close_to_plain(family, window):
     torch.testing.assert_close(out[True][2], out[False][2])
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_deferred_residual_add_is_the_same_add(family):
+    """Each layer's MLP output added by the next layer's function (``Transformer.defer_residual``, the default)
+    or right after the layer: the same bf16 adds in the same order, so logits and the store agree bit for bit,
+    through a narrowed last layer too."""
+    model = tiny_model(family, seed=3).to(torch.bfloat16)
+    ids, real = padded_batch([20, 14], seed=5)
+    position_ids = (real.long().cumsum(-1) - 1).clamp_min(0)  # [B, L]
+    out = {}
+    for defer in (True, False):
+        model.net.defer_residual = defer
+        store = model.new_kv_store(2, 20)
+        with torch.inference_mode():
+            full = model.forward_step(ids, 0, 20, store, position_ids, real, 1, 20)
+            window = model.forward_step(ids, 6, 20, store, position_ids, real, 12, 20)
+        out[defer] = (full, window, store.keys.clone(), store.values.clone())
+    model.net.defer_residual = True
+    assert all(torch.equal(a, b) for a, b in zip(out[True], out[False]))
+
+
 def test_compiled_layers_stay_eager_on_cpu(monkeypatch):
     """``use_compile`` is CUDA-only: on the CPU the eager functions run and the tokens are the plain ones."""
     model = tiny_model("dream", seed=3)

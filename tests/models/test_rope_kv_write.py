@@ -178,3 +178,26 @@ def test_rope_kv_write_is_bit_exact_in_bf16_on_the_gpu():
     got_q = rope_kv_write(q, k, v, cos, sin, cos, sin, store_k, store_v, index)
     assert torch.equal(got_q, apply_rope(q, cos, sin))
     assert torch.equal(store_k, want_k) and torch.equal(store_v, want_v)
+
+
+def test_rope_kv_write_compiles_for_hopper_without_fused_multiply_adds():
+    """The interpreter runs the kernel as Python, so it misses what only the compiler checks (a name bound to a
+    pointer in one branch and an offset in the other once broke the GPU build): compile it for sm_90 here, as
+    the launch does (no GPU needed), and check the PTX rounds each product (no ``fma``), as PyTorch's RoPE."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from fastdllm.kernels import rope_kv_write as rk
+
+    if rk.triton is None:
+        pytest.skip("needs Triton")
+    pointers = {"Q": "*bf16", "K": "*bf16", "V": "*bf16", "STORE_K": "*bf16", "STORE_V": "*bf16", "Q_OUT": "*bf16",
+                "COS": "*fp32", "SIN": "*fp32", "Q_COS": "*fp32", "Q_SIN": "*fp32", "INDEX": "*i64"}
+    constants = {"HALF": 64, "BLOCK_H": 64, "ROWS": rk.ROWS}
+    kernel = rk._rope_kv_write_kernel
+    signature = {name: pointers.get(name, "constexpr" if name in constants else "i32") for name in kernel.arg_names}
+    compiled = {fusion: rk.triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
+                                          target=GPUTarget("cuda", 90, 32), options={"enable_fp_fusion": fusion})
+                for fusion in (False, True)}
+    assert "fma.rn.f32" not in compiled[False].asm["ptx"]
+    assert "fma.rn.f32" in compiled[True].asm["ptx"]  # the check can see a contraction where one is allowed
