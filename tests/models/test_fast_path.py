@@ -32,27 +32,33 @@ def test_fast_decode_equals_plain(family, cache):
     assert fast.nfe == plain.nfe
 
 
+def _outputs(model, flag: str, value, windows) -> tuple:
+    """With ``model.net.<flag> = value``: the logits of forwards over ``windows`` ((start, end, logit rows a, b)
+    each, one store, a two-row padded batch of 20 positions) and the store's keys and values after them; the
+    flag back to True."""
+    ids, real = padded_batch([20, 14], seed=5)
+    position_ids = (real.long().cumsum(-1) - 1).clamp_min(0)  # [B, L]
+    setattr(model.net, flag, value)
+    store = model.new_kv_store(2, 20)
+    try:
+        with torch.inference_mode():
+            logits = [model.forward_step(ids, start, end, store, position_ids, real, a, b) for start, end, a, b in windows]
+    finally:
+        setattr(model.net, flag, True)
+    return (*logits, store.keys.clone(), store.values.clone())
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("window", [(0, 20, 10, 14), (6, 20, 12, 20), (0, 20, 1, 20)], ids=str)
 def test_fast_step_logits_close_to_plain(family, window):
     """One forward over ``[start, end)`` reading logits ``[a, b)``: the narrowed last layer gives the plain
     path's logits (rows in the middle of the window, at its end, and all of it)."""
-    start, end, a, b = window
     model = tiny_model(family, seed=3)
-    ids, real = padded_batch([20, 14], seed=5)
-    position_ids = (real.long().cumsum(-1) - 1).clamp_min(0)  # [B, L]
-    out = {}
-    for fast in (False, True):
-        model.net.fast = fast
-        store = model.new_kv_store(2, 20)
-        with torch.inference_mode():
-            if start:  # fill the store first: a window forward reads the rest of the canvas from it
-                model.forward_step(ids, 0, 20, store, position_ids, real, 1, 2)
-            out[fast] = (model.forward_step(ids, start, end, store, position_ids, real, a, b),
-                         store.keys.clone(), store.values.clone())
-    model.net.fast = True
+    # fill the store first where the window starts later: a window forward reads the rest of the canvas from it
+    windows = [(0, 20, 1, 2), window] if window[0] else [window]
+    out = {fast: _outputs(model, "fast", fast, windows)[-3:] for fast in (False, True)}
     torch.testing.assert_close(out[True][0], out[False][0], rtol=1e-5, atol=1e-5)
-    assert out[True][0].shape == (2, b - a, model.vocab_size)
+    assert out[True][0].shape == (2, window[3] - window[2], model.vocab_size)
     torch.testing.assert_close(out[True][1], out[False][1])  # every position's keys/values still stored
     torch.testing.assert_close(out[True][2], out[False][2])
 
@@ -63,18 +69,9 @@ def test_deferred_residual_add_is_the_same_add(family):
     or right after the layer: the same bf16 adds in the same order, so logits and the store agree bit for bit,
     through a narrowed last layer too."""
     model = tiny_model(family, seed=3).to(torch.bfloat16)
-    ids, real = padded_batch([20, 14], seed=5)
-    position_ids = (real.long().cumsum(-1) - 1).clamp_min(0)  # [B, L]
-    out = {}
-    for defer in (True, False):
-        model.net.defer_residual = defer
-        store = model.new_kv_store(2, 20)
-        with torch.inference_mode():
-            full = model.forward_step(ids, 0, 20, store, position_ids, real, 1, 20)
-            window = model.forward_step(ids, 6, 20, store, position_ids, real, 12, 20)
-        out[defer] = (full, window, store.keys.clone(), store.values.clone())
-    model.net.defer_residual = True
-    assert all(torch.equal(a, b) for a, b in zip(out[True], out[False]))
+    windows = [(0, 20, 1, 20), (6, 20, 12, 20)]
+    deferred, after = (_outputs(model, "defer_residual", defer, windows) for defer in (True, False))
+    assert all(torch.equal(a, b) for a, b in zip(deferred, after))
 
 
 def test_compiled_layers_stay_eager_on_cpu(monkeypatch):
