@@ -22,22 +22,26 @@ ROWS = 16  # positions per program, as in kv_write
 if triton is not None:
 
     @triton.jit
-    def _rotate_half(X, COS, SIN, x_row, c_row, dims, inside, HALF: tl.constexpr):
+    def _rotate_half(X, COS, SIN, x_row, c_row, dims, inside, HALF: tl.constexpr, SAME_HALVES: tl.constexpr):
         """(x₁·c₁ − x₂·s₁, x₂·c₂ + x₁·s₂) in fp32 for row offsets ``x_row``/``c_row`` [ROWS, 1] and the first-half
-        dims ``dims`` [1, BLOCK_H]: ``apply_rope`` with the half-split rotation."""
+        dims ``dims`` [1, BLOCK_H]: ``apply_rope`` with the half-split rotation. ``SAME_HALVES``: the tables'
+        two halves are equal (``rope_tables`` makes them so), and only the first is read."""
         x1 = tl.load(X + x_row + dims, mask=inside, other=0.0).to(tl.float32)  # [ROWS, BLOCK_H]
         x2 = tl.load(X + x_row + HALF + dims, mask=inside, other=0.0).to(tl.float32)
         c1 = tl.load(COS + c_row + dims, mask=inside, other=0.0)
-        c2 = tl.load(COS + c_row + HALF + dims, mask=inside, other=0.0)
         s1 = tl.load(SIN + c_row + dims, mask=inside, other=0.0)
-        s2 = tl.load(SIN + c_row + HALF + dims, mask=inside, other=0.0)
+        if SAME_HALVES:
+            c2, s2 = c1, s1
+        else:
+            c2 = tl.load(COS + c_row + HALF + dims, mask=inside, other=0.0)
+            s2 = tl.load(SIN + c_row + HALF + dims, mask=inside, other=0.0)
         return x1 * c1 - x2 * s1, x2 * c2 + x1 * s2
 
     @triton.jit
     def _rope_kv_write_kernel(Q, K, V, COS, SIN, Q_COS, Q_SIN, INDEX, STORE_K, STORE_V, Q_OUT,
                               sq_b, sq_h, sq_m, sk_b, sk_h, sk_n, sv_b, sv_h, sv_n, sc_b, sc_n, sqc_b, sqc_m,
                               ss_b, ss_h, ss_l, so_b, so_h, so_m, m, n, n_heads, n_kv_heads,
-                              HALF: tl.constexpr, BLOCK_H: tl.constexpr, ROWS: tl.constexpr):
+                              HALF: tl.constexpr, BLOCK_H: tl.constexpr, ROWS: tl.constexpr, SAME_HALVES: tl.constexpr):
         """Program (row tile, batch·(query heads + key/value heads)): a query head's rows [tile·ROWS, +ROWS) rotated
         into Q_OUT; a key/value head's rows rotated (keys) or copied (values) to store positions INDEX[row]."""
         tile, bh = tl.program_id(0), tl.program_id(1)
@@ -47,7 +51,7 @@ if triton is not None:
         if h < n_heads:
             inside = (rows < m)[:, None] & (dims < HALF)  # [ROWS, BLOCK_H]
             o1, o2 = _rotate_half(Q + b * sq_b + h * sq_h, Q_COS + b * sqc_b, Q_SIN + b * sqc_b,
-                                  rows[:, None] * sq_m, rows[:, None] * sqc_m, dims, inside, HALF)
+                                  rows[:, None] * sq_m, rows[:, None] * sqc_m, dims, inside, HALF, SAME_HALVES)
             q_dst = Q_OUT + b * so_b + h * so_h + rows[:, None] * so_m + dims  # [ROWS, BLOCK_H] pointers
             tl.store(q_dst, o1.to(Q_OUT.dtype.element_ty, fp_downcast_rounding="rtne"), mask=inside)
             tl.store(q_dst + HALF, o2.to(Q_OUT.dtype.element_ty, fp_downcast_rounding="rtne"), mask=inside)
@@ -56,7 +60,7 @@ if triton is not None:
             inside = (rows < n)[:, None] & (dims < HALF)  # [ROWS, BLOCK_H]
             position = tl.load(INDEX + rows, mask=rows < n, other=0)  # [ROWS]
             o1, o2 = _rotate_half(K + b * sk_b + hk * sk_h, COS + b * sc_b, SIN + b * sc_b,
-                                  rows[:, None] * sk_n, rows[:, None] * sc_n, dims, inside, HALF)
+                                  rows[:, None] * sk_n, rows[:, None] * sc_n, dims, inside, HALF, SAME_HALVES)
             slot = b * ss_b + hk * ss_h + position[:, None] * ss_l + dims  # [ROWS, BLOCK_H] offsets in the store
             tl.store(STORE_K + slot, o1.to(STORE_K.dtype.element_ty, fp_downcast_rounding="rtne"), mask=inside)
             tl.store(STORE_K + slot + HALF, o2.to(STORE_K.dtype.element_ty, fp_downcast_rounding="rtne"), mask=inside)
@@ -73,7 +77,8 @@ def use_rope_kv_write(store_keys: torch.Tensor, like: torch.Tensor) -> bool:
 
 def rope_kv_write(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                   q_cos: torch.Tensor, q_sin: torch.Tensor, store_keys: torch.Tensor, store_values: torch.Tensor,
-                  index: torch.Tensor) -> torch.Tensor:
+                  index: torch.Tensor, same_halves: bool = False, rows_per_program: int = ROWS,
+                  num_warps: int = 4) -> torch.Tensor:
     """``apply_rope(keys, cos, sin)`` and ``values`` written at store positions ``index``, and
     ``apply_rope(q, q_cos, q_sin)`` returned, in one launch.
 
@@ -81,6 +86,9 @@ def rope_kv_write(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, cos
     projection's output); cos/sin ``[B, 1, n, D]`` and q_cos/q_sin ``[B, 1, m, D]`` fp32 tables (unit stride
     over D); store_keys/store_values ``[B, H_kv, L, D]`` sharing strides; index ``[n]`` int64 of distinct
     positions in ``[0, L)`` (as ``index_copy_``). Returns the rotated queries ``[B, H, m, D]`` (contiguous).
+    ``same_halves``: the tables' two halves are equal (as ``rope_tables`` makes them: not checked), so only the
+    first is read. ``rows_per_program`` (a power of two) and ``num_warps`` shape the programs
+    (``experiments/rope_write_sweep.py``).
     """
     B, H, m, D = q.shape
     _, H_kv, n, _ = keys.shape
@@ -103,12 +111,12 @@ def rope_kv_write(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, cos
     if max(m, n) == 0:
         return q_out
     half = D // 2
-    _rope_kv_write_kernel[(triton.cdiv(max(m, n), ROWS), B * (H + H_kv))](
+    _rope_kv_write_kernel[(triton.cdiv(max(m, n), rows_per_program), B * (H + H_kv))](
         q, keys, values, cos, sin, q_cos, q_sin, index, store_keys, store_values, q_out,
         q.stride(0), q.stride(1), q.stride(2), keys.stride(0), keys.stride(1), keys.stride(2),
         values.stride(0), values.stride(1), values.stride(2), cos.stride(0), cos.stride(2),
         q_cos.stride(0), q_cos.stride(2), store_keys.stride(0), store_keys.stride(1), store_keys.stride(2),
         q_out.stride(0), q_out.stride(1), q_out.stride(2), m, n, H, H_kv,
-        HALF=half, BLOCK_H=triton.next_power_of_2(half), ROWS=ROWS,
-        enable_fp_fusion=False)  # round x₁·c₁ and x₂·s₁ each, as PyTorch's RoPE does: bit-equal to it
+        HALF=half, BLOCK_H=triton.next_power_of_2(half), ROWS=rows_per_program, SAME_HALVES=same_halves,
+        num_warps=num_warps, enable_fp_fusion=False)  # round x₁·c₁ and x₂·s₁ each, as PyTorch's RoPE does: bit-equal to it
     return q_out

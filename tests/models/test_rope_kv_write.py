@@ -193,7 +193,7 @@ def test_rope_kv_write_compiles_for_hopper_without_fused_multiply_adds():
         pytest.skip("needs Triton")
     pointers = {"Q": "*bf16", "K": "*bf16", "V": "*bf16", "STORE_K": "*bf16", "STORE_V": "*bf16", "Q_OUT": "*bf16",
                 "COS": "*fp32", "SIN": "*fp32", "Q_COS": "*fp32", "Q_SIN": "*fp32", "INDEX": "*i64"}
-    constants = {"HALF": 64, "BLOCK_H": 64, "ROWS": rk.ROWS}
+    constants = {"HALF": 64, "BLOCK_H": 64, "ROWS": rk.ROWS, "SAME_HALVES": False}
     kernel = rk._rope_kv_write_kernel
     signature = {name: pointers.get(name, "constexpr" if name in constants else "i32") for name in kernel.arg_names}
     compiled = {fusion: rk.triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
