@@ -65,13 +65,15 @@ class KVStore:
         """``update`` for queries ``[B, H, m, D]`` and keys ``[B, H_kv, n, D]`` given before RoPE (cos/sin
         ``[B, 1, n, D]``, q_cos/q_sin ``[B, 1, m, D]``, fp32): the keys are rotated as they are written, in
         one launch with the queries' rotation (``fastdllm.kernels.rope_kv_write``, equal to the eager RoPE
-        and ``update`` bit for bit). Returns the rotated queries and the layer's keys and values. Only where
+        and ``update`` bit for bit). The tables' two halves must be equal, as the half-split RoPE's are
+        (``rope_tables``). Returns the rotated queries and the layer's keys and values. Only where
         ``rotates(keys)``."""
         store_keys, store_values = self.keys[layer], self.values[layer]  # [B, H_kv, L, D] views
         if not self.rotates(keys):
             raise RuntimeError("KVStore.update_rotating needs CUDA, Triton, keys of the store's dtype and no drift "
                                "tracking (check rotates() first); use update with rotated keys")
-        q = rope_kv_write(q, keys, values, cos, sin, q_cos, q_sin, store_keys, store_values, index)
+        # the half-split rotation's tables repeat their first half (``rope_tables``): the kernel reads one
+        q = rope_kv_write(q, keys, values, cos, sin, q_cos, q_sin, store_keys, store_values, index, same_halves=True)
         return q, store_keys, store_values
 
 

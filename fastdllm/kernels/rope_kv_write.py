@@ -1,8 +1,9 @@
 """RoPE of a forward's queries and keys, and the keys' and values' write into the KV store, in one launch.
 
 Each layer of a cached step otherwise runs a compiled RoPE kernel (queries and keys) and then ``kv_write``:
-two launches of ~1.5 µs each on an H200 for the 64 KB a 32-row LLaDA-8B step rotates, plus the gap between
-them. Here one program per (row tile, batch row, head) rotates a query head's rows into a new tensor, or a
+two launches for the 64 KB a 32-row LLaDA-8B step rotates: graph-timed on an H200 (``experiments/
+rope_write_sweep.py``, results/speed/round8_dev/sweep_d8d9414/), a compiled RoPE and the copy take 3.12 µs per
+layer, this kernel 2.08 (Dream-7B's 33 rows: 4.62 against 1.99; 256 rows: 14.17 against 3.63). Here one program per (row tile, batch row, head) rotates a query head's rows into a new tensor, or a
 key head's rows straight into the store (with the value rows beside them). The rotation is
 ``fastdllm.models.transformer.apply_rope``'s, in fp32 and with its roundings (the kernel is compiled without
 fused multiply-adds: ``x₁·cos − x₂·sin`` rounds each product, as PyTorch does), so the result equals the eager
@@ -16,7 +17,9 @@ import torch
 
 from fastdllm.kernels import tl, triton
 
-ROWS = 16  # positions per program, as in kv_write
+ROWS = 8  # positions per program: the fastest of 8, 16, 32 (× 1, 2, 4 warps) at every shape swept on an H200
+# (experiments/rope_write_sweep.py, results/speed/round8_dev/sweep_d8d9414/: LLaDA-8B 32 rows 2.08 µs per layer
+# against 2.68 for 16 rows, reading one half of the tables; 256 rows 3.63 against 4.36)
 
 
 if triton is not None:

@@ -58,19 +58,24 @@ def test_rope_kv_write_equals_rope_then_index_copy():
             want_k = store_k.clone().index_copy_(2, index, apply_rope(k, cos, sin))
             want_v = store_v.clone().index_copy_(2, index, v)
             want_q = apply_rope(q, q_cos, q_sin)
-            got_q = rope_kv_write(q, k, v, cos, sin, q_cos, q_sin, store_k, store_v, index)
             step = lambda a, b: ((a.float() - b.float()).abs() / b.float().abs().clamp_min(1e-30)).max().item()
-            results.append([list(got_q.shape), torch.equal(got_q, want_q), torch.equal(store_k, want_k),
-                            torch.equal(store_v, want_v), step(got_q, want_q), step(store_k, want_k)])
+            runs = []
+            for same_halves, rows_per_program in ((False, 16), (True, 8)):  # rope_tables' halves are equal
+                sk, sv = store_k.clone(), store_v.clone()
+                got_q = rope_kv_write(q, k, v, cos, sin, q_cos, q_sin, sk, sv, index, same_halves, rows_per_program)
+                runs.append([list(got_q.shape), torch.equal(got_q, want_q), torch.equal(sk, want_k),
+                             torch.equal(sv, want_v), step(got_q, want_q), step(sk, want_k)])
+            results.append(runs)
         print(json.dumps(results))
         """)
-    for (B, H, _, n, m, D, _, dtype), (shape, q_equal, k_equal, v_equal, q_step, k_step) in zip(KERNEL_CASES, out):
-        assert shape == [B, H, n if m is None else m, D]
-        assert v_equal  # values are copied, never converted
-        if dtype == "bfloat16":  # the interpreter's conversion: at most one bf16 step (2^-7 relative) off
-            assert q_step <= 2 ** -7 and k_step <= 2 ** -7, (q_step, k_step)
-        else:
-            assert q_equal and k_equal, (dtype, q_step, k_step)
+    for (B, H, _, n, m, D, _, dtype), runs in zip(KERNEL_CASES, out):
+        for shape, q_equal, k_equal, v_equal, q_step, k_step in runs:
+            assert shape == [B, H, n if m is None else m, D]
+            assert v_equal  # values are copied, never converted
+            if dtype == "bfloat16":  # the interpreter's conversion: at most one bf16 step (2^-7 relative) off
+                assert q_step <= 2 ** -7 and k_step <= 2 ** -7, (q_step, k_step)
+            else:
+                assert q_equal and k_equal, (dtype, q_step, k_step)
 
 
 @pytest.mark.slow
@@ -86,7 +91,7 @@ def test_rope_write_leaves_logits_and_store_unchanged():
         ks.use_rope_kv_write = lambda store, like: store.dtype == like.dtype  # the CPU too
         launches = []
         fused_write = ks.rope_kv_write
-        ks.rope_kv_write = lambda *a: (launches.append(1), fused_write(*a))[1]
+        ks.rope_kv_write = lambda *a, **kw: (launches.append(1), fused_write(*a, **kw))[1]
         results = {}
         for family in ("llada", "dream"):
             torch.manual_seed(0)
