@@ -180,9 +180,11 @@ def test_rope_kv_write_is_bit_exact_in_bf16_on_the_gpu():
     store_k, store_v = (torch.randn(B, H_kv, L, D, device="cuda").bfloat16() for _ in range(2))
     want_k = store_k.clone().index_copy_(2, index, apply_rope(k, cos, sin))
     want_v = store_v.clone().index_copy_(2, index, v)
-    got_q = rope_kv_write(q, k, v, cos, sin, cos, sin, store_k, store_v, index)
-    assert torch.equal(got_q, apply_rope(q, cos, sin))
-    assert torch.equal(store_k, want_k) and torch.equal(store_v, want_v)
+    for same_halves in (False, True):  # KVStore.update_rotating reads one half of rope_tables' tables
+        sk, sv = store_k.clone(), store_v.clone()
+        got_q = rope_kv_write(q, k, v, cos, sin, cos, sin, sk, sv, index, same_halves=same_halves)
+        assert torch.equal(got_q, apply_rope(q, cos, sin))
+        assert torch.equal(sk, want_k) and torch.equal(sv, want_v)
 
 
 def test_rope_kv_write_compiles_for_hopper_without_fused_multiply_adds():
