@@ -26,7 +26,7 @@ from bench_attention import graph_time_us  # noqa: E402
 from fastdllm.evaluation import torch_info  # noqa: E402
 from fastdllm.kernels.kv_write import kv_write  # noqa: E402
 from fastdllm.kernels.rope_kv_write import rope_kv_write  # noqa: E402
-from fastdllm.models.transformer import apply_rope, rope_tables  # noqa: E402
+from fastdllm.models.layer_functions import apply_rope, rope_tables  # noqa: E402
 
 SHAPES = {"llada": (32, 32, 128, 5e5), "dream": (28, 4, 128, 1e6)}  # query heads, kv heads, head dim, rope theta
 

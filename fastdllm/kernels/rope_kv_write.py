@@ -5,7 +5,7 @@ two launches for the 64 KB a 32-row LLaDA-8B step rotates: graph-timed on an H20
 rope_write_sweep.py``, results/speed/round8_dev/sweep_d8d9414/), a compiled RoPE and the copy take 3.12 µs per
 layer, this kernel 2.08 (Dream-7B's 33 rows: 4.62 against 1.99; 256 rows: 14.17 against 3.63). Here one program per (row tile, batch row, head) rotates a query head's rows into a new tensor, or a
 key head's rows straight into the store (with the value rows beside them). The rotation is
-``fastdllm.models.transformer.apply_rope``'s, in fp32 and with its roundings (the kernel is compiled without
+``fastdllm.models.layer_functions.apply_rope``'s, in fp32 and with its roundings (the kernel is compiled without
 fused multiply-adds: ``x₁·cos − x₂·sin`` rounds each product, as PyTorch does), so the result equals the eager
 RoPE followed by ``index_copy_`` bit for bit (``tests/models/test_rope_kv_write.py``, through Triton's
 interpreter).

@@ -35,7 +35,7 @@ def test_rope_kv_write_equals_rope_then_index_copy():
     out = interpret(f"""
         import json, torch
         from fastdllm.kernels.rope_kv_write import rope_kv_write
-        from fastdllm.models.transformer import apply_rope, rope_tables
+        from fastdllm.models.layer_functions import apply_rope, rope_tables
         torch.manual_seed(0)
         results = []
         for B, H, H_kv, n, m, D, L, dtype in {KERNEL_CASES!r}:
@@ -166,7 +166,7 @@ def test_update_rotating_refuses_without_the_kernel():
 def test_rope_kv_write_is_bit_exact_in_bf16_on_the_gpu():
     """On the GPU the conversion rounds to nearest even, as PyTorch's: bf16 results equal the eager RoPE."""
     from fastdllm.kernels.rope_kv_write import rope_kv_write
-    from fastdllm.models.transformer import apply_rope, rope_tables
+    from fastdllm.models.layer_functions import apply_rope, rope_tables
 
     torch.manual_seed(0)
     B, H, H_kv, n, D, L = 1, 28, 4, 33, 128, 1024
