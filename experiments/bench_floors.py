@@ -18,9 +18,11 @@ SMALL = {"llada": dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidd
                        eos_token_id=1, pad_token_id=1)}
 
 
-def build_model(family: str, small: bool, device: str, dtype: torch.dtype) -> fastdllm.DiffusionLM:
+def build_model(family: str, small: bool, device: str, dtype: torch.dtype,
+                weights_from: fastdllm.DiffusionLM | None = None) -> fastdllm.DiffusionLM:
     """The family's reference config (or a tiny one with ``small``), random weights (matrices N(0, 0.02²),
-    norms 1, biases 0), built on ``device``."""
+    norms 1, biases 0), built on ``device``; with ``weights_from``, that model's weights instead (converted to
+    ``dtype``: a wider copy of the same weights)."""
     cls = fastdllm.model_adapters.get(family)
     config = cls.reference_config()
     if small:
@@ -33,6 +35,9 @@ def build_model(family: str, small: bool, device: str, dtype: torch.dtype) -> fa
         model = cls(config)
     model.to(dtype=dtype).to_empty(device=device)
     model.net.reset_rope()
+    if weights_from is not None:
+        model.load_state_dict(weights_from.state_dict())  # copy_ converts the dtype
+        return model.eval()
     gen = torch.Generator(device=device).manual_seed(0)
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -36,6 +36,12 @@ sum** (over the forwards the decode ran, each forward's max(weight bytes / copy 
 memory, the KV store's size, and whether the tokens equal the plain path's (with the share of
 generated positions that agree). ``forwards`` times single refresh and dual-cache forwards directly.
 
+Random-weight logits are nearly flat, so bf16 rounding alone flips argmaxes and the bf16 modes' decodes diverge
+from plain's. ``--fp32-check CACHES`` asks which of them is nearer the exact decode: before the timed modes it
+decodes those caches' settings (and runs the two forwards) once more, plain eager, on a copy of the same
+weights in fp32 (float64 when the model already runs in fp32), frees that copy, and records every mode's
+agreement with it (plain included): ``token_agreement_fp32``, ``argmax_agreement_fp32``.
+
     python experiments/bench_gpu.py --family llada --batches 1 --out $OUT/gpu_llada.json   # on the GPU
     python experiments/bench_gpu.py --small --device cpu --repeats 1                      # a CPU smoke run
 """
@@ -43,6 +49,8 @@ generated positions that agree). ``forwards`` times single refresh and dual-cach
 from __future__ import annotations
 
 import argparse
+import copy
+import gc
 import hashlib
 import json
 import os
@@ -143,13 +151,49 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
     if cuda:
         row["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
     if plain_tokens is not None:
-        P = first.prompt_length
-        same = first.sequences[:, P:] == plain_tokens[:, P:]
-        row["tokens_equal_plain"] = bool(same.all())
-        row["token_agreement_plain"] = same.float().mean().item()
+        row["tokens_equal_plain"], row["token_agreement_plain"] = _agreement(first.sequences, plain_tokens,
+                                                                             first.prompt_length)
     decoder.release()
     set_mode(model, "plain")
     return row, first.sequences
+
+
+def _agreement(tokens: torch.Tensor, reference: torch.Tensor, prompt_length: int) -> tuple[bool, float]:
+    """(every generated token equal, the share of generated positions equal) of two decodes [B, P + G]."""
+    same = tokens[:, prompt_length:] == reference[:, prompt_length:].to(tokens.device)  # [B, G]
+    return bool(same.all()), same.float().mean().item()
+
+
+def _logit_agreement(logits: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
+    """(max |difference|, argmax agreement over rows) of two forwards' logits [B, rows, V]."""
+    reference = reference.to(logits.device)
+    return ((logits.double() - reference.double()).abs().max().item(),
+            (logits.argmax(-1) == reference.argmax(-1)).float().mean().item())
+
+
+def wide_reference(model, prompt: torch.Tensor, args, floors: Floors) -> dict:
+    """``--fp32-check``: plain eager on a copy of ``model``'s weights in fp32 (float64 for an fp32 model).
+    Returns {"dtype", "tokens": {(cache, k): [B, P + G] on the CPU}, "logits": {kind: [B, rows, V] on the CPU},
+    "decodes": [{cache, k, wall_s, tokens_sha1}]}; the copy is freed before returning, so the timed modes' peak
+    memory does not hold it."""
+    dtype = torch.float64 if next(model.parameters()).dtype == torch.float32 else torch.float32
+    wide = build_model(args.family, args.small, args.device, dtype, weights_from=model)
+    out = {"dtype": str(dtype), "tokens": {}, "logits": {}, "decodes": []}
+    for k in args.ks:
+        for cache in (c for c in args.caches if c in args.fp32_check):
+            row, tokens = run_setting(wide, prompt, cache, k, args, "plain", floors, None)
+            out["tokens"][(cache, k)] = tokens.cpu()
+            out["decodes"].append({"batch": prompt.shape[0], "cache": cache, "tokens_per_step": k, "dtype": str(dtype),
+                                   "wall_s": row["wall_s"], "tokens_sha1": row["tokens_sha1"]})
+    once = copy.copy(args)
+    once.forward_repeats = 1
+    for f in time_forwards(wide, prompt.shape[0], once, "plain", floors, args.device):
+        out["logits"][f["kind"]] = f["logits"].cpu()
+    del wide
+    gc.collect()
+    if args.device == "cuda":
+        torch.cuda.empty_cache()
+    return out
 
 
 def time_forwards(model, batch: int, args, mode: str, floors: Floors, device) -> list[dict]:
@@ -231,6 +275,9 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--profile", nargs="?", const="all", default=None,
                    help="write torch.profiler kernel tables (plain and the last mode; dual cache, largest k) for "
                         "every batch, or for the comma-separated batches given")
+    p.add_argument("--fp32-check", default="", metavar="CACHES",
+                   help="decode these caches' settings (comma-separated) and the timed forwards once more, plain eager "
+                        "on an fp32 copy of the weights (float64 for an fp32 model), and compare every mode with it")
     p.add_argument("--gemm-plan", default=None, metavar="RESULT_JSON",
                    help="tuned mode installs the GEMM plan an earlier bench_gpu run recorded for the same batch, "
                         "cache and k (use_gemm_plan) instead of timing a new one: a re-run with the same backend choices")
@@ -250,6 +297,9 @@ def parse(argv) -> argparse.Namespace:
     modes = [m for m in modes if m != "plain"] or ["eager"]
     args.modes = ["plain"] + modes
     args.batches, args.ks, args.caches = [int(b) for b in _csv(args.batches)], [int(k) for k in _csv(args.ks)], _csv(args.caches)
+    args.fp32_check = _csv(args.fp32_check)
+    if any(c not in args.caches for c in args.fp32_check):
+        p.error(f"--fp32-check {','.join(args.fp32_check)}: each must be one of --caches {','.join(args.caches)}")
     if any(b < 1 for b in args.batches) or any(k < 1 or args.gen_length % k for k in args.ks):
         p.error("--batches must be >= 1 and every --ks must divide --gen-length")
     args.gemm_plan_path, args.gemm_plan = args.gemm_plan, _saved_plans(p, args, requested) if args.gemm_plan else None
@@ -286,7 +336,8 @@ def main(argv=None) -> dict:
            "family": args.family, "model": "tiny" if args.small else f"{args.family} reference shape, random weights",
            "params": params, "weight_bytes": floors.weight_bytes, "dtype": str(dtype),
            "prompt_length": args.prompt_length, "gen_length": args.gen_length, "block_length": args.block_length,
-           "modes": args.modes, "ceilings": ceil, "settings": [], "forwards": [], "profiles": [], "errors": []}
+           "modes": args.modes, "ceilings": ceil, "settings": [], "forwards": [], "profiles": [], "errors": [],
+           "fp32_reference": []}
     if ceil:
         canvas = args.prompt_length + args.gen_length
         out["floors_ms"] = {"weight_read": 1000 * floors.forward_s(0),
@@ -294,6 +345,9 @@ def main(argv=None) -> dict:
     gen = torch.Generator().manual_seed(1)
     for batch in args.batches:
         prompt = torch.randint(0, model.mask_token_id, (batch, args.prompt_length), generator=gen).to(args.device)
+        wide = wide_reference(model, prompt, args, floors) if args.fp32_check else None
+        if wide:
+            out["fp32_reference"] += wide["decodes"]
         for k in args.ks:
             for cache in args.caches:
                 plain_tokens = None
@@ -306,10 +360,15 @@ def main(argv=None) -> dict:
                         print(out["errors"][-1], flush=True)
                         continue
                     plain_tokens = tokens if mode == "plain" else plain_tokens
+                    if wide and (cache, k) in wide["tokens"]:
+                        row["tokens_equal_fp32"], row["token_agreement_fp32"] = _agreement(
+                            tokens, wide["tokens"][(cache, k)], args.prompt_length)
                     out["settings"].append(row)
                     ratio = f"{row['floor_ratio']:.2f}x floor" if "floor_ratio" in row else ""
                     print(f"b{batch} {cache:>6} k={k} {mode:>8}: NFE {row['nfe']:4d} {row['tokens_per_s']:8.1f} tok/s "
-                          f"{row['ms_per_forward']:7.2f} ms/fwd {ratio} equal={row.get('tokens_equal_plain', '-')}",
+                          f"{row['ms_per_forward']:7.2f} ms/fwd {ratio} equal={row.get('tokens_equal_plain', '-')}"
+                          + (f" fp32 agreement {100 * row['token_agreement_fp32']:.0f} %" if "token_agreement_fp32" in row
+                             else ""),
                           flush=True)
                     save(out, args.out)
         plain_logits = {}
@@ -325,9 +384,11 @@ def main(argv=None) -> dict:
                 if mode == "plain":
                     plain_logits[f["kind"]] = logits
                 elif f["kind"] in plain_logits:
-                    ref = plain_logits[f["kind"]]
-                    f["logits_max_abs_diff_plain"] = (logits.float() - ref.float()).abs().max().item()
-                    f["argmax_agreement_plain"] = (logits.argmax(-1) == ref.argmax(-1)).float().mean().item()
+                    f["logits_max_abs_diff_plain"], f["argmax_agreement_plain"] = _logit_agreement(
+                        logits, plain_logits[f["kind"]])
+                if wide:
+                    f["logits_max_abs_diff_fp32"], f["argmax_agreement_fp32"] = _logit_agreement(
+                        logits, wide["logits"][f["kind"]])
                 out["forwards"].append(f)
                 print(f"b{batch} {f['kind']:>7} forward {mode:>8}: {f['ms']:7.2f} ms"
                       + (f" ({f['floor_ratio']:.2f}x floor {f['floor_ms']:.2f} ms)" if f["floor_ms"] else ""), flush=True)

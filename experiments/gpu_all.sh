@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The complete GPU speed measurement, in one run of under 540 s on an H100/H200 (both families at full
 # model shape, random bf16 weights): batch 1 for every cache x k = 1, 4; batch 16 (and LLaDA 4, 32) at k = 4.
-# Each bench_gpu.py run checks the optimised path's tokens against the plain eager path's in the run.
+# Each bench_gpu.py run checks the optimised path's tokens against the plain eager path's in the run; at batch 1
+# every mode is also compared with a decode of the same weights in fp32 (--fp32-check, the cached settings).
 # `compiled` mode = torch.compile + CUDA graphs + fused q/k/v and gate/up projections (before the fuse
 # branch it ran the projections separately: bench_gpu.py --modes compiled-unfused).
 #
@@ -24,6 +25,7 @@ set -u
 OUT=${1:?usage: gpu_all.sh OUT_DIR [B1_CACHES] [BATCH_CACHES] [PART]}
 B1=${2:-none,prefix,dual}
 BC=${3:-dual,prefix}
+FP32=$(tr ',' '\n' <<<"$B1" | grep -v '^none$' | paste -sd, -)  # batch 1's caches but none: an fp32 decode of 256 full-canvas forwards would take ~80 s
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$OUT"
 T0=$(date +%s)
@@ -40,12 +42,14 @@ bench() {  # name, time limit (s), arguments...
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu_all.log"
 PART=${4:-all}
 if [[ $PART == all || $PART == llada ]]; then
-bench gpu_llada_b1 270 --family llada --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2
+bench gpu_llada_b1 270 --family llada --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2 \
+  --fp32-check "$FP32"
 bench gpu_llada_b16 115 --family llada --batches 16 --ks 4 --caches "$BC" --modes plain,compiled --repeats 2 --forward-repeats 2
 bench gpu_llada_b4_b32 175 --family llada --batches 4,32 --ks 4 --caches dual --modes plain,kernels,tuned --repeats 2 --forward-repeats 2
 fi
 if [[ $PART == all || $PART == dream ]]; then
-bench gpu_dream_b1 260 --family dream --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2
+bench gpu_dream_b1 260 --family dream --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2 \
+  --fp32-check "$FP32"
 bench gpu_dream_b16 80 --family dream --batches 16 --ks 4 --caches dual --modes plain,compiled --repeats 2 --forward-repeats 2
 echo "== bench_kernels ($(left)s left)" | tee -a "$OUT/gpu_all.log"
 timeout $(( $(left) > 20 ? $(left) : 20 )) python "$HERE/bench_kernels.py" --out "$OUT/kernels.json" 2>&1 | grep -v -i warn | tee -a "$OUT/gpu_all.log"

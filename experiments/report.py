@@ -142,6 +142,13 @@ def _agreement(r: dict) -> str:
     return f"{100 * r['token_agreement_plain']:.0f} % of positions" if "token_agreement_plain" in r else "—"
 
 
+def _fp32_agreement(r: dict | None) -> str:
+    """A decode's generated positions equal to the fp32 decode's (bench_gpu.py --fp32-check)."""
+    if r is None or "token_agreement_fp32" not in r:
+        return "—"
+    return "identical" if r["tokens_equal_fp32"] else f"{100 * r['token_agreement_fp32']:.0f} %"
+
+
 def _ratio(r: dict) -> str:
     return f"{r['floor_ratio']:.2f}×" if "floor_ratio" in r else "no floor: CPU"
 
@@ -157,10 +164,13 @@ def _source(files: list[dict]) -> str:
 
 def speed_table(files: list[dict]) -> str:
     """One row per (family, batch, cache, k): plain eager vs the file's last (most optimised) mode, each against
-    the floor sum."""
+    the floor sum; with ``--fp32-check`` results, a column of both decodes' agreement with the fp32 decode."""
+    fp32 = any("token_agreement_fp32" in r for d in files for r in d["settings"])
     lines = [_source(files), "",
              "| family | batch | cache | k | NFE | plain tok/s (× floor sum) | optimised tok/s (× floor sum) | "
-             "floor-sum tok/s | peak GPU mem | KV store | tokens vs plain |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "floor-sum tok/s | peak GPU mem | KV store | tokens vs plain |"
+             + (" tokens vs fp32: plain / optimised |" if fp32 else ""), "|---|---|---|---|---|---|---|---|---|---|---|"
+             + ("---|" if fp32 else "")]
     for d in files:
         rows = {(r["batch"], r["cache"], r["tokens_per_step"], r["mode"]): r for r in d["settings"]}
         best = d["modes"][-1]
@@ -172,22 +182,31 @@ def speed_table(files: list[dict]) -> str:
             peak = f"{fast['peak_memory_bytes'] / GB:.1f} GiB" if "peak_memory_bytes" in fast else "—"
             lines.append(f"| {d['family']} | {batch} | {cache} | {k} | {fast['nfe']} | {plain['tokens_per_s']:.1f} "
                          f"({_ratio(plain)}) | **{fast['tokens_per_s']:.1f}** ({_ratio(fast)}) | {floor_tok_s} | {peak} | "
-                         f"{fast['kv_store_bytes'] / GB:.2f} GiB | {_agreement(fast)} |")
+                         f"{fast['kv_store_bytes'] / GB:.2f} GiB | {_agreement(fast)} |"
+                         + (f" {_fp32_agreement(plain)} / {_fp32_agreement(fast)} |" if fp32 else ""))
     return "\n".join(lines)
 
 
 def forward_table(files: list[dict]) -> str:
-    """Single forwards timed directly: ms and × the forward's own floor, logits against the plain path's."""
+    """Single forwards timed directly: ms and × the forward's own floor, logits against the plain path's (and,
+    with ``--fp32-check`` results, against the fp32 forward's)."""
+    fp32 = any("argmax_agreement_fp32" in f for d in files for f in d["forwards"])
     lines = ["| family | batch | forward | mode | ms | floor ms | × floor | logits max abs diff vs plain | "
-             "argmax agreement vs plain | commit |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "argmax agreement vs plain |" + (" max abs diff vs fp32 | argmax agreement vs fp32 |" if fp32 else "")
+             + " commit |", "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if fp32 else "")]
     for d in files:
         for f in d["forwards"]:
             diff = f.get("logits_max_abs_diff_plain")
             agree = f.get("argmax_agreement_plain")
             floor = "— | —" if f["floor_ms"] is None else f"{f['floor_ms']:.2f} | {f['floor_ratio']:.2f}×"
+            wide = ""
+            if fp32:
+                wide_diff, wide_agree = f.get("logits_max_abs_diff_fp32"), f.get("argmax_agreement_fp32")
+                wide = (f" {'—' if wide_diff is None else f'{wide_diff:.3g}'} | "
+                        f"{'—' if wide_agree is None else f'{100 * wide_agree:.1f} %'} |")
             lines.append(f"| {d['family']} | {f['batch']} | {f['kind']} | {f['mode']} | {f['ms']:.2f} | "
                          f"{floor} | {'—' if diff is None else f'{diff:.3f}'} | "
-                         f"{'—' if agree is None else f'{100 * agree:.1f} %'} | {(d.get('commit') or '?')[:7]} |")
+                         f"{'—' if agree is None else f'{100 * agree:.1f} %'} |{wide} {(d.get('commit') or '?')[:7]} |")
     return "\n".join(lines)
 
 

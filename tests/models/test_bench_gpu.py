@@ -106,3 +106,40 @@ def test_a_saved_gemm_plan_must_cover_every_setting_before_work(tmp_path, capsys
     with pytest.raises(SystemExit):
         bench.parse(["--small", "--device", "cpu", "--gemm-plan", str(tmp_path / "bad.json")])
     assert "not a bench_gpu result file" in capsys.readouterr().err
+
+
+def test_fp32_check_compares_every_mode_with_a_wider_copy_of_the_same_weights(tmp_path):
+    """--fp32-check decodes the named caches' settings once more on a float64 copy of the tiny fp32 model's weights
+    (fp32 on the GPU): every mode, plain included, agrees with it token for token and to fp32 rounding in its
+    logits; settings of other caches carry no fp32 figures."""
+    out = tmp_path / "r.json"
+    d = _bench().main(["--small", "--device", "cpu", "--family", "llada", "--repeats", "1", "--forward-repeats", "1",
+                       "--prompt-length", "12", "--gen-length", "8", "--block-length", "4", "--ks", "2,4",
+                       "--caches", "none,dual", "--fp32-check", "dual", "--modes", "plain,eager", "--out", str(out)])
+    assert [(r["cache"], r["tokens_per_step"], r["dtype"]) for r in d["fp32_reference"]] == [
+        ("dual", 2, "torch.float64"), ("dual", 4, "torch.float64")]
+    for r in d["settings"]:
+        if r["cache"] == "dual":
+            assert r["tokens_equal_fp32"] is True and r["token_agreement_fp32"] == 1.0
+        else:
+            assert "token_agreement_fp32" not in r
+    assert len(d["forwards"]) == 4
+    for f in d["forwards"]:
+        assert f["argmax_agreement_fp32"] == 1.0 and 0 < f["logits_max_abs_diff_fp32"] < 1e-5  # fp32 against fp64
+    assert json.loads(out.read_text())["fp32_reference"] == d["fp32_reference"]
+
+
+def test_fp32_check_of_a_cache_not_run_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        _bench().main(["--small", "--device", "cpu", "--caches", "dual", "--fp32-check", "prefix"])
+    assert "--fp32-check prefix: each must be one of --caches dual" in capsys.readouterr().err
+
+
+def test_agreement_counts_generated_positions_only():
+    bench = _bench()
+    reference = torch.tensor([[5, 6, 1, 2, 3, 4], [5, 6, 1, 2, 3, 4]])  # [B=2, P=2 + G=4]
+    tokens = torch.tensor([[9, 9, 1, 2, 3, 4], [5, 6, 1, 0, 3, 0]])  # prompts differ in row 0: not counted
+    assert bench._agreement(tokens, reference, 2) == (False, 0.75)
+    assert bench._agreement(tokens[:1], reference[:1], 2) == (True, 1.0)
+    logits = torch.tensor([[[0.0, 1.0], [2.0, 0.5]]])  # [B=1, rows=2, V=2]
+    assert bench._logit_agreement(logits, torch.tensor([[[0.0, 1.5], [0.0, 0.5]]])) == (2.0, 0.5)
