@@ -11,6 +11,7 @@
 #     BATCH_CACHES  cache names for LLaDA batch 16 (default dual,prefix; the other batches run dual)
 #     PART          all (default), llada or dream: with the kernels mode at batch 1 the whole set needs
 #                   two calls of the 600 s device limit, one per family
+#   FP32_CHECK (environment, default dual): batch 1's caches that bench_gpu.py --fp32-check decodes again in fp32
 # Batch 1 runs the modes plain, compiled, kernels (compiled + the split-KV attention + the few-row GEMMs) and
 # tuned (kernels + each projection's GEMM backend chosen by timing, model.tune_gemms);
 # LLaDA batches 4 and 32 run plain, kernels and tuned (at 4 x 32 rows the few-row GEMM applies; at 32 nothing beyond
@@ -20,16 +21,20 @@
 # gpu_all.raw.log with the warnings the log filters out: dynamo recompiles, for one).
 # Set FASTDLLM_COMMIT to the commit measured (recorded in every JSON). At 682b5fb on an H100 the five runs
 # took 151 and 120 s (both cut by their limits inside --profile, since dropped: profile in a call of its
-# own), 104, 56 and 99 s. Each run is capped so that the whole script ends by 530 s.
+# own), 104, 56 and 99 s. Each run is capped so that the whole script ends by 560 s. At e468c97 on an H200 (fp32
+# check of prefix and dual) the LLaDA batch-1 run needed ~310 s and was cut at its 270 s limit, Dream's took 256 s, LLaDA's
+# batch 16 86 s and batches 4 and 32 154 s; the fp32 check now covers dual only by default (prefix's fp32 decodes
+# took 26 of its ~50 s) and the limits below follow those timings.
 set -u
 OUT=${1:?usage: gpu_all.sh OUT_DIR [B1_CACHES] [BATCH_CACHES] [PART]}
 B1=${2:-none,prefix,dual}
 BC=${3:-dual,prefix}
-FP32=$(tr ',' '\n' <<<"$B1" | grep -v '^none$' | paste -sd, -)  # batch 1's caches but none: an fp32 decode of 256 full-canvas forwards would take ~80 s
+FP32=${FP32_CHECK-dual}  # caches of batch 1 decoded again in fp32 (empty: none); no cache: 256 full-canvas fp32 forwards, ~80 s
+FP32=$(tr ',' '\n' <<<"$FP32" | grep -x -F -f <(tr ',' '\n' <<<"$B1") | paste -sd, -)  # only those batch 1 runs
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$OUT"
 T0=$(date +%s)
-left() { echo $(( 530 - ($(date +%s) - T0) )); }
+left() { echo $(( 560 - ($(date +%s) - T0) )); }
 bench() {  # name, time limit (s), arguments...
   local name=$1 limit=$2; shift 2
   local budget; budget=$(left)
@@ -42,13 +47,13 @@ bench() {  # name, time limit (s), arguments...
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu_all.log"
 PART=${4:-all}
 if [[ $PART == all || $PART == llada ]]; then
-bench gpu_llada_b1 270 --family llada --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2 \
+bench gpu_llada_b1 300 --family llada --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2 \
   --fp32-check "$FP32"
-bench gpu_llada_b16 115 --family llada --batches 16 --ks 4 --caches "$BC" --modes plain,compiled --repeats 2 --forward-repeats 2
-bench gpu_llada_b4_b32 175 --family llada --batches 4,32 --ks 4 --caches dual --modes plain,kernels,tuned --repeats 2 --forward-repeats 2
+bench gpu_llada_b16 100 --family llada --batches 16 --ks 4 --caches "$BC" --modes plain,compiled --repeats 2 --forward-repeats 2
+bench gpu_llada_b4_b32 160 --family llada --batches 4,32 --ks 4 --caches dual --modes plain,kernels,tuned --repeats 2 --forward-repeats 2
 fi
 if [[ $PART == all || $PART == dream ]]; then
-bench gpu_dream_b1 260 --family dream --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2 \
+bench gpu_dream_b1 280 --family dream --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2 \
   --fp32-check "$FP32"
 bench gpu_dream_b16 80 --family dream --batches 16 --ks 4 --caches dual --modes plain,compiled --repeats 2 --forward-repeats 2
 echo "== bench_kernels ($(left)s left)" | tee -a "$OUT/gpu_all.log"
