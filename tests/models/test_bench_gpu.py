@@ -129,6 +129,25 @@ def test_fp32_check_compares_every_mode_with_a_wider_copy_of_the_same_weights(tm
     assert json.loads(out.read_text())["fp32_reference"] == d["fp32_reference"]
 
 
+def test_report_shows_the_fp32_columns(tmp_path):
+    """With --fp32-check results the speed table gains the "tokens vs fp32: plain / optimised" column and the
+    forward table the logits' distance and argmax agreement to the fp32 forward."""
+    _bench().main(["--small", "--device", "cpu", "--repeats", "1", "--forward-repeats", "1", "--prompt-length", "12",
+                   "--gen-length", "8", "--block-length", "4", "--ks", "4", "--caches", "none,dual", "--fp32-check", "dual",
+                   "--modes", "plain,eager", "--out", str(tmp_path / "speed" / "r.json")])
+    spec = importlib.util.spec_from_file_location("report", SCRIPT.with_name("report.py"))
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    report.RESULTS = tmp_path
+    lines = report.speed_report(tmp_path / "speed").splitlines()
+    assert any(line.endswith("| tokens vs plain | tokens vs fp32: plain / optimised |") for line in lines)
+    assert [line.rsplit("|", 2)[1].strip() for line in lines if line.startswith("| llada | 1 |") and " | 4 | " in line] == [
+        "— / —", "identical / identical"]  # no cache: not checked; dual: both decodes equal the float64 one
+    assert any(line.endswith("| max abs diff vs fp32 | argmax agreement vs fp32 | commit |") for line in lines)
+    eager = [line.split(" | ") for line in lines if line.startswith("| llada | 1 | dual | eager |")]
+    assert len(eager) == 1 and len(eager[0]) == 12 and eager[0][-2] == "100.0 %" and 0 < float(eager[0][-3]) < 1e-5
+
+
 def test_fp32_check_of_a_cache_not_run_is_refused(capsys):
     with pytest.raises(SystemExit):
         _bench().main(["--small", "--device", "cpu", "--caches", "dual", "--fp32-check", "prefix"])
