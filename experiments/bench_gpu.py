@@ -3,31 +3,9 @@
 Random bf16 weights at a registered family's reference shape (LLaDA-8B, Dream-7B): with fixed-k
 unmasking the work of every forward does not depend on the weights, so the figures are honest speed
 figures. Default settings: prompt 768, 256 generated, block 32, k = 1 and 4 tokens per step, caches
-none / prefix / dual. Every setting runs in several modes:
-
-- ``plain``: every row through the whole network, eager (the reference the others are checked against);
-- ``eager``: the optimised forward (last layer / final norm / LM head only on the rows read), eager;
-- ``graphs``: the optimised forward replayed from CUDA graphs;
-- ``fused``: ``graphs`` with the q/k/v and gate/up projections fused into one GEMM each
-  (``fuse_projections``; on the CPU, where graphs do not apply, the fused eager forward);
-- ``compiled-unfused``: the optimised forward with ``torch.compile``'d layer functions, replayed from CUDA
-  graphs, projections separate (the ``compiled`` mode before the projections were fused);
-- ``compiled``: ``compiled-unfused`` with fused projections (what ``use_compile()`` gives);
-- ``split-kv``: ``compiled`` with the split-KV Triton attention for cached steps (``use_split_kv_attention()``).
-- ``kernels``: ``split-kv`` with the few-row Triton GEMMs for products of at most 32 rows (``use_skinny_matmul()``);
-- ``tuned``: ``kernels`` with each projection shape's GEMM backend chosen by timing (``model.tune_gemms`` at the
-  row counts of the setting's forwards, after the warm-up decode; the choices are in the setting's ``gemm_plan``)
-  among PyTorch's cuBLAS and cuBLASLt paths, the few-row kernel and cuBLASLt's ranked candidates (``lt0``, …);
-- ``tuned-torch``: ``tuned`` without cuBLASLt's ranked candidates (the plan as it was before they were added);
-- ``fp8``: ``kernels`` with fp8 copies of the wide weights for products of at most 32 rows (``use_fp8_weights()``;
-  not exact: the weights are rounded to e4m3);
-- ``kernels-unfused-rope``: ``kernels`` with RoPE in the compiled layer function, as before ``use_rope_write``;
-- ``kernels-round7``: ``kernels-unfused-rope`` with each layer's residual added right after it (an eager add, one
-  launch, as the compiled function's add was before ``Transformer.defer_residual``): the kernels of round 7.
-
-Every CUDA mode writes the KV store with the one-launch Triton copy (``fastdllm.kernels.kv_write``, exact); the
-``kernels``, tuned and ``fp8`` modes rotate the queries and keys in that launch (``use_rope_write()``,
-``fastdllm.kernels.rope_kv_write``).
+none / prefix / dual. Every setting runs in several modes (``--modes``; ``bench_modes.py`` says what each turns
+on): ``plain`` (eager, every row through the whole network: the reference the others are checked against),
+``graphs``, ``compiled``, ``kernels``, ``tuned`` and their ablations.
 
 Each setting records wall time (``generate``'s own, device synchronised; the median of ``--repeats``
 runs after a warm-up that captures graphs and compiles; ``plain`` runs once), tokens/s, the **floor
@@ -64,34 +42,10 @@ import torch
 import fastdllm
 from fastdllm.core.policy import cache_policies
 from fastdllm.evaluation import torch_info
-from fastdllm.kernels import gemm_plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_floors import Floors, build_model, ceilings  # noqa: E402 - also read as bench_gpu.X by the other scripts
-
-MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "tuned-torch",
-         "fp8", "kernels-unfused-rope", "kernels-round7")
-TUNED_MODES = {"tuned": None, "tuned-torch": gemm_plan.BACKENDS}  # mode -> tune_gemms' backends (None: all)
-ROPE_WRITE_MODES = ("kernels", *TUNED_MODES, "fp8")  # RoPE applied in the KV write (use_rope_write)
-KERNEL_MODES = (*ROPE_WRITE_MODES, "kernels-unfused-rope", "kernels-round7")
-CUDA_MODES = ("graphs", "compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)  # dropped on the CPU
-GRAPHED_MODES = ("graphs", "fused", "compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)
-COMPILED_MODES = ("compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)
-FUSED_MODES = ("fused", "compiled", "split-kv", *KERNEL_MODES)
-
-
-def set_mode(model, mode: str) -> None:
-    model.net.fast = mode != "plain"
-    model.use_compile(mode in COMPILED_MODES, fuse=False)
-    model.fuse_projections(mode in FUSED_MODES)  # every other mode runs the separate projections
-    model.use_split_kv_attention(mode in ("split-kv", *KERNEL_MODES))
-    model.use_skinny_matmul(mode in KERNEL_MODES)
-    model.use_tuned_gemms(mode in TUNED_MODES)
-    model.use_fp8_weights(mode == "fp8")
-    model.use_rope_write(mode in ROPE_WRITE_MODES)
-    model.net.defer_residual = mode != "kernels-round7"
-    model.use_cuda_graphs(mode in GRAPHED_MODES)
-
+from bench_modes import CUDA_MODES, MODES, TUNED_MODES, set_mode  # noqa: E402 - set_mode also read as bench_gpu.set_mode
 
 def _sync(device) -> None:
     if torch.device(device).type == "cuda":
