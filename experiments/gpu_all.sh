@@ -22,14 +22,15 @@
 # Set FASTDLLM_COMMIT to the commit measured (recorded in every JSON). At 682b5fb on an H100 the five runs
 # took 151 and 120 s (both cut by their limits inside --profile, since dropped: profile in a call of its
 # own), 104, 56 and 99 s. Each run is capped so that the whole script ends by 560 s. At e468c97 on an H200 (fp32
-# check of prefix and dual) the LLaDA batch-1 run needed ~310 s and was cut at its 270 s limit, Dream's took 256 s, LLaDA's
-# batch 16 86 s and batches 4 and 32 154 s; the fp32 check now covers dual only by default (prefix's fp32 decodes
-# took 26 of its ~50 s) and the limits below follow those timings.
+# check of prefix and dual) the LLaDA batch-1 run was cut at its 270 s limit before dual k=4's kernels and tuned
+# modes and the forwards (43 s in a run of their own), Dream's took 256 s, LLaDA's batch 16 86 s and batches 4 and
+# 32 154 s; the fp32 check now covers dual only by default (prefix's fp32 decodes took 26 s of LLaDA's 41 s of fp32
+# decodes) and the limits below follow those timings.
 set -u
 OUT=${1:?usage: gpu_all.sh OUT_DIR [B1_CACHES] [BATCH_CACHES] [PART]}
 B1=${2:-none,prefix,dual}
 BC=${3:-dual,prefix}
-FP32=${FP32_CHECK-dual}  # caches of batch 1 decoded again in fp32 (empty: none); no cache: 256 full-canvas fp32 forwards, ~80 s
+FP32=${FP32_CHECK-dual}  # caches of batch 1 decoded again in fp32 (empty: none); no cache: 256 full-canvas fp32 forwards (not run; ~80 s estimated)
 FP32=$(tr ',' '\n' <<<"$FP32" | grep -x -F -f <(tr ',' '\n' <<<"$B1") | paste -sd, -)  # only those batch 1 runs
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$OUT"
