@@ -23,7 +23,7 @@
 # took 151 and 120 s (both cut by their limits inside --profile, since dropped: profile in a call of its
 # own), 104, 56 and 99 s. Each run is capped so that the whole script ends by 560 s. At e468c97 on an H200 (fp32
 # check of prefix and dual) the LLaDA batch-1 run was cut at its 270 s limit before dual k=4's kernels and tuned
-# modes and the forwards (43 s in a run of their own), Dream's took 256 s, LLaDA's batch 16 86 s and batches 4 and
+# modes and the forwards (that setting alone, all four modes, its fp32 check and the forwards, took 43 s), Dream's took 256 s, LLaDA's batch 16 86 s and batches 4 and
 # 32 154 s; the fp32 check now covers dual only by default (prefix's fp32 decodes took 26 s of LLaDA's 41 s of fp32
 # decodes) and the limits below follow those timings.
 set -u
