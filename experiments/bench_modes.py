@@ -17,6 +17,8 @@
 - ``fp8``: ``kernels`` with fp8 copies of the wide weights for products of at most 32 rows (``use_fp8_weights()``;
   not exact: the weights are rounded to e4m3);
 - ``kernels-unfused-rope``: ``kernels`` with RoPE in the compiled layer function, as before ``use_rope_write``;
+- ``kernels-unpacked``: ``kernels`` with the split-KV kernel's programs one query head each, as before
+  ``pack_gqa`` (the same for LLaDA, whose heads are not grouped);
 - ``kernels-round7``: ``kernels-unfused-rope`` with each layer's residual added right after it (an eager add, one
   launch, as the compiled function's add was before ``Transformer.defer_residual``): the kernels of round 7.
 
@@ -30,9 +32,9 @@ from __future__ import annotations
 from fastdllm.kernels import gemm_plan
 
 MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "tuned-torch",
-         "fp8", "kernels-unfused-rope", "kernels-round7")
+         "fp8", "kernels-unfused-rope", "kernels-round7", "kernels-unpacked")
 TUNED_MODES = {"tuned": None, "tuned-torch": gemm_plan.BACKENDS}  # mode -> tune_gemms' backends (None: all)
-ROPE_WRITE_MODES = ("kernels", *TUNED_MODES, "fp8")  # RoPE applied in the KV write (use_rope_write)
+ROPE_WRITE_MODES = ("kernels", *TUNED_MODES, "fp8", "kernels-unpacked")  # RoPE applied in the KV write (use_rope_write)
 KERNEL_MODES = (*ROPE_WRITE_MODES, "kernels-unfused-rope", "kernels-round7")
 CUDA_MODES = ("graphs", "compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)  # dropped on the CPU
 GRAPHED_MODES = ("graphs", "fused", "compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)
@@ -45,7 +47,7 @@ def set_mode(model, mode: str) -> None:
     model.net.fast = mode != "plain"
     model.use_compile(mode in COMPILED_MODES, fuse=False)
     model.fuse_projections(mode in FUSED_MODES)  # every other mode runs the separate projections
-    model.use_split_kv_attention(mode in ("split-kv", *KERNEL_MODES))
+    model.use_split_kv_attention(mode in ("split-kv", *KERNEL_MODES), pack_gqa=mode != "kernels-unpacked")
     model.use_skinny_matmul(mode in KERNEL_MODES)
     model.use_tuned_gemms(mode in TUNED_MODES)
     model.use_fp8_weights(mode == "fp8")

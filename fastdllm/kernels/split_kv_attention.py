@@ -29,17 +29,17 @@ MAX_QUERY_ROWS = 128  # beyond, SDPA was as fast (prefix-cache windows, round5_d
 BLOCK_N = 64  # keys per inner iteration
 
 
-def use_split_kv(q: torch.Tensor, keys: torch.Tensor) -> bool:
+def use_split_kv(q: torch.Tensor, keys: torch.Tensor, pack_gqa: bool | None = None) -> bool:
     """Whether ``attend`` runs the split-KV kernel for these tensors: Triton present, at most
     ``MAX_QUERY_ROWS`` query rows, a power-of-two head dim in [16, 256], a floating dtype, and few enough
-    batch rows × heads × query tiles that a flash-attention grid would leave half the SMs idle (measured on
+    batch rows × head groups × row tiles that a flash-attention grid would leave half the SMs idle (measured on
     an H100, ``experiments/bench_attention.py``: at batch 1 the split kernel takes 11.9 µs per LLaDA-8B
     layer against SDPA's 17.3; at batch 4, where SDPA's grid already fills the GPU, 46 µs against 30)."""
     B, H, m, D = q.shape
-    tiles = -(-m // _block_m(m))
+    packed, _, tiles = _layout(H, keys.shape[1], m, pack_gqa, None)
     return (triton is not None and m <= MAX_QUERY_ROWS and 16 <= D <= 256 and D & (D - 1) == 0
             and q.dtype in (torch.bfloat16, torch.float16, torch.float32) and keys.dtype == q.dtype
-            and B * H * tiles <= _processors(q.device) // 2)
+            and B * H // packed * tiles <= _processors(q.device) // 2)
 
 
 if triton is not None:
@@ -47,19 +47,26 @@ if triton is not None:
     @triton.jit
     def _split_kv_kernel(Q, K, V, KEEP, O_PART, LSE_PART, ARRIVED, OUT,
                          sq_b, sq_h, sq_m, sk_b, sk_h, sk_l, sv_b, sv_h, sv_l, skeep_b, so_b, so_h, so_m,
-                         n_heads, group, m, L, scale_log2, N_SPLITS: tl.constexpr,
+                         n_heads, group, m, L, scale_log2, PACKED: tl.constexpr, N_SPLITS: tl.constexpr,
                          KEYS_PER_SPLIT: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr):
-        """Program (split, query tile, batch·head): softmax(q kᵀ)·v over keys [split·S, (split+1)·S), as a
-        normalised partial output ``O_PART[bh, split, rows]`` (fp32) and its base-2 log-sum-exp ``LSE_PART``;
+        """Program (split, row tile, batch·head group): softmax(q kᵀ)·v over keys [split·S, (split+1)·S), as a
+        normalised partial output ``O_PART[bg, split, rows]`` (fp32) and its base-2 log-sum-exp ``LSE_PART``;
         the tile's last program to arrive (``ARRIVED``, one int32 counter per tile, zero between launches)
-        combines the ``N_SPLITS`` partials (a compile-time count: the loops over them unroll, their loads overlap) into ``OUT`` and resets the counter."""
-        split, tile, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-        b, h = bh // n_heads, bh % n_heads
-        kv_h = h // group  # grouped-query attention: ``group`` query heads share one key/value head
-        rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)  # [BLOCK_M]
+        combines the ``N_SPLITS`` partials (a compile-time count: the loops over them unroll, their loads overlap) into ``OUT`` and resets the counter.
+
+        A program's rows come from ``PACKED`` query heads (1, or ``group``: the query heads that share one
+        key/value head, stacked as ``PACKED · m`` rows, so their keys and values are read once per slice)."""
+        split, tile, bg = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+        groups = n_heads // PACKED  # head groups per batch row
+        b, first = bg // groups, (bg % groups) * PACKED  # batch row, first query head of the group
+        kv_h = first // group  # grouped-query attention: ``group`` query heads share one key/value head
+        packed = tile * BLOCK_M + tl.arange(0, BLOCK_M)  # [BLOCK_M] row of the stack: head offset · m + query row
+        valid = packed < PACKED * m  # [BLOCK_M]
+        heads = first + packed // m  # [BLOCK_M] each row's query head
+        rows = packed % m  # [BLOCK_M] each row's query position
         dims = tl.arange(0, D)  # [D]
-        q = tl.load(Q + b * sq_b + h * sq_h + rows[:, None] * sq_m + dims[None, :],
-                    mask=rows[:, None] < m, other=0.0)  # [BLOCK_M, D]
+        q = tl.load(Q + b * sq_b + heads[:, None] * sq_h + rows[:, None] * sq_m + dims[None, :],
+                    mask=valid[:, None], other=0.0)  # [BLOCK_M, D]
         # running max (base 2), running sum and output; -1e30 (not -inf) keeps fully masked slices NaN-free:
         # their garbage weight is exp2(-1e30 - real max) = 0 once a real key is seen, here or in the combine
         m_i = tl.full([BLOCK_M], -1.0e30, tl.float32)
@@ -85,30 +92,31 @@ if triton is not None:
             acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
             m_i = m_new
         l_safe = tl.where(l_i > 0, l_i, 1.0)
-        part = (bh * N_SPLITS + split) * m + rows  # [BLOCK_M] row index into the partial buffers
-        tl.store(O_PART + part[:, None] * D + dims[None, :], acc / l_safe[:, None], mask=rows[:, None] < m)
-        tl.store(LSE_PART + part, m_i + tl.log2(l_safe), mask=rows < m)
+        stack = PACKED * m  # rows per head group
+        part = (bg * N_SPLITS + split) * stack + packed  # [BLOCK_M] row index into the partial buffers
+        tl.store(O_PART + part[:, None] * D + dims[None, :], acc / l_safe[:, None], mask=valid[:, None])
+        tl.store(LSE_PART + part, m_i + tl.log2(l_safe), mask=valid)
         # arrival: the barrier orders every thread's stores before the release of the counter increment; the
         # program that sees N_SPLITS - 1 arrived before it combines (acquire; .cg loads read L2, not a stale L1)
         tl.debug_barrier()
-        counter = ARRIVED + bh * tl.num_programs(1) + tile
+        counter = ARRIVED + bg * tl.num_programs(1) + tile
         if tl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") == N_SPLITS - 1:
             tl.debug_barrier()
-            base = bh * N_SPLITS * m + rows  # [BLOCK_M] slice 0's partial rows
+            base = bg * N_SPLITS * stack + packed  # [BLOCK_M] slice 0's partial rows
             top = tl.full([BLOCK_M], -1.0e30, tl.float32)
             for j in tl.static_range(N_SPLITS):
-                top = tl.maximum(top, tl.load(LSE_PART + base + j * m, mask=rows < m, other=-1.0e30, cache_modifier=".cg"))
+                top = tl.maximum(top, tl.load(LSE_PART + base + j * stack, mask=valid, other=-1.0e30, cache_modifier=".cg"))
             total = tl.zeros([BLOCK_M], tl.float32)
             out = tl.zeros([BLOCK_M, D], tl.float32)
             for j in tl.static_range(N_SPLITS):
-                weight = tl.exp2(tl.load(LSE_PART + base + j * m, mask=rows < m, other=-1.0e30, cache_modifier=".cg") - top)
-                o = tl.load(O_PART + (base + j * m)[:, None] * D + dims[None, :], mask=rows[:, None] < m, other=0.0,
+                weight = tl.exp2(tl.load(LSE_PART + base + j * stack, mask=valid, other=-1.0e30, cache_modifier=".cg") - top)
+                o = tl.load(O_PART + (base + j * stack)[:, None] * D + dims[None, :], mask=valid[:, None], other=0.0,
                             cache_modifier=".cg")  # [BLOCK_M, D]
                 out += o * weight[:, None]
                 total += weight
             out = out / tl.where(total > 0, total, 1.0)[:, None]
-            tl.store(OUT + b * so_b + h * so_h + rows[:, None] * so_m + dims[None, :], out.to(OUT.dtype.element_ty),
-                     mask=rows[:, None] < m)
+            tl.store(OUT + b * so_b + heads[:, None] * so_h + rows[:, None] * so_m + dims[None, :],
+                     out.to(OUT.dtype.element_ty), mask=valid[:, None])
             tl.atomic_xchg(counter, 0)  # zero for the next launch (graph replays included)
 
 
@@ -124,6 +132,20 @@ def default_splits(m: int) -> int:
 def _block_m(m: int) -> int:
     """Query rows per program: the smallest of 16 / 32 / 64 that holds ``m`` (64 tiles beyond)."""
     return 16 if m <= 16 else 32 if m <= 32 else 64
+
+
+PACK_GQA = True  # default of ``split_kv_attention``'s ``pack_gqa``
+
+
+def _layout(H: int, H_kv: int, m: int, pack_gqa: bool | None, block_m: int | None) -> tuple[int, int, int]:
+    """(query heads per program, rows per program tile, row tiles per head group) for H query heads over H_kv
+    key/value heads and m query rows. Packed (grouped-query attention only), a program stacks the ``H // H_kv``
+    heads that share a key/value head as ``H // H_kv · m`` rows, in tiles of 32 rows up to 64 query rows, 64
+    beyond; unpacked, it takes one head's rows (``_block_m``)."""
+    packed = H // H_kv if (PACK_GQA if pack_gqa is None else pack_gqa) else 1
+    if block_m is None:
+        block_m = _block_m(m) if packed == 1 else 32 if m <= 64 else 64
+    return packed, block_m, -(-packed * m // block_m)
 
 
 _ARRIVALS: dict[tuple[torch.device, int], torch.Tensor] = {}
@@ -150,16 +172,18 @@ def _processors(device: torch.device) -> int:
 def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                        key_mask: torch.Tensor | None = None, n_splits: int | None = None,
                        block_m: int | None = None, num_warps: int = 4, block_n: int = BLOCK_N,
-                       num_stages: int | None = None) -> torch.Tensor:
+                       num_stages: int | None = None, pack_gqa: bool | None = None) -> torch.Tensor:
     """softmax(q kᵀ / √D) v over the keys whose ``key_mask`` is True (every key when None).
 
     q ``[B, H, m, D]``; keys, values ``[B, H_kv, L, D]`` (H a multiple of H_kv; unit stride over D);
     key_mask ``[B, L]`` bool. Returns ``[B, H, m, D]`` in q's dtype, a transposed view of a contiguous
     ``[B, m, H, D]`` tensor (the layout the output projection reads). ``n_splits`` (default: enough
     ``default_splits``) cuts the key range into that many slices of a multiple of 64 keys;
-    ``block_m`` (query rows per program, a power of two ≥ 16; default ``_block_m(m)``), ``num_warps``,
+    ``block_m`` (rows per program, a power of two ≥ 16; default ``_layout``), ``num_warps``,
     ``block_n`` (keys per inner iteration, a power of two ≥ 16) and ``num_stages`` (Triton's software
     pipelining depth; its default when None) tune the programs (``experiments/split_kv_sweep.py`` sweeps them).
+    ``pack_gqa`` (default ``PACK_GQA``): with grouped-query attention, one program takes the rows of all the
+    query heads that share a key/value head (``_layout``); the same result, row for row, as unpacked.
     """
     if triton is None:
         raise RuntimeError("split_kv_attention needs Triton (pip install triton); attend() falls back to SDPA")
@@ -169,11 +193,10 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
         raise ValueError(f"split_kv_attention: q {tuple(q.shape)}, keys {tuple(keys.shape)}, values "
                          f"{tuple(values.shape)}: want q [B, H, m, D] and keys = values [B, H_kv, L, D], H % H_kv == 0")
     q, keys, values = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, keys, values))
-    block_m = _block_m(m) if block_m is None else block_m
+    packed, block_m, tiles = _layout(H, H_kv, m, pack_gqa, block_m)
     for name, value in (("block_m", block_m), ("block_n", block_n)):
         if value < 16 or value & (value - 1):
             raise ValueError(f"split_kv_attention: {name}={value}; want a power of two >= 16")
-    tiles = triton.cdiv(m, block_m)
     if n_splits is None:  # each slice at least one block_n of keys (below)
         n_splits = default_splits(m)
     n_splits = max(1, min(n_splits, triton.cdiv(L, block_n)))
@@ -187,22 +210,24 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
         if key_mask.shape != (B, L) or key_mask.dtype != torch.bool:
             raise ValueError(f"key_mask is {key_mask.dtype} {tuple(key_mask.shape)}; want bool [B, L] = [{B}, {L}]")
         keep = key_mask if key_mask.stride(-1) == 1 else key_mask.contiguous()  # [B, L]
-    arrived = _arrival_counters(q.device, B * H * tiles)  # [≥ B·H·tiles] int32, zero
-    _split_kv_kernel[(n_splits, tiles, B * H)](
+    groups = B * H // packed  # programs per (slice, row tile)
+    arrived = _arrival_counters(q.device, groups * tiles)  # [≥ groups·tiles] int32, zero
+    _split_kv_kernel[(n_splits, tiles, groups)](
         q, keys, values, keep, o_part, lse_part, arrived, out,
         q.stride(0), q.stride(1), q.stride(2), keys.stride(0), keys.stride(1), keys.stride(2),
         values.stride(0), values.stride(1), values.stride(2), keep.stride(0), out.stride(0), out.stride(1), out.stride(2),
-        H, H // H_kv, m, L, math.log2(math.e) / math.sqrt(D), N_SPLITS=n_splits,
+        H, H // H_kv, m, L, math.log2(math.e) / math.sqrt(D), PACKED=packed, N_SPLITS=n_splits,
         KEYS_PER_SPLIT=keys_per_split, HAS_MASK=key_mask is not None, BLOCK_M=block_m, BLOCK_N=block_n, D=D,
         num_warps=num_warps, **({} if num_stages is None else {"num_stages": num_stages}))
     return out
 
 
 def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, key_mask: torch.Tensor | None,
-           split_kv: bool) -> torch.Tensor:
+           split_kv: bool, pack_gqa: bool | None = None) -> torch.Tensor:
     """Attention of q ``[B, H, m, D]`` over keys/values ``[B, H_kv, L, D]`` (key_mask ``[B, L]`` or None):
-    the split-KV kernel when ``split_kv`` and the tensors suit it (``use_split_kv``, CUDA), else SDPA."""
-    if split_kv and q.is_cuda and use_split_kv(q, keys):
-        return split_kv_attention(q, keys, values, key_mask)
+    the split-KV kernel (layout ``pack_gqa``) when ``split_kv`` and the tensors suit it (``use_split_kv``,
+    CUDA), else SDPA."""
+    if split_kv and q.is_cuda and use_split_kv(q, keys, pack_gqa):
+        return split_kv_attention(q, keys, values, key_mask, pack_gqa=pack_gqa)
     mask = None if key_mask is None else key_mask[:, None, None, :]  # [B, 1, 1, L]
     return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=keys.shape[1] != q.shape[1])

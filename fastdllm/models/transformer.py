@@ -117,13 +117,15 @@ class Block(nn.Module):
         self.mlp = SwiGLU(cfg)
 
     def forward(self, x, delta, cos, sin, layer, start, index, store, key_mask, q_rows=None,
-                fns: LayerFunctions = EAGER, split_kv: bool = False, linear=F.linear, rope_write: bool = False):
+                fns: LayerFunctions = EAGER, split_kv: bool = False, linear=F.linear, rope_write: bool = False,
+                pack_gqa: bool = True):
         """The residual stream ``x + delta`` (x ``[B, n, d]``, delta ``[B, n, d]`` or None: the previous layer's
         MLP output, see ``residual``) → this layer's (residual stream after the attention, MLP output), each
         ``[B, n, d]``, or ``[B, m, d]`` for the rows ``q_rows`` ``[m]`` only (keys and values of all ``n``
         positions are still computed and stored: other positions attend to them later). Their sum is the
         layer's output. ``rope_write`` (only where the store ``rotates``): RoPE is applied as the keys are
-        written (``KVStore.update_rotating``), not by the layer function (one launch fewer, same values)."""
+        written (``KVStore.update_rotating``), not by the layer function (one launch fewer, same values). ``pack_gqa``:
+        the split-KV kernel's layout for grouped-query heads (``split_kv_attention``)."""
         a, mlp = self.attn, self.mlp
         rope = not rope_write
         if a.qkv_weight is not None:  # fused (``Transformer.fuse_projections``): one GEMM for q, k and v
@@ -140,7 +142,7 @@ class Block(nn.Module):
         else:
             cq, sq = (cos, sin) if q_rows is None else (cos.index_select(2, q_rows), sin.index_select(2, q_rows))
             q, keys, values = store.update_rotating(layer, start, index, q, k, v, cos, sin, cq, sq)
-        out = attend(q, keys, values, key_mask, split_kv)  # [B, H, m, D]
+        out = attend(q, keys, values, key_mask, split_kv, pack_gqa)  # [B, H, m, D]
         if q_rows is not None:
             x = x.index_select(1, q_rows)  # [B, m, d]
         if mlp.gate_up_weight is not None:
@@ -166,6 +168,7 @@ class Transformer(nn.Module):
         self.fast = True  # last layer and final norm only on the rows read (see ``hidden``); False: every row
         self.compiled = False  # per-layer functions through torch.compile on CUDA (``DiffusionLM.use_compile``)
         self.split_kv = False  # split-KV Triton attention for few query rows on CUDA (``use_split_kv_attention``)
+        self.pack_gqa = True  # its programs stack the query heads of one key/value head (``use_split_kv_attention``)
         self.skinny = False  # few-row Triton GEMMs on CUDA, where faster than cuBLAS (``use_skinny_matmul``)
         self.fp8 = False  # few-row products by the wide weights through their fp8 copies (``use_fp8_weights``)
         self._fp8_weights: list[torch.Tensor] = []  # the weights registered in fastdllm.kernels.fp8_weights
@@ -275,7 +278,7 @@ class Transformer(nn.Module):
         delta = None  # [B, n, d]: the MLP output each layer leaves for the next to add (``residual``)
         for i, layer in enumerate(self.layers):
             x, delta = layer(x, delta, cos, sin, i, start, index, store, key_mask, rows if narrow and i == last
-                             else None, fns, self.split_kv, linear, rope_write)
+                             else None, fns, self.split_kv, linear, rope_write, self.pack_gqa)
             if not self.defer_residual:
                 x, delta = residual(x, delta), None
         x = residual(x, delta)  # [B, n, d] or [B, m, d]: the last layer's output

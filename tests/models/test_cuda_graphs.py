@@ -224,6 +224,19 @@ def test_kernel_switches_drop_captured_graphs(switch):
     assert not model.cuda_graphs.graphs
 
 
+def test_split_kv_layout_switch_drops_captured_graphs():
+    """The split-KV kernel's layout (``pack_gqa``) is captured in a graph too: changing it alone recaptures."""
+    model = tiny_model("dream", seed=5).use_cuda_graphs(backend=RecordingGraphs()).use_split_kv_attention()
+    ids, real = padded_batch([5, 9], seed=6)
+    options = dict(cache="dual", unmask="fixed", gen_length=16, block_length=8)
+    fastdllm.generate(model, ids, attention_mask=real, **options)
+    assert model.cuda_graphs.graphs and model.net.pack_gqa
+    model.use_split_kv_attention(pack_gqa=True)  # unchanged
+    assert model.cuda_graphs.graphs
+    model.use_split_kv_attention(pack_gqa=False)
+    assert not model.cuda_graphs.graphs and model.net.split_kv and not model.net.pack_gqa
+
+
 def test_moving_or_casting_the_model_drops_captured_graphs():
     """Graphs read the weights they were captured with: ``to()`` (a cast or a move) makes new weight tensors,
     so the graphs are dropped and captured again, and the next decode equals a fresh model's."""

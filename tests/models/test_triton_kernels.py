@@ -27,6 +27,7 @@ ATTENTION_CASES = [
     (2, 4, 2, 40, 256, 32, "float32", [0, 150], 4),  # row 1: slices 0-1 fully masked
     (1, 2, 2, 64, 300, 32, "float32", [299], 5),  # one visible key (the last)
     (1, 2, 2, 100, 300, 32, "float32", None, None),  # two query tiles of 64, the default slices (a prefix window)
+    (2, 14, 2, 33, 150, 32, "float32", [0, 70], 4),  # Dream's group of 7: packed tiles straddle two heads
 ]
 
 
@@ -37,7 +38,8 @@ def test_split_kv_attention_equals_sdpa():
         from fastdllm.kernels.split_kv_attention import split_kv_attention
         torch.manual_seed(0)
         diffs = []
-        for B, H, H_kv, m, L, D, dtype, masked, splits in {ATTENTION_CASES!r}:
+        for (B, H, H_kv, m, L, D, dtype, masked, splits), pack in [(case, pack) for case in {ATTENTION_CASES!r}
+                                                                 for pack in (False, True)]:
             dt = getattr(torch, dtype)
             q = torch.randn(B, m, H, D).to(dt).transpose(1, 2)  # [B, H, m, D], not contiguous (the model's layout)
             k, v = torch.randn(B, H_kv, L, D).to(dt), torch.randn(B, H_kv, L, D).to(dt)
@@ -46,7 +48,7 @@ def test_split_kv_attention_equals_sdpa():
                 keep = torch.ones(B, L, dtype=torch.bool)
                 for b, n in enumerate(masked):
                     keep[b, :n] = False
-            got = split_kv_attention(q, k, v, keep, splits)
+            got = split_kv_attention(q, k, v, keep, splits, pack_gqa=pack)
             want = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), enable_gqa=H != H_kv,
                                                   attn_mask=None if keep is None else keep[:, None, None, :])
             diffs.append([list(got.shape), str(got.dtype).removeprefix("torch."), (got.float() - want).abs().max().item(),
@@ -57,7 +59,9 @@ def test_split_kv_attention_equals_sdpa():
         """)
     # every launch leaves its tiles' arrival counters zero (the next launch, or graph replay, starts from them)
     assert out["counters_left"] == 0 and out["buffers"] == 1
-    for (B, H, _, m, _, D, dtype, _, _), (shape, got_dtype, diff, layout) in zip(ATTENTION_CASES, out["diffs"]):
+    cases = [case for case in ATTENTION_CASES for _ in (False, True)]  # each unpacked, then packed (``pack_gqa``)
+    assert len(out["diffs"]) == len(cases)
+    for (B, H, _, m, _, D, dtype, _, _), (shape, got_dtype, diff, layout) in zip(cases, out["diffs"]):
         assert shape == [B, H, m, D] and got_dtype == dtype and layout  # [B, m, H, D] memory, as o_proj reads it
         assert diff < (2e-3 if dtype == "float16" else 1e-5), (B, H, m, diff)
 
@@ -290,3 +294,24 @@ def test_fp8_linear_rejects_bad_inputs():
         fp8_linear(torch.randn(2, 16), w8, scale)  # fp32 activations
     with pytest.raises(ValueError, match="at most 64 rows"):
         fp8_linear(torch.randn(65, 16).half(), w8, scale)
+
+
+@pytest.mark.parametrize("packed", [1, 7])
+def test_split_kv_kernel_compiles_for_hopper(packed):
+    """The interpreter runs the kernel as Python and misses what only the compiler checks: compile it for sm_90
+    here (no GPU needed), unpacked and with Dream's seven query heads per key/value head stacked."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from fastdllm.kernels import split_kv_attention as skv
+
+    pointers = {"Q": "*bf16", "K": "*bf16", "V": "*bf16", "KEEP": "*i1", "O_PART": "*fp32", "LSE_PART": "*fp32",
+                "ARRIVED": "*i32", "OUT": "*bf16", "scale_log2": "fp32"}
+    constants = {"PACKED": packed, "N_SPLITS": 4, "KEYS_PER_SPLIT": 256, "HAS_MASK": True, "BLOCK_M": 32,
+                 "BLOCK_N": 64, "D": 128}
+    kernel = skv._split_kv_kernel
+    signature = {name: pointers.get(name, "constexpr" if name in constants else "i32") for name in kernel.arg_names}
+    compiled = skv.triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
+                                  target=GPUTarget("cuda", 90, 32))
+    ptx = compiled.asm["ptx"]
+    assert "atom" in ptx and ("mma" in ptx or "wgmma" in ptx)  # the arrival counter and the tensor-core dots
