@@ -36,7 +36,7 @@ def use_split_kv(q: torch.Tensor, keys: torch.Tensor, pack_gqa: bool | None = No
     an H100, ``experiments/bench_attention.py``: at batch 1 the split kernel takes 11.9 µs per LLaDA-8B
     layer against SDPA's 17.3; at batch 4, where SDPA's grid already fills the GPU, 46 µs against 30)."""
     B, H, m, D = q.shape
-    packed, _, tiles = _layout(H, keys.shape[1], m, pack_gqa, None)
+    packed, _, tiles, _, _ = _layout(B, H, keys.shape[1], m, pack_gqa, None, None, None, _processors(q.device))
     return (triton is not None and m <= MAX_QUERY_ROWS and 16 <= D <= 256 and D & (D - 1) == 0
             and q.dtype in (torch.bfloat16, torch.float16, torch.float32) and keys.dtype == q.dtype
             and B * H // packed * tiles <= _processors(q.device) // 2)
@@ -137,15 +137,31 @@ def _block_m(m: int) -> int:
 PACK_GQA = True  # default of ``split_kv_attention``'s ``pack_gqa``
 
 
-def _layout(H: int, H_kv: int, m: int, pack_gqa: bool | None, block_m: int | None) -> tuple[int, int, int]:
-    """(query heads per program, rows per program tile, row tiles per head group) for H query heads over H_kv
-    key/value heads and m query rows. Packed (grouped-query attention only), a program stacks the ``H // H_kv``
-    heads that share a key/value head as ``H // H_kv · m`` rows, in tiles of 32 rows up to 64 query rows, 64
-    beyond; unpacked, it takes one head's rows (``_block_m``)."""
+def _layout(B: int, H: int, H_kv: int, m: int, pack_gqa: bool | None, block_m: int | None, n_splits: int | None,
+            block_n: int | None, processors: int) -> tuple[int, int, int, int, int]:
+    """(query heads per program, rows per program tile, row tiles per head group, key slices, keys per
+    iteration) for B batch rows, H query heads over H_kv key/value heads and m query rows; None picks the default.
+
+    Unpacked, a program takes one head's rows (``_block_m``, ``default_splits``, 64 keys per iteration). Packed
+    (grouped-query attention only), it stacks the ``H // H_kv`` heads that share a key/value head as
+    ``H // H_kv · m`` rows, and the default is the smallest row tile of 32 or 64 whose grid with 2 key slices
+    fits in one wave over the ``processors`` SMs, with 4 slices where those fit too, 128 keys per iteration.
+    Measured on an H200 at Dream-7B's 28 / 4 heads over 1024 keys (``experiments/split_kv_sweep.py``,
+    results/speed/round9_dev/, µs per layer, against the unpacked default): 33 rows 9.3 (32-row tiles, 4 slices,
+    128 programs) against 11.2; 65 rows 11.9 (32, 2, 120) against 13.6; 97 rows 13.3 (64, 2, 88) against 13.6."""
     packed = H // H_kv if (PACK_GQA if pack_gqa is None else pack_gqa) else 1
-    if block_m is None:
-        block_m = _block_m(m) if packed == 1 else 32 if m <= 64 else 64
-    return packed, block_m, -(-packed * m // block_m)
+    groups = B * H // packed  # programs per key slice and row tile
+    if packed == 1:
+        block_m = _block_m(m) if block_m is None else block_m
+        n_splits = default_splits(m) if n_splits is None else n_splits
+        block_n = BLOCK_N if block_n is None else block_n
+    else:
+        if block_m is None:
+            block_m = next((size for size in (32, 64) if groups * -(-packed * m // size) * 2 <= processors), 64)
+        if n_splits is None:
+            n_splits = 4 if groups * -(-packed * m // block_m) * 4 <= processors else 2
+        block_n = 2 * BLOCK_N if block_n is None else block_n
+    return packed, block_m, -(-packed * m // block_m), n_splits, block_n
 
 
 _ARRIVALS: dict[tuple[torch.device, int], torch.Tensor] = {}
@@ -171,16 +187,16 @@ def _processors(device: torch.device) -> int:
 
 def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                        key_mask: torch.Tensor | None = None, n_splits: int | None = None,
-                       block_m: int | None = None, num_warps: int = 4, block_n: int = BLOCK_N,
+                       block_m: int | None = None, num_warps: int = 4, block_n: int | None = None,
                        num_stages: int | None = None, pack_gqa: bool | None = None) -> torch.Tensor:
     """softmax(q kᵀ / √D) v over the keys whose ``key_mask`` is True (every key when None).
 
     q ``[B, H, m, D]``; keys, values ``[B, H_kv, L, D]`` (H a multiple of H_kv; unit stride over D);
     key_mask ``[B, L]`` bool. Returns ``[B, H, m, D]`` in q's dtype, a transposed view of a contiguous
-    ``[B, m, H, D]`` tensor (the layout the output projection reads). ``n_splits`` (default: enough
-    ``default_splits``) cuts the key range into that many slices of a multiple of 64 keys;
-    ``block_m`` (rows per program, a power of two ≥ 16; default ``_layout``), ``num_warps``,
-    ``block_n`` (keys per inner iteration, a power of two ≥ 16) and ``num_stages`` (Triton's software
+    ``[B, m, H, D]`` tensor (the layout the output projection reads). ``n_splits`` cuts the key range into that
+    many slices of a multiple of ``block_n`` keys; ``block_m`` (rows per program, a power of two ≥ 16),
+    ``num_warps``, ``block_n`` (keys per inner iteration, a power of two ≥ 16; the three default as ``_layout``
+    says) and ``num_stages`` (Triton's software
     pipelining depth; its default when None) tune the programs (``experiments/split_kv_sweep.py`` sweeps them).
     ``pack_gqa`` (default ``PACK_GQA``): with grouped-query attention, one program takes the rows of all the
     query heads that share a key/value head (``_layout``); the same result, row for row, as unpacked.
@@ -193,13 +209,12 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
         raise ValueError(f"split_kv_attention: q {tuple(q.shape)}, keys {tuple(keys.shape)}, values "
                          f"{tuple(values.shape)}: want q [B, H, m, D] and keys = values [B, H_kv, L, D], H % H_kv == 0")
     q, keys, values = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, keys, values))
-    packed, block_m, tiles = _layout(H, H_kv, m, pack_gqa, block_m)
+    packed, block_m, tiles, n_splits, block_n = _layout(B, H, H_kv, m, pack_gqa, block_m, n_splits, block_n,
+                                                        _processors(q.device))
     for name, value in (("block_m", block_m), ("block_n", block_n)):
         if value < 16 or value & (value - 1):
             raise ValueError(f"split_kv_attention: {name}={value}; want a power of two >= 16")
-    if n_splits is None:  # each slice at least one block_n of keys (below)
-        n_splits = default_splits(m)
-    n_splits = max(1, min(n_splits, triton.cdiv(L, block_n)))
+    n_splits = max(1, min(n_splits, triton.cdiv(L, block_n)))  # each slice at least one block_n of keys
     keys_per_split = triton.cdiv(triton.cdiv(L, n_splits), block_n) * block_n
     n_splits = triton.cdiv(L, keys_per_split)
     o_part = torch.empty(B * H * n_splits * m, D, dtype=torch.float32, device=q.device)  # [BH·splits·m, D]

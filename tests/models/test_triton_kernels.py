@@ -315,3 +315,21 @@ def test_split_kv_kernel_compiles_for_hopper(packed):
                                   target=GPUTarget("cuda", 90, 32))
     ptx = compiled.asm["ptx"]
     assert "atom" in ptx and ("mma" in ptx or "wgmma" in ptx)  # the arrival counter and the tensor-core dots
+
+
+def test_split_kv_default_layouts_are_the_measured_ones():
+    """The defaults ``split_kv_attention`` picks on a 132-SM GPU at batch 1 are the configurations the H200 sweep
+    found fastest (results/speed/round9_dev/split_kv_sweep_dream.json): Dream's packed heads in one wave of
+    programs, LLaDA's unpacked layout as before. (query heads per program, row tile, row tiles, slices, keys per
+    iteration)"""
+    from fastdllm.kernels.split_kv_attention import _layout
+
+    def default(H, H_kv, m, pack=None):
+        return _layout(1, H, H_kv, m, pack, None, None, None, 132)
+
+    assert default(28, 4, 33) == (7, 32, 8, 4, 128)  # 128 programs
+    assert default(28, 4, 65) == (7, 32, 15, 2, 128)  # 120
+    assert default(28, 4, 97) == (7, 64, 11, 2, 128)  # 88: 32-row tiles would need two waves
+    assert default(28, 4, 33, pack=False) == (1, 64, 1, 4, 64)
+    assert default(32, 32, 32) == (1, 32, 1, 4, 64)  # no grouped heads: nothing to pack
+    assert default(32, 32, 128) == (1, 64, 2, 2, 64)
