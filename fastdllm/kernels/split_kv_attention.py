@@ -6,10 +6,12 @@ at batch 1 that is 32 programs on a 132-SM H100, and the attention of one layer 
 ~17 MB of keys and values it needs 6 µs for. Splitting the key range as well (flash-decoding, Dao et al.
 2023) gives every SM work: each program attends its query tile to one slice of the keys and writes a partial
 output with its log-sum-exp, and the last program of a query tile to finish (an atomic arrival counter per
-tile) combines the slices exactly (the softmax over the union of the slices), so one launch does it all. Same mathematics as ``scaled_dot_product_attention`` with a key-padding mask (scores in fp32,
-probabilities rounded to the value dtype before the P·V product, as flash-attention does), different
-rounding: ``tests/models/test_split_kv_attention.py`` compares the two, on the CPU through Triton's
-interpreter.
+tile) combines the slices exactly (the softmax over the union of the slices), so one launch does it all. With
+grouped-query heads (Dream: 7 query heads per key/value head) a program stacks the query heads of one key/value
+head as its rows (``pack_gqa``), so each slice of keys is read once for the group. Same mathematics as
+``scaled_dot_product_attention`` with a key-padding mask (scores in fp32, probabilities rounded to the value
+dtype before the P·V product, as flash-attention does), different rounding: ``tests/models/test_triton_kernels.py``
+compares the two, packed and unpacked, on the CPU through Triton's interpreter.
 
 ``attend`` picks the kernel for CUDA tensors when Triton is importable and the shape suits it
 (``use_split_kv``), and ``scaled_dot_product_attention`` otherwise.
