@@ -31,17 +31,19 @@ MAX_QUERY_ROWS = 128  # beyond, SDPA was as fast (prefix-cache windows, round5_d
 BLOCK_N = 64  # keys per inner iteration
 
 
-def use_split_kv(q: torch.Tensor, keys: torch.Tensor, pack_gqa: bool | None = None) -> bool:
+def use_split_kv(q: torch.Tensor, keys: torch.Tensor) -> bool:
     """Whether ``attend`` runs the split-KV kernel for these tensors: Triton present, at most
     ``MAX_QUERY_ROWS`` query rows, a power-of-two head dim in [16, 256], a floating dtype, and few enough
-    batch rows × head groups × row tiles that a flash-attention grid would leave half the SMs idle (measured on
+    batch rows × heads × query tiles that a flash-attention grid would leave half the SMs idle (measured on
     an H100, ``experiments/bench_attention.py``: at batch 1 the split kernel takes 11.9 µs per LLaDA-8B
-    layer against SDPA's 17.3; at batch 4, where SDPA's grid already fills the GPU, 46 µs against 30)."""
+    layer against SDPA's 17.3; at batch 4, where SDPA's grid already fills the GPU, 46 µs against 30). The
+    rule counts heads one by one whatever the layout (``pack_gqa``), so packing changes how the kernel runs,
+    not where."""
     B, H, m, D = q.shape
-    packed, _, tiles, _, _ = _layout(B, H, keys.shape[1], m, pack_gqa, None, None, None, _processors(q.device))
+    tiles = -(-m // _block_m(m))
     return (triton is not None and m <= MAX_QUERY_ROWS and 16 <= D <= 256 and D & (D - 1) == 0
             and q.dtype in (torch.bfloat16, torch.float16, torch.float32) and keys.dtype == q.dtype
-            and B * H // packed * tiles <= _processors(q.device) // 2)
+            and B * H * tiles <= _processors(q.device) // 2)
 
 
 if triton is not None:
@@ -244,7 +246,7 @@ def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, key_mask: 
     """Attention of q ``[B, H, m, D]`` over keys/values ``[B, H_kv, L, D]`` (key_mask ``[B, L]`` or None):
     the split-KV kernel (layout ``pack_gqa``) when ``split_kv`` and the tensors suit it (``use_split_kv``,
     CUDA), else SDPA."""
-    if split_kv and q.is_cuda and use_split_kv(q, keys, pack_gqa):
+    if split_kv and q.is_cuda and use_split_kv(q, keys):
         return split_kv_attention(q, keys, values, key_mask, pack_gqa=pack_gqa)
     mask = None if key_mask is None else key_mask[:, None, None, :]  # [B, 1, 1, L]
     return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=keys.shape[1] != q.shape[1])
