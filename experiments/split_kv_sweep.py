@@ -57,7 +57,8 @@ def main() -> None:
     t0 = time.time()
     gen = torch.Generator(device="cuda").manual_seed(0)
     out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/split_kv_sweep.py", "shapes": []}
+           "commit": os.environ.get("FASTDLLM_COMMIT"),
+           "command": "python experiments/split_kv_sweep.py " + " ".join(sys.argv[1:]), "shapes": []}
     for name, H, H_kv, m in (shape for shape in SHAPES if shape[0] in wanted):
         q = torch.randn(1, m, H, D, device="cuda", dtype=torch.bfloat16, generator=gen).transpose(1, 2)  # the model's layout
         keys = torch.randn(1, H_kv, KEYS, D, device="cuda", dtype=torch.bfloat16, generator=gen)

@@ -138,10 +138,7 @@ def _block_m(m: int) -> int:
     return 16 if m <= 16 else 32 if m <= 32 else 64
 
 
-PACK_GQA = True  # default of ``split_kv_attention``'s ``pack_gqa``
-
-
-def _layout(B: int, H: int, H_kv: int, m: int, pack_gqa: bool | None, block_m: int | None, n_splits: int | None,
+def _layout(B: int, H: int, H_kv: int, m: int, pack_gqa: bool, block_m: int | None, n_splits: int | None,
             block_n: int | None, processors: int) -> tuple[int, int, int, int, int]:
     """(query heads per program, rows per program tile, row tiles per head group, key slices, keys per
     iteration) for B batch rows, H query heads over H_kv key/value heads and m query rows; None picks the default.
@@ -153,7 +150,7 @@ def _layout(B: int, H: int, H_kv: int, m: int, pack_gqa: bool | None, block_m: i
     Measured on an H200 at Dream-7B's 28 / 4 heads over 1024 keys (``experiments/split_kv_sweep.py``,
     results/speed/round9_dev/, µs per layer, against the unpacked default): 33 rows 9.3 (32-row tiles, 4 slices,
     128 programs) against 11.2; 65 rows 11.9 (32, 2, 120) against 13.6; 97 rows 13.3 (64, 2, 88) against 13.6."""
-    packed = H // H_kv if (PACK_GQA if pack_gqa is None else pack_gqa) else 1
+    packed = H // H_kv if pack_gqa else 1
     groups = B * H // packed  # programs per key slice and row tile
     if packed == 1:
         block_m = _block_m(m) if block_m is None else block_m
@@ -192,7 +189,7 @@ def _processors(device: torch.device) -> int:
 def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                        key_mask: torch.Tensor | None = None, n_splits: int | None = None,
                        block_m: int | None = None, num_warps: int = 4, block_n: int | None = None,
-                       num_stages: int | None = None, pack_gqa: bool | None = None) -> torch.Tensor:
+                       num_stages: int | None = None, pack_gqa: bool = True) -> torch.Tensor:
     """softmax(q kᵀ / √D) v over the keys whose ``key_mask`` is True (every key when None).
 
     q ``[B, H, m, D]``; keys, values ``[B, H_kv, L, D]`` (H a multiple of H_kv; unit stride over D);
@@ -202,7 +199,7 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
     ``num_warps``, ``block_n`` (keys per inner iteration, a power of two ≥ 16; the three default as ``_layout``
     says) and ``num_stages`` (Triton's software
     pipelining depth; its default when None) tune the programs (``experiments/split_kv_sweep.py`` sweeps them).
-    ``pack_gqa`` (default ``PACK_GQA``): with grouped-query attention, one program takes the rows of all the
+    ``pack_gqa`` (the default): with grouped-query attention, one program takes the rows of all the
     query heads that share a key/value head (``_layout``); the same result, row for row, as unpacked.
     """
     if triton is None:
@@ -242,7 +239,7 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
 
 
 def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, key_mask: torch.Tensor | None,
-           split_kv: bool, pack_gqa: bool | None = None) -> torch.Tensor:
+           split_kv: bool, pack_gqa: bool = True) -> torch.Tensor:
     """Attention of q ``[B, H, m, D]`` over keys/values ``[B, H_kv, L, D]`` (key_mask ``[B, L]`` or None):
     the split-KV kernel (layout ``pack_gqa``) when ``split_kv`` and the tensors suit it (``use_split_kv``,
     CUDA), else SDPA."""

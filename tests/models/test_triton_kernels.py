@@ -324,7 +324,7 @@ def test_split_kv_default_layouts_are_the_measured_ones():
     iteration)"""
     from fastdllm.kernels.split_kv_attention import _layout
 
-    def default(H, H_kv, m, pack=None):
+    def default(H, H_kv, m, pack=True):
         return _layout(1, H, H_kv, m, pack, None, None, None, 132)
 
     assert default(28, 4, 33) == (7, 32, 8, 4, 128)  # 128 programs
