@@ -1,0 +1,311 @@
+"""Where a decode's wall time goes, forward by forward, and whether the GPU keeps its pace through a long run.
+
+``bench_gpu.py`` times whole decodes and single forwards; this script splits a decode's wall time into its forwards
+and what lies between them, and compares each forward with the same forward replayed alone:
+
+- **timeline**: one decode per cache (after a warm-up decode that captures graphs and compiles), with a CUDA event
+  pair around every ``forward_step``. Per forward: its GPU time inside the decode; per gap: the time from one
+  forward's end to the next one's start (the step's proposal, selection and commit kernels, plus any wait for
+  the host). Then every distinct window of that decode replayed alone, back to back, on the same buffers: the
+  forward's time without the decode around it;
+- **sustained** (``--sustain-s``): the ``bench_floors.ceilings`` matmul (8192³ bf16) and one forward (the
+  widest cached window of the first cache given) replayed back to back for that many seconds each, timed per
+  call: the rate at the start, as the floors measure it, against the rate after seconds of load;
+- **clocks**: on a GPU with ``nvidia-smi``, the SM clock, memory clock, power draw, temperature and active
+  clock-event (throttle) reasons sampled every 100 ms through all of it, each sample tagged with the phase it fell in.
+
+    python experiments/decode_timeline.py --family llada --caches none,prefix,dual --out $OUT/timeline_llada.json
+    python experiments/decode_timeline.py --small --device cpu --sustain-s 0.2   # a CPU smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import fastdllm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_floors import Floors, build_model, ceilings  # noqa: E402
+from bench_modes import set_mode  # noqa: E402
+
+from fastdllm.evaluation import torch_info  # noqa: E402
+
+SMI_FIELDS = ("timestamp", "clocks.sm", "clocks.mem", "power.draw", "temperature.gpu", "clocks_event_reasons.active")
+
+
+class Stopwatch:
+    """Marks on the device's timeline: CUDA events on a GPU (no sync when marking), the host clock on the CPU
+    (whose ops finish before they return)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+
+    def mark(self):
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def ms(self, a, b) -> float:
+        """Milliseconds from mark ``a`` to mark ``b`` (synchronises on ``b`` on a GPU)."""
+        if not self.cuda:
+            return 1000 * (b - a)
+        b.synchronize()
+        return a.elapsed_time(b)
+
+
+class ForwardClock:
+    """Wraps ``model.forward_step`` (an instance attribute shadowing the method) and marks each call's start and
+    end; ``calls`` keeps (positional args, keyword args, start mark, end mark) of each forward."""
+
+    def __init__(self, model, watch: Stopwatch) -> None:
+        self.model, self.watch, self.calls = model, watch, []
+        self.inner = model.forward_step
+
+    def __enter__(self) -> "ForwardClock":
+        def timed(*args, **kwargs):
+            start = self.watch.mark()
+            logits = self.inner(*args, **kwargs)
+            self.calls.append((args, kwargs, start, self.watch.mark()))
+            return logits
+
+        self.model.forward_step = timed
+        return self
+
+    def __exit__(self, *exc) -> None:
+        del self.model.forward_step  # the class's method again
+
+
+class ClockSampler:
+    """``nvidia-smi`` sampling ``SMI_FIELDS`` every ``period_ms`` into a temporary file while running; absent
+    (``available`` False, ``why`` set) where there is no ``nvidia-smi`` or it refuses a field."""
+
+    def __init__(self, period_ms: int = 100) -> None:
+        self.period_ms, self.proc, self.samples, self.why = period_ms, None, [], None
+        self.phases: list[tuple[str, float, float]] = []  # (name, start, end) in time.time() seconds
+
+    def start(self) -> "ClockSampler":
+        for reasons in ("clocks_event_reasons.active", "clocks_throttle_reasons.active"):  # newer, older drivers
+            fields = (*SMI_FIELDS[:-1], reasons)
+            query = ["nvidia-smi", "--query-gpu=" + ",".join(fields), "--format=csv,noheader,nounits", "-i", "0"]
+            try:
+                probe = subprocess.run(query, capture_output=True, text=True, timeout=20)
+            except (OSError, subprocess.TimeoutExpired) as err:
+                self.why = f"nvidia-smi: {err}"
+                return self
+            if probe.returncode == 0:
+                break
+            self.why = f"nvidia-smi refused the query: {probe.stdout.strip()[:200]} {probe.stderr.strip()[:200]}"
+        else:
+            return self
+        self.why, self.fields = None, fields
+        self.file = tempfile.NamedTemporaryFile("w+", suffix=".csv", delete=False)
+        self.proc = subprocess.Popen([*query, f"-lms={self.period_ms}"], stdout=self.file, stderr=subprocess.DEVNULL)
+        return self
+
+    @property
+    def available(self) -> bool:
+        return self.proc is not None
+
+    def phase(self, name: str):
+        sampler = self
+
+        class _Phase:
+            def __enter__(self):
+                self.t0 = time.time()
+
+            def __exit__(self, *exc):
+                sampler.phases.append((name, self.t0, time.time()))
+
+        return _Phase()
+
+    def stop(self) -> dict:
+        if not self.available:
+            return {"available": False, "why": self.why}
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self.file.seek(0)
+        rows = [line.split(", ") for line in self.file.read().splitlines() if line.strip()]
+        os.unlink(self.file.name)
+        return {"available": True, "period_ms": self.period_ms, "fields": list(self.fields),
+                "by_phase": summarise_samples(rows, self.phases)}
+
+
+def smi_time(stamp: str) -> float:
+    """``nvidia-smi``'s local timestamp ("2026/12/03 12:34:56.789") as time.time() seconds."""
+    return datetime.datetime.strptime(stamp.strip(), "%Y/%m/%d %H:%M:%S.%f").timestamp()
+
+
+def summarise_samples(rows: list[list[str]], phases: list[tuple[str, float, float]]) -> dict:
+    """Per phase: sample count, median / min SM clock (MHz), median memory clock, median / max power (W), max
+    temperature (°C), and each clock-event reasons mask seen with its count."""
+    out = {}
+    for name, t0, t1 in phases:
+        inside = []
+        for row in rows:
+            try:
+                when = smi_time(row[0])
+                sm, mem, power, temp = (float(v) for v in row[1:5])
+            except (ValueError, IndexError):
+                continue
+            if t0 <= when <= t1:
+                inside.append((sm, mem, power, temp, row[5].strip() if len(row) > 5 else ""))
+        if not inside:
+            out[name] = {"samples": 0}
+            continue
+        sm, mem, power, temp, reasons = zip(*inside)
+        out[name] = {"samples": len(inside), "sm_mhz_median": statistics.median(sm), "sm_mhz_min": min(sm),
+                     "mem_mhz_median": statistics.median(mem), "power_w_median": statistics.median(power),
+                     "power_w_max": max(power), "temperature_c_max": max(temp),
+                     "event_reasons": {r: reasons.count(r) for r in sorted(set(reasons))}}
+    return out
+
+
+def timeline(model, prompt, cache: str, k: int, args, floors: Floors, watch: Stopwatch) -> dict:
+    """One warm decode with every forward marked, then its windows replayed alone on the same buffers."""
+    decoder = fastdllm.DiffusionDecoder(model, cache=cache, unmask={"name": "fixed", "steps": args.gen_length // k},
+                                        gen_length=args.gen_length, block_length=args.block_length)
+    decoder.generate(prompt)  # warm-up: captures graphs, compiles
+    with ForwardClock(model, watch) as clock:
+        result = decoder.generate(prompt)
+    forwards = [{"rows": a[2] - a[1], "ms": watch.ms(s, e)} for a, _, s, e in clock.calls]
+    gaps = [watch.ms(clock.calls[i][3], clock.calls[i + 1][2]) for i in range(len(clock.calls) - 1)]
+    wall_ms = 1000 * result.wall_time_s
+    by_window: dict[tuple, dict] = {}
+    for (a, kw, _, _), f in zip(clock.calls, forwards):
+        entry = by_window.setdefault((a[1], a[2], a[6], a[7]), {"args": (a, kw), "in_decode_ms": []})
+        entry["in_decode_ms"].append(f["ms"])
+    windows = []
+    for (start, end, _, _), entry in sorted(by_window.items(), key=lambda kv: kv[0][1] - kv[0][0]):
+        a, kw = entry.pop("args")
+        with torch.inference_mode():
+            for _ in range(2):
+                model.forward_step(*a, **kw)
+            marks = [watch.mark()]
+            for _ in range(args.alone_repeats):
+                model.forward_step(*a, **kw)
+                marks.append(watch.mark())
+        alone = [watch.ms(marks[i], marks[i + 1]) for i in range(len(marks) - 1)]
+        in_decode = entry["in_decode_ms"]
+        windows.append({"start": start, "end": end, "rows": end - start, "forwards": len(in_decode),
+                        "in_decode_ms_median": statistics.median(in_decode), "alone_ms_median": statistics.median(alone),
+                        "floor_ms": None if floors.forward_s(end - start) is None else 1000 * floors.forward_s(end - start)})
+    forward_ms = sum(f["ms"] for f in forwards)
+    alone_sum = sum(w["alone_ms_median"] * w["forwards"] for w in windows)
+    decoder.release()
+    return {"cache": cache, "tokens_per_step": k, "nfe": result.nfe, "wall_ms": wall_ms,
+            "forward_ms_sum": forward_ms, "gap_ms_sum": sum(gaps), "gap_ms_median": statistics.median(gaps) if gaps else 0.0,
+            "alone_ms_sum": alone_sum, "unaccounted_ms": wall_ms - forward_ms - sum(gaps),
+            "in_decode_over_alone": forward_ms / alone_sum, "windows": windows,
+            "forward_ms_series": [round(f["ms"], 4) for f in forwards]}
+
+
+def sustained(fn, seconds: float, watch: Stopwatch, head: int = 20) -> dict:
+    """Call ``fn`` back to back for ``seconds``, timing each call: the median of the first ``head`` calls against
+    the median of the calls in the last quarter of the run."""
+    fn()
+    marks, t0 = [watch.mark()], time.perf_counter()
+    while time.perf_counter() - t0 < seconds or len(marks) < 2 * head + 1:
+        fn()
+        marks.append(watch.mark())
+        if len(marks) % 50 == 0 and watch.cuda:
+            marks[-1].synchronize()  # keep the host within ~50 calls of the device so the run lasts ``seconds``
+    ms = [watch.ms(marks[i], marks[i + 1]) for i in range(len(marks) - 1)]
+    tail = ms[-max(1, len(ms) // 4):]
+    return {"calls": len(ms), "seconds": sum(ms) / 1000, "first_ms_median": statistics.median(ms[:head]),
+            "last_quarter_ms_median": statistics.median(tail), "slowdown": statistics.median(tail) / statistics.median(ms[:head]),
+            "ms_series_every_10th": [round(v, 4) for v in ms[::10]]}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=None)
+    p.add_argument("--family", default="llada")
+    p.add_argument("--mode", default="kernels", help="a bench_gpu.py mode (tuned modes are not tuned here)")
+    p.add_argument("--caches", default="prefix,dual")
+    p.add_argument("--k", type=int, default=1, help="tokens per step")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--small", action="store_true", help="a tiny config (CPU smoke runs)")
+    p.add_argument("--prompt-length", type=int, default=768)
+    p.add_argument("--gen-length", type=int, default=256)
+    p.add_argument("--block-length", type=int, default=32)
+    p.add_argument("--alone-repeats", type=int, default=10)
+    p.add_argument("--sustain-s", type=float, default=5.0, help="seconds of each sustained run (0: none)")
+    args = p.parse_args(argv)
+    if args.small:
+        args.prompt_length, args.gen_length, args.block_length = min(args.prompt_length, 16), min(args.gen_length, 16), min(args.block_length, 4)
+    if args.gen_length % args.k:
+        raise SystemExit(f"--k {args.k} must divide --gen-length {args.gen_length}")
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    t0 = time.time()
+    sampler = ClockSampler().start() if device.type == "cuda" else ClockSampler()
+    model = build_model(args.family, args.small, args.device, dtype)
+    params = sum(t.numel() for t in model.parameters())
+    watch = Stopwatch(device)
+    with sampler.phase("ceilings"):
+        ceil = ceilings(args.device)
+    floors = Floors(params, params * torch.finfo(dtype).bits // 8, ceil)
+    set_mode(model, args.mode if device.type == "cuda" else "plain")
+    prompt = torch.randint(0, model.mask_token_id, (1, args.prompt_length), generator=torch.Generator().manual_seed(0))
+    prompt = prompt.to(device)
+    out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/decode_timeline.py " + " ".join(sys.argv[1:] if argv is None else argv),
+           "family": args.family, "mode": args.mode, "ceilings": ceil, "params": params, "settings": {
+               "prompt_length": args.prompt_length, "gen_length": args.gen_length, "block_length": args.block_length,
+               "tokens_per_step": args.k, "alone_repeats": args.alone_repeats, "sustain_s": args.sustain_s},
+           "timelines": [], "sustained": {}}
+    caches = [c.strip() for c in args.caches.split(",") if c.strip()]
+    for cache in caches:
+        with sampler.phase(f"decode {cache}"):
+            row = timeline(model, prompt, cache, args.k, args, floors, watch)
+        out["timelines"].append(row)
+        print(cache, {k: round(v, 3) for k, v in row.items() if isinstance(v, float)}, flush=True)
+    if args.sustain_s > 0:
+        if device.type == "cuda":
+            a = torch.randn(8192, 8192, dtype=torch.bfloat16, device=device)  # [8192, 8192]
+            b = torch.randn_like(a)
+            with sampler.phase("sustained matmul"):
+                out["sustained"]["matmul_8192"] = sustained(lambda: a @ b, args.sustain_s, watch)
+            del a, b
+        widest = max(out["timelines"][0]["windows"], key=lambda w: w["rows"] if w["rows"] < args.prompt_length + args.gen_length else -1)
+        decoder = fastdllm.DiffusionDecoder(model, cache=caches[0], unmask={"name": "fixed", "steps": args.gen_length // args.k},
+                                            gen_length=args.gen_length, block_length=args.block_length)
+        decoder.generate(prompt)
+        canvas, _, position_ids, store = decoder._buffers[1:]
+        P = args.prompt_length
+        block = (widest["start"] + model.logit_shift - P) // args.block_length
+        first = P + block * args.block_length
+
+        def forward():
+            with torch.inference_mode():
+                model.forward_step(canvas, widest["start"], widest["end"], store, position_ids, None, first, first + args.block_length)
+
+        with sampler.phase(f"sustained forward {widest['rows']} rows"):
+            out["sustained"][f"forward_{widest['rows']}_rows"] = sustained(forward, args.sustain_s, watch)
+        decoder.release()
+        for name, row in out["sustained"].items():
+            print("sustained", name, {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}, flush=True)
+    out["clocks"] = sampler.stop()
+    out["seconds"] = time.time() - t0
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        import json
+
+        Path(args.out).write_text(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()
