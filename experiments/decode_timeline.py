@@ -11,6 +11,9 @@ and what lies between them, and compares each forward with the same forward repl
 - **sustained** (``--sustain-s``): the ``bench_floors.ceilings`` matmul (8192³ bf16) and one forward (the
   widest cached window of the first cache given) replayed back to back for that many seconds each, timed per
   call: the rate at the start, as the floors measure it, against the rate after seconds of load;
+- **gaps** (``--trace-blocks N``): one more decode of N blocks under ``torch.profiler`` (CPU and CUDA), its trace
+  read back: for each pair of consecutive forwards (CUDA-graph launches), the kernels between them, the time the
+  GPU sat idle, and on the host the time from the step's sync returning to the next graph launch;
 - **clocks**: on a GPU with ``nvidia-smi``, the SM clock, memory clock, power draw, temperature and active
   clock-event (throttle) reasons sampled every 100 ms through all of it, each sample tagged with the phase it fell in.
 
@@ -21,6 +24,7 @@ and what lies between them, and compares each forward with the same forward repl
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import os
 import statistics
@@ -211,6 +215,73 @@ def timeline(model, prompt, cache: str, k: int, args, floors: Floors, watch: Sto
             "forward_ms_series": [round(f["ms"], 4) for f in forwards]}
 
 
+SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpyAsync", "cudaMemcpy")
+
+
+def gap_anatomy(trace: dict) -> dict:
+    """From a chrome trace of a graphed decode: per gap between consecutive ``cudaGraphLaunch`` forwards, the GPU
+    time from one forward's last kernel to the next one's first, the kernels launched in between (their busy time
+    and count), the idle rest, and on the host the time from the last synchronising call's return to the next
+    graph launch and that launch's own duration. Medians over the gaps, µs."""
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    runtime = sorted((e for e in events if e.get("cat") == "cuda_runtime"), key=lambda e: e["ts"])
+    kernels = sorted((e for e in events if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")), key=lambda e: e["ts"])
+    launches = [e for e in runtime if e.get("name") == "cudaGraphLaunch"]
+    graph_ids = {e["args"].get("correlation") for e in launches}
+    spans = {}
+    for k in kernels:
+        c = k.get("args", {}).get("correlation")
+        if c in graph_ids:
+            lo, hi = spans.get(c, (float("inf"), 0.0))
+            spans[c] = (min(lo, k["ts"]), max(hi, k["ts"] + k.get("dur", 0)))
+    others = [k for k in kernels if k.get("args", {}).get("correlation") not in graph_ids]
+    syncs = [e for e in runtime if e.get("name") in SYNC_CALLS]
+    rows, names = [], collections.Counter()
+    for a, b in zip(launches, launches[1:]):
+        ca, cb = a["args"].get("correlation"), b["args"].get("correlation")
+        if ca not in spans or cb not in spans:
+            continue
+        end, start = spans[ca][1], spans[cb][0]
+        between = [k for k in others if end <= k["ts"] < start]
+        busy = sum(k.get("dur", 0) for k in between)
+        names.update(k["name"][:60] for k in between)
+        before = [s for s in syncs if s["ts"] + s.get("dur", 0) <= b["ts"]]
+        host = b["ts"] - (before[-1]["ts"] + before[-1].get("dur", 0)) if before else None
+        rows.append({"gap_us": start - end, "kernels": len(between), "busy_us": busy, "idle_us": start - end - busy,
+                     "host_sync_to_launch_us": host, "launch_call_us": b.get("dur", 0),
+                     "launch_to_first_kernel_us": start - b["ts"]})
+    med = lambda key: statistics.median(r[key] for r in rows if r[key] is not None) if rows else None  # noqa: E731
+    keys = ("gap_us", "kernels", "busy_us", "idle_us", "host_sync_to_launch_us", "launch_call_us", "launch_to_first_kernel_us")
+    return {"gaps": len(rows), "median": {k: med(k) for k in keys},
+            "kernels_between_per_gap": {n: c / max(1, len(rows)) for n, c in names.most_common(40)}}
+
+
+def trace_steps(model, prompt, cache: str, k: int, blocks: int, args, out_dir: Path | None) -> dict:
+    """A warm decode of ``blocks`` blocks under the profiler; ``gap_anatomy`` of its trace (saved gzipped)."""
+    import gzip
+    import json
+
+    from torch.profiler import ProfilerActivity, profile
+
+    gen_length = blocks * args.block_length
+    decoder = fastdllm.DiffusionDecoder(model, cache=cache, unmask={"name": "fixed", "steps": gen_length // k},
+                                        gen_length=gen_length, block_length=args.block_length)
+    decoder.generate(prompt)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if prompt.is_cuda else [])
+    with profile(activities=activities) as prof:
+        decoder.generate(prompt)
+    decoder.release()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "trace.json"
+        prof.export_chrome_trace(str(path))
+        trace = json.loads(path.read_text())
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            with gzip.open(out_dir / f"trace_{cache}_k{k}.json.gz", "wt") as f:
+                f.write(path.read_text())
+    return {"cache": cache, "tokens_per_step": k, "blocks": blocks, **gap_anatomy(trace)}
+
+
 def sustained(fn, seconds: float, watch: Stopwatch, head: int = 20) -> dict:
     """Call ``fn`` back to back for ``seconds``, timing each call: the median of the first ``head`` calls against
     the median of the calls in the last quarter of the run."""
@@ -242,6 +313,7 @@ def main(argv=None) -> dict:
     p.add_argument("--block-length", type=int, default=32)
     p.add_argument("--alone-repeats", type=int, default=10)
     p.add_argument("--sustain-s", type=float, default=5.0, help="seconds of each sustained run (0: none)")
+    p.add_argument("--trace-blocks", type=int, default=0, help="profile a decode of this many blocks per cache (0: none)")
     args = p.parse_args(argv)
     if args.small:
         args.prompt_length, args.gen_length, args.block_length = min(args.prompt_length, 16), min(args.gen_length, 16), min(args.block_length, 4)
@@ -272,6 +344,14 @@ def main(argv=None) -> dict:
             row = timeline(model, prompt, cache, args.k, args, floors, watch)
         out["timelines"].append(row)
         print(cache, {k: round(v, 3) for k, v in row.items() if isinstance(v, float)}, flush=True)
+    if args.trace_blocks:
+        out["gap_anatomy"] = []
+        for cache in caches:
+            with sampler.phase(f"trace {cache}"):
+                row = trace_steps(model, prompt, cache, args.k, args.trace_blocks, args,
+                                  Path(args.out).parent if args.out else None)
+            out["gap_anatomy"].append(row)
+            print("gaps", cache, row["gaps"], row["median"], flush=True)
     if args.sustain_s > 0:
         if device.type == "cuda":
             a = torch.randn(8192, 8192, dtype=torch.bfloat16, device=device)  # [8192, 8192]
