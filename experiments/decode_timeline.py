@@ -176,13 +176,36 @@ def summarise_samples(rows: list[list[str]], phases: list[tuple[str, float, floa
     return out
 
 
-def timeline(model, prompt, cache: str, k: int, args, floors: Floors, watch: Stopwatch) -> dict:
-    """One warm decode with every forward marked, then its windows replayed alone on the same buffers."""
+class EagerCommit:
+    """Within the block, the decoder commits with the PyTorch ops even where the one-launch kernel would serve
+    (``fastdllm.core.commit``): the A/B of ``--commits``."""
+
+    def __enter__(self):
+        from fastdllm.core import commit
+
+        self.saved, commit._fused = commit._fused, lambda *a, **k: False
+
+    def __exit__(self, *exc):
+        from fastdllm.core import commit
+
+        commit._fused = self.saved
+
+
+def timeline(model, prompt, cache: str, k: int, args, floors: Floors, watch: Stopwatch, sampler=None,
+             commit: str = "fused") -> dict:
+    """One warm decode with every forward marked, then its windows replayed alone on the same buffers.
+    ``commit`` "eager": the decoder's commit in PyTorch ops (``EagerCommit``)."""
+    import contextlib
+    import hashlib
+
+    sampler = sampler or ClockSampler()
     decoder = fastdllm.DiffusionDecoder(model, cache=cache, unmask={"name": "fixed", "steps": args.gen_length // k},
                                         gen_length=args.gen_length, block_length=args.block_length)
-    decoder.generate(prompt)  # warm-up: captures graphs, compiles
-    with ForwardClock(model, watch) as clock:
-        result = decoder.generate(prompt)
+    with EagerCommit() if commit == "eager" else contextlib.nullcontext():
+        with sampler.phase(f"warm-up {cache} {commit}"):
+            decoder.generate(prompt)  # captures graphs, compiles
+        with sampler.phase(f"decode {cache} {commit}"), ForwardClock(model, watch) as clock:
+            result = decoder.generate(prompt)
     forwards = [{"rows": a[2] - a[1], "ms": watch.ms(s, e)} for a, _, s, e in clock.calls]
     gaps = [watch.ms(clock.calls[i][3], clock.calls[i + 1][2]) for i in range(len(clock.calls) - 1)]
     wall_ms = 1000 * result.wall_time_s
@@ -191,6 +214,8 @@ def timeline(model, prompt, cache: str, k: int, args, floors: Floors, watch: Sto
         entry = by_window.setdefault((a[1], a[2], a[6], a[7]), {"args": (a, kw), "in_decode_ms": []})
         entry["in_decode_ms"].append(f["ms"])
     windows = []
+    alone_phase = sampler.phase(f"alone {cache} {commit}")
+    alone_phase.__enter__()
     for (start, end, _, _), entry in sorted(by_window.items(), key=lambda kv: kv[0][1] - kv[0][0]):
         a, kw = entry.pop("args")
         with torch.inference_mode():
@@ -205,10 +230,15 @@ def timeline(model, prompt, cache: str, k: int, args, floors: Floors, watch: Sto
         windows.append({"start": start, "end": end, "rows": end - start, "forwards": len(in_decode),
                         "in_decode_ms_median": statistics.median(in_decode), "alone_ms_median": statistics.median(alone),
                         "floor_ms": None if floors.forward_s(end - start) is None else 1000 * floors.forward_s(end - start)})
+    alone_phase.__exit__(None, None, None)
     forward_ms = sum(f["ms"] for f in forwards)
     alone_sum = sum(w["alone_ms_median"] * w["forwards"] for w in windows)
     decoder.release()
-    return {"cache": cache, "tokens_per_step": k, "nfe": result.nfe, "wall_ms": wall_ms,
+    stats = [result.nfe_per_row, result.refresh_per_row, result.commit_forward, result.sequences]
+    return {"cache": cache, "tokens_per_step": k, "commit": commit, "nfe": result.nfe, "wall_ms": wall_ms,
+            "tokens_sha1": hashlib.sha1(result.sequences.cpu().numpy().tobytes()).hexdigest(),
+            "tallies_sha1": hashlib.sha1(b"".join(t.cpu().numpy().tobytes() for t in stats)
+                                         + bytes([result.forced_commits % 256, result.bound_flushes % 256])).hexdigest(),
             "forward_ms_sum": forward_ms, "gap_ms_sum": sum(gaps), "gap_ms_median": statistics.median(gaps) if gaps else 0.0,
             "alone_ms_sum": alone_sum, "unaccounted_ms": wall_ms - forward_ms - sum(gaps),
             "in_decode_over_alone": forward_ms / alone_sum, "windows": windows,
@@ -305,7 +335,8 @@ def main(argv=None) -> dict:
     p.add_argument("--family", default="llada")
     p.add_argument("--mode", default="kernels", help="a bench_gpu.py mode (tuned modes are not tuned here)")
     p.add_argument("--caches", default="prefix,dual")
-    p.add_argument("--k", type=int, default=1, help="tokens per step")
+    p.add_argument("--ks", default="1", help="tokens per step, comma-separated")
+    p.add_argument("--commits", default="fused", help="fused,eager: the decoder's commit kernel, its PyTorch ops, or both")
     p.add_argument("--device", default="cuda")
     p.add_argument("--small", action="store_true", help="a tiny config (CPU smoke runs)")
     p.add_argument("--prompt-length", type=int, default=768)
@@ -317,8 +348,10 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     if args.small:
         args.prompt_length, args.gen_length, args.block_length = min(args.prompt_length, 16), min(args.gen_length, 16), min(args.block_length, 4)
-    if args.gen_length % args.k:
-        raise SystemExit(f"--k {args.k} must divide --gen-length {args.gen_length}")
+    bad = [k for k in args.ks.split(",") if args.gen_length % int(k)]
+    if bad:
+        raise SystemExit(f"--ks {bad} must divide --gen-length {args.gen_length}")
+    args.k = int(args.ks.split(",")[0])  # the traces' and the sustained forward's
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     t0 = time.time()
@@ -336,14 +369,16 @@ def main(argv=None) -> dict:
            "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/decode_timeline.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "family": args.family, "mode": args.mode, "ceilings": ceil, "params": params, "settings": {
                "prompt_length": args.prompt_length, "gen_length": args.gen_length, "block_length": args.block_length,
-               "tokens_per_step": args.k, "alone_repeats": args.alone_repeats, "sustain_s": args.sustain_s},
+               "tokens_per_step": args.ks, "commits": args.commits, "alone_repeats": args.alone_repeats, "sustain_s": args.sustain_s},
            "timelines": [], "sustained": {}}
     caches = [c.strip() for c in args.caches.split(",") if c.strip()]
-    for cache in caches:
-        with sampler.phase(f"decode {cache}"):
-            row = timeline(model, prompt, cache, args.k, args, floors, watch)
-        out["timelines"].append(row)
-        print(cache, {k: round(v, 3) for k, v in row.items() if isinstance(v, float)}, flush=True)
+    for k in [int(v) for v in args.ks.split(",")]:
+        for cache in caches:
+            for commit in [c.strip() for c in args.commits.split(",") if c.strip()]:
+                row = timeline(model, prompt, cache, k, args, floors, watch, sampler, commit)
+                out["timelines"].append(row)
+                print(cache, k, commit, {key: round(v, 3) for key, v in row.items() if isinstance(v, float)},
+                      row["tokens_sha1"][:10], row["tallies_sha1"][:10], flush=True)
     if args.trace_blocks:
         out["gap_anatomy"] = []
         for cache in caches:

@@ -15,10 +15,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from fastdllm.core.commit import Tallies, commit_step
 from fastdllm.core.config import DecodeConfig, decode_config
 from fastdllm.core.kv_store import NoStore
 from fastdllm.core.model_api import DiffusionModel, left_pad
-from fastdllm.core.policy import CachePolicy, UnmaskPolicy, at_least_one
+from fastdllm.core.policy import CachePolicy, UnmaskPolicy
 from fastdllm.core.proposal import Proposal
 from fastdllm.core.result import GenerationResult
 from fastdllm.core.step import Layout, Observation, Plan, Step
@@ -90,11 +91,7 @@ class DiffusionDecoder:
         key_mask = None if bool(prompt_mask.all()) else real
         rows = canvas[:batch]  # [B, L] view: the conditional rows, the ones returned
 
-        nfe_per_row = torch.zeros(batch, dtype=torch.long, device=device)  # [B]
-        refresh_per_row = torch.zeros(batch, dtype=torch.long, device=device)  # [B]
-        flushes = torch.zeros((), dtype=torch.long, device=device)
-        commit_forward = torch.zeros((batch, G), dtype=torch.long, device=device)  # [B, G]
-        forced = torch.zeros((), dtype=torch.long, device=device)
+        tallies = Tallies.zeros(batch, G, device)  # per-row forwards, refreshes, commit stamps; forced, flushes
         nfe = refreshes = recomputed = blocks_done = 0
         end_ids = torch.tensor(model.end_token_ids, device=device)  # [E]
         self.cache.begin(layout)
@@ -119,20 +116,9 @@ class DiffusionDecoder:
                     logits = uncond + (cfg.cfg_scale + 1) * (cond - uncond)  # [B, block, V]
                 logits[..., model.mask_token_id] = float("-inf")  # the mask token is never a candidate
                 proposal = self.unmask.propose(logits, masked, step)
-                chosen = _checked_selection(self.unmask.select(proposal, step), masked, self.unmask) & masked
-                commit = at_least_one(chosen, proposal)  # progress, enforced here only
-                forced += (commit.any(-1) & ~chosen.any(-1)).sum()
-                if index == cfg.steps_bound - 1:  # the bound: the last allowed forward commits every mask
-                    flushes += (masked & ~commit).any(-1).sum()
-                    commit = masked
-                write, tokens = (commit.repeat(2, 1), proposal.tokens.repeat(2, 1)) if guided else (commit, proposal.tokens)
-                canvas[:, start:end] = torch.where(write, tokens, canvas[:, start:end])  # the one canvas write
-
-                active = masked.any(-1)  # [B]
-                nfe_per_row += active
-                refresh_per_row += active & plan.refresh
-                gen_slice = commit_forward[:, start - P:end - P]
-                gen_slice.copy_(torch.where(commit, nfe_per_row[:, None], gen_slice))
+                chosen = _checked_selection(self.unmask.select(proposal, step), masked, self.unmask)
+                commit = commit_step(chosen, proposal, masked, canvas, start, start - P, tallies, plan.refresh,
+                                     last=index == cfg.steps_bound - 1)  # [B, block]
                 drift = nfe > 0 and self.cache.wants_drift  # the first forward overwrote an empty store
                 self.cache.observe(Observation(step, plan, proposal, commit, store.key_drift if drift else None,
                                                store.value_drift if drift else None))
@@ -149,12 +135,13 @@ class DiffusionDecoder:
             torch.cuda.synchronize(device)
         wall = time.perf_counter() - started
 
-        first_end, answer_nfe = _answer_stats(rows[:, P:], end_ids, commit_forward)
+        first_end, answer_nfe = _answer_stats(rows[:, P:], end_ids, tallies.commit_forward)
         decode = getattr(model, "decode", None)
         return GenerationResult(
-            sequences=rows.clone(), prompt_length=P, nfe=nfe, refresh_forwards=refreshes, nfe_per_row=nfe_per_row,
-            refresh_per_row=refresh_per_row, first_end=first_end, answer_nfe=answer_nfe,
-            commit_forward=commit_forward, forced_commits=int(forced), bound_flushes=int(flushes),
+            sequences=rows.clone(), prompt_length=P, nfe=nfe, refresh_forwards=refreshes,
+            nfe_per_row=tallies.nfe_per_row, refresh_per_row=tallies.refresh_per_row, first_end=first_end,
+            answer_nfe=answer_nfe, commit_forward=tallies.commit_forward, forced_commits=int(tallies.forced),
+            bound_flushes=int(tallies.flushes),
             wall_time_s=wall, blocks_decoded=blocks_done, recomputed_positions=recomputed,
             decode_text=decode if getattr(model, "tokenizer", None) is not None else None,
         )
