@@ -46,6 +46,7 @@ from fastdllm.evaluation import torch_info
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_floors import Floors, build_model, ceilings  # noqa: E402 - also read as bench_gpu.X by the other scripts
 from bench_modes import CUDA_MODES, MODES, TUNED_MODES, set_mode  # noqa: E402 - set_mode also read as bench_gpu.set_mode
+from gpu_clocks import ClockSampler  # noqa: E402
 
 def _sync(device) -> None:
     if torch.device(device).type == "cuda":
@@ -72,7 +73,8 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
         warmup = decoder.generate(prompt)
     else:
         warmup = decoder.generate(prompt, callbacks=[record])
-    runs = [decoder.generate(prompt) for _ in range(0 if mode == "plain" else args.repeats)] or [warmup]
+    with args.clocks.phase(phase_name(prompt.shape[0], cache, k, mode)):
+        runs = [decoder.generate(prompt) for _ in range(0 if mode == "plain" else args.repeats)] or [warmup]
     wall = statistics.median(r.wall_time_s for r in runs)
     first = runs[0]
     assert all(torch.equal(r.sequences, first.sequences) for r in runs), "decoding is not deterministic"
@@ -110,6 +112,11 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
     decoder.release()
     set_mode(model, "plain")
     return row, first.sequences
+
+
+def phase_name(batch: int, cache: str, k: int, mode: str) -> str:
+    """The ``--clocks`` phase of a setting's timed decodes."""
+    return f"b{batch} {cache} k={k} {mode}"
 
 
 def _agreement(tokens: torch.Tensor, reference: torch.Tensor, prompt_length: int) -> tuple[bool, float]:
@@ -235,6 +242,9 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--gemm-plan", default=None, metavar="RESULT_JSON",
                    help="tuned mode installs the GEMM plan an earlier bench_gpu run recorded for the same batch, "
                         "cache and k (use_gemm_plan) instead of timing a new one: a re-run with the same backend choices")
+    p.add_argument("--clocks", action="store_true",
+                   help="sample the GPU's SM clock, power and throttle reasons with nvidia-smi during each setting's "
+                        "timed decodes (each setting's clocks field; the ceilings' too)")
     args = p.parse_args(argv)
     if args.family not in fastdllm.model_adapters:
         p.error(f"--family {args.family!r} is not a registered model adapter: {fastdllm.model_adapters.names()}")
@@ -282,7 +292,10 @@ def main(argv=None) -> dict:
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
     model = build_model(args.family, args.small, args.device, dtype)
     params = sum(t.numel() for t in model.parameters())
-    ceil = ceilings(args.device)
+    clocks = args.clocks
+    args.clocks = ClockSampler().start() if clocks and args.device == "cuda" else ClockSampler()
+    with args.clocks.phase("ceilings"):
+        ceil = ceilings(args.device)
     floors = Floors(params, params * dtype.itemsize, ceil)
     out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "commit": os.environ.get("FASTDLLM_COMMIT"),
@@ -356,6 +369,13 @@ def main(argv=None) -> dict:
                 except Exception as err:  # noqa: BLE001
                     set_mode(model, "plain")
                     out["errors"].append(f"b{batch} profile {mode}: {type(err).__name__}: {err}")
+        save(out, args.out)
+    if clocks:
+        sampled = args.clocks.stop()
+        phases = sampled.pop("by_phase", {})
+        out["clocks"] = {**sampled, "ceilings": phases.get("ceilings")}
+        for row in out["settings"]:
+            row["clocks"] = phases.get(phase_name(row["batch"], row["cache"], row["tokens_per_step"], row["mode"]))
         save(out, args.out)
     return out
 

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import collections
-import datetime
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,11 +39,9 @@ import fastdllm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_floors import Floors, build_model, ceilings  # noqa: E402
 from bench_modes import set_mode  # noqa: E402
+from gpu_clocks import ClockSampler  # noqa: E402
 
 from fastdllm.evaluation import torch_info  # noqa: E402
-
-SMI_FIELDS = ("timestamp", "clocks.sm", "clocks.mem", "power.draw", "temperature.gpu", "clocks_event_reasons.active")
-
 
 class Stopwatch:
     """Marks on the device's timeline: CUDA events on a GPU (no sync when marking), the host clock on the CPU
@@ -91,91 +87,6 @@ class ForwardClock:
         del self.model.forward_step  # the class's method again
 
 
-class ClockSampler:
-    """``nvidia-smi`` sampling ``SMI_FIELDS`` every ``period_ms`` into a temporary file while running; absent
-    (``available`` False, ``why`` set) where there is no ``nvidia-smi`` or it refuses a field."""
-
-    def __init__(self, period_ms: int = 100) -> None:
-        self.period_ms, self.proc, self.samples, self.why = period_ms, None, [], None
-        self.phases: list[tuple[str, float, float]] = []  # (name, start, end) in time.time() seconds
-
-    def start(self) -> "ClockSampler":
-        for reasons in ("clocks_event_reasons.active", "clocks_throttle_reasons.active"):  # newer, older drivers
-            fields = (*SMI_FIELDS[:-1], reasons)
-            query = ["nvidia-smi", "--query-gpu=" + ",".join(fields), "--format=csv,noheader,nounits", "-i", "0"]
-            try:
-                probe = subprocess.run(query, capture_output=True, text=True, timeout=20)
-            except (OSError, subprocess.TimeoutExpired) as err:
-                self.why = f"nvidia-smi: {err}"
-                return self
-            if probe.returncode == 0:
-                break
-            self.why = f"nvidia-smi refused the query: {probe.stdout.strip()[:200]} {probe.stderr.strip()[:200]}"
-        else:
-            return self
-        self.why, self.fields = None, fields
-        self.file = tempfile.NamedTemporaryFile("w+", suffix=".csv", delete=False)
-        self.proc = subprocess.Popen([*query, f"-lms={self.period_ms}"], stdout=self.file, stderr=subprocess.DEVNULL)
-        return self
-
-    @property
-    def available(self) -> bool:
-        return self.proc is not None
-
-    def phase(self, name: str):
-        sampler = self
-
-        class _Phase:
-            def __enter__(self):
-                self.t0 = time.time()
-
-            def __exit__(self, *exc):
-                sampler.phases.append((name, self.t0, time.time()))
-
-        return _Phase()
-
-    def stop(self) -> dict:
-        if not self.available:
-            return {"available": False, "why": self.why}
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-        self.file.seek(0)
-        rows = [line.split(", ") for line in self.file.read().splitlines() if line.strip()]
-        os.unlink(self.file.name)
-        return {"available": True, "period_ms": self.period_ms, "fields": list(self.fields),
-                "by_phase": summarise_samples(rows, self.phases)}
-
-
-def smi_time(stamp: str) -> float:
-    """``nvidia-smi``'s local timestamp ("2026/12/03 12:34:56.789") as time.time() seconds."""
-    return datetime.datetime.strptime(stamp.strip(), "%Y/%m/%d %H:%M:%S.%f").timestamp()
-
-
-def summarise_samples(rows: list[list[str]], phases: list[tuple[str, float, float]]) -> dict:
-    """Per phase: sample count, median / min SM clock (MHz), median memory clock, median / max power (W), max
-    temperature (°C), and each clock-event reasons mask seen with its count."""
-    out = {}
-    for name, t0, t1 in phases:
-        inside = []
-        for row in rows:
-            try:
-                when = smi_time(row[0])
-                sm, mem, power, temp = (float(v) for v in row[1:5])
-            except (ValueError, IndexError):
-                continue
-            if t0 <= when <= t1:
-                inside.append((sm, mem, power, temp, row[5].strip() if len(row) > 5 else ""))
-        if not inside:
-            out[name] = {"samples": 0}
-            continue
-        sm, mem, power, temp, reasons = zip(*inside)
-        out[name] = {"samples": len(inside), "sm_mhz_median": statistics.median(sm), "sm_mhz_min": min(sm),
-                     "mem_mhz_median": statistics.median(mem), "power_w_median": statistics.median(power),
-                     "power_w_max": max(power), "temperature_c_max": max(temp),
-                     "event_reasons": {r: reasons.count(r) for r in sorted(set(reasons))}}
-    return out
-
-
 class EagerCommit:
     """Within the block, the decoder commits with the PyTorch ops even where the one-launch kernel would serve
     (``fastdllm.core.commit``): the A/B of ``--commits``."""
@@ -202,9 +113,9 @@ def timeline(model, prompt, cache: str, k: int, args, floors: Floors, watch: Sto
     decoder = fastdllm.DiffusionDecoder(model, cache=cache, unmask={"name": "fixed", "steps": args.gen_length // k},
                                         gen_length=args.gen_length, block_length=args.block_length)
     with EagerCommit() if commit == "eager" else contextlib.nullcontext():
-        with sampler.phase(f"warm-up {cache} {commit}"):
+        with sampler.phase(f"warm-up {cache} k={k} {commit}"):
             decoder.generate(prompt)  # captures graphs, compiles
-        with sampler.phase(f"decode {cache} {commit}"), ForwardClock(model, watch) as clock:
+        with sampler.phase(f"decode {cache} k={k} {commit}"), ForwardClock(model, watch) as clock:
             result = decoder.generate(prompt)
     forwards = [{"rows": a[2] - a[1], "ms": watch.ms(s, e)} for a, _, s, e in clock.calls]
     gaps = [watch.ms(clock.calls[i][3], clock.calls[i + 1][2]) for i in range(len(clock.calls) - 1)]
@@ -214,7 +125,7 @@ def timeline(model, prompt, cache: str, k: int, args, floors: Floors, watch: Sto
         entry = by_window.setdefault((a[1], a[2], a[6], a[7]), {"args": (a, kw), "in_decode_ms": []})
         entry["in_decode_ms"].append(f["ms"])
     windows = []
-    alone_phase = sampler.phase(f"alone {cache} {commit}")
+    alone_phase = sampler.phase(f"alone {cache} k={k} {commit}")
     alone_phase.__enter__()
     for (start, end, _, _), entry in sorted(by_window.items(), key=lambda kv: kv[0][1] - kv[0][0]):
         a, kw = entry.pop("args")
