@@ -48,8 +48,13 @@ def build_model(family: str, small: bool, device: str, dtype: torch.dtype,
     return model.eval()
 
 
-def ceilings(device: str) -> dict[str, float]:
-    """Device copy bandwidth (bytes read + written per second) and bf16 matmul rate, measured now."""
+def ceilings(device: str, sustain_s: float = 0.0) -> dict[str, float]:
+    """Device copy bandwidth (bytes read + written per second) and bf16 matmul rate, measured now (20 calls each,
+    a burst: a GPU that idled before runs it at its full clock).
+
+    ``sustain_s`` > 0 adds ``matmul_flop_per_s_sustained``: the same matmul back to back for that many seconds,
+    the rate over the second half. Under minutes of load an H200 holds its power limit by lowering the SM clock
+    (``experiments/gpu_clocks.py``), and a decode runs at that clock, not at the burst's."""
     if device != "cuda":
         return {}
     x = torch.empty(2**30, dtype=torch.uint8, device=device)  # 1 GiB
@@ -68,7 +73,13 @@ def ceilings(device: str) -> dict[str, float]:
 
     copy_s = timed(lambda: y.copy_(x), 20)
     mm_s = timed(lambda: a @ b, 20)
-    return {"copy_bytes_per_s": 2 * x.numel() / copy_s, "matmul_flop_per_s": 2 * 8192**3 / mm_s}
+    out = {"copy_bytes_per_s": 2 * x.numel() / copy_s, "matmul_flop_per_s": 2 * 8192**3 / mm_s}
+    if sustain_s > 0:
+        n = max(1, int(sustain_s / 2 / mm_s))  # calls per half at the burst rate
+        timed(lambda: a @ b, n)  # the first half: the clock settles
+        out["matmul_flop_per_s_sustained"] = 2 * 8192**3 / timed(lambda: a @ b, n)
+        out["sustain_s"] = sustain_s
+    return out
 
 
 class Floors:
@@ -77,9 +88,10 @@ class Floors:
     def __init__(self, params: int, weight_bytes: int, ceil: dict[str, float]) -> None:
         self.params, self.weight_bytes, self.ceil = params, weight_bytes, ceil
 
-    def forward_s(self, rows: int, bytes_saved: int = 0) -> float | None:
-        """``bytes_saved``: weight bytes the forward does not read (fp8 copies read instead of bf16 weights)."""
-        if not self.ceil:
+    def forward_s(self, rows: int, bytes_saved: int = 0, sustained: bool = False) -> float | None:
+        """``bytes_saved``: weight bytes the forward does not read (fp8 copies read instead of bf16 weights);
+        ``sustained``: at the matmul rate the GPU sustains under load (None when it was not measured)."""
+        rate = self.ceil.get("matmul_flop_per_s_sustained" if sustained else "matmul_flop_per_s")
+        if rate is None:
             return None
-        return max((self.weight_bytes - bytes_saved) / self.ceil["copy_bytes_per_s"],
-                   2 * self.params * rows / self.ceil["matmul_flop_per_s"])
+        return max((self.weight_bytes - bytes_saved) / self.ceil["copy_bytes_per_s"], 2 * self.params * rows / rate)

@@ -93,6 +93,10 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
     if floor_sum and floor_sum[0] is not None:
         row["floor_sum_s"] = sum(floor_sum)
         row["floor_ratio"] = wall / row["floor_sum_s"]
+        sustained = [floors.forward_s(batch * (end - start), sustained=True) for start, end in plans]
+        if sustained[0] is not None:  # --sustained-ceiling: the same forwards at the rate the GPU holds under load
+            row["floor_sum_sustained_s"] = sum(sustained)
+            row["floor_ratio_sustained"] = wall / row["floor_sum_sustained_s"]
         if mode == "fp8":  # its own floor: forwards of at most 32 rows read the fp8 copies (1 byte) instead
             from fastdllm.kernels.fp8_weights import MAX_ROWS
 
@@ -245,6 +249,9 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--clocks", action="store_true",
                    help="sample the GPU's SM clock, power and throttle reasons with nvidia-smi during each setting's "
                         "timed decodes (each setting's clocks field; the ceilings' too)")
+    p.add_argument("--sustained-ceiling", type=float, default=0.0, metavar="SECONDS",
+                   help="also measure the matmul rate over SECONDS of back-to-back load (the rate under the GPU's "
+                        "power limit) and report every decode against floors at that rate too (floor_ratio_sustained)")
     args = p.parse_args(argv)
     if args.family not in fastdllm.model_adapters:
         p.error(f"--family {args.family!r} is not a registered model adapter: {fastdllm.model_adapters.names()}")
@@ -295,7 +302,7 @@ def main(argv=None) -> dict:
     clocks = args.clocks
     args.clocks = ClockSampler().start() if clocks and args.device == "cuda" else ClockSampler()
     with args.clocks.phase("ceilings"):
-        ceil = ceilings(args.device)
+        ceil = ceilings(args.device, args.sustained_ceiling)
     floors = Floors(params, params * dtype.itemsize, ceil)
     out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "commit": os.environ.get("FASTDLLM_COMMIT"),

@@ -166,11 +166,13 @@ def speed_table(files: list[dict]) -> str:
     """One row per (family, batch, cache, k): plain eager vs the file's last (most optimised) mode, each against
     the floor sum; with ``--fp32-check`` results, a column of both decodes' agreement with the fp32 decode."""
     fp32 = any("token_agreement_fp32" in r for d in files for r in d["settings"])
+    held = any("floor_ratio_sustained" in r or r.get("clocks") for d in files for r in d["settings"])
     lines = [_source(files), "",
              "| family | batch | cache | k | NFE | plain tok/s (× floor sum) | optimised tok/s (× floor sum) | "
              "floor-sum tok/s | peak GPU mem | KV store | tokens vs plain |"
-             + (" tokens vs fp32: plain / optimised |" if fp32 else ""), "|---|---|---|---|---|---|---|---|---|---|---|"
-             + ("---|" if fp32 else "")]
+             + (" tokens vs fp32: plain / optimised |" if fp32 else "")
+             + (" optimised: × floor sum at the sustained matmul rate; SM clock, power |" if held else ""),
+             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if fp32 else "") + ("---|" if held else "")]
     for d in files:
         rows = {(r["batch"], r["cache"], r["tokens_per_step"], r["mode"]): r for r in d["settings"]}
         best = d["modes"][-1]
@@ -183,8 +185,19 @@ def speed_table(files: list[dict]) -> str:
             lines.append(f"| {d['family']} | {batch} | {cache} | {k} | {fast['nfe']} | {plain['tokens_per_s']:.1f} "
                          f"({_ratio(plain)}) | **{fast['tokens_per_s']:.1f}** ({_ratio(fast)}) | {floor_tok_s} | {peak} | "
                          f"{fast['kv_store_bytes'] / GB:.2f} GiB | {_agreement(fast)} |"
-                         + (f" {_fp32_agreement(plain)} / {_fp32_agreement(fast)} |" if fp32 else ""))
+                         + (f" {_fp32_agreement(plain)} / {_fp32_agreement(fast)} |" if fp32 else "")
+                         + (f" {_held(fast)} |" if held else ""))
     return "\n".join(lines)
+
+
+def _held(r: dict) -> str:
+    """The ratio against floors at the sustained matmul rate, and the clock and power of the timed decodes."""
+    ratio = f"{r['floor_ratio_sustained']:.2f}×" if "floor_ratio_sustained" in r else "—"
+    c = r.get("clocks") or {}
+    if not c.get("samples"):
+        return ratio
+    return (f"{ratio}; {c['sm_mhz_median']:.0f} MHz, {c['power_w_median']:.0f} W"
+            + (f" (power-capped {100 * c['power_capped_share']:.0f} %)" if "power_capped_share" in c else ""))
 
 
 def forward_table(files: list[dict]) -> str:

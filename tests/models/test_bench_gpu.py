@@ -162,3 +162,21 @@ def test_agreement_counts_generated_positions_only():
     assert bench._agreement(tokens[:1], reference[:1], 2) == (True, 1.0)
     logits = torch.tensor([[[0.0, 1.0], [2.0, 0.5]]])  # [B=1, rows=2, V=2]
     assert bench._logit_agreement(logits, torch.tensor([[[0.0, 1.5], [0.0, 0.5]]])) == (2.0, 0.5)
+
+
+def test_floors_at_the_sustained_rate_and_the_clock_column():
+    """--sustained-ceiling: each forward's floor at the matmul rate the GPU holds under load (the weight read
+    unchanged), and the speed table's column with it and the clocks of the timed decodes."""
+    Floors = experiment_script("bench_floors").Floors
+    ceil = {"copy_bytes_per_s": 10.0, "matmul_flop_per_s": 100.0}
+    floors = Floors(10, 20, {**ceil, "matmul_flop_per_s_sustained": 50.0})
+    assert floors.forward_s(1) == floors.forward_s(1, sustained=True) == 2.0  # the weight read: 20 / 10
+    assert floors.forward_s(20) == 4.0 and floors.forward_s(20, sustained=True) == 8.0  # 2 · 10 · 20 / rate
+    assert Floors(10, 20, ceil).forward_s(20, sustained=True) is None  # not measured: no such floor
+    spec = importlib.util.spec_from_file_location("report", SCRIPT.with_name("report.py"))
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    row = {"floor_ratio_sustained": 1.234, "clocks": {"samples": 9, "sm_mhz_median": 1652.5, "power_w_median": 688.4,
+                                                       "power_capped_share": 1.0}}
+    assert report._held(row) == "1.23×; 1652 MHz, 688 W (power-capped 100 %)"
+    assert report._held({"clocks": {"samples": 0}}) == "—"
