@@ -27,7 +27,9 @@
 # 32 154 s; the fp32 check now covers dual only by default (prefix's fp32 decodes took 26 s of LLaDA's 41 s of fp32
 # decodes) and the limits below follow those timings. At 7097070 on an H200 the LLaDA part ran whole under
 # them in 483 s (batch 1 241 s, batch 16 85 s, batches 4 and 32 157 s); Dream's batch-1 run, by hand with a fifth
-# mode (kernels-unpacked), took 272 s and its batch 16 53 s.
+# mode (kernels-unpacked), took 272 s and its batch 16 53 s. Every run samples the GPU's clocks and power
+# (--clocks: nvidia-smi, per setting); batch 1 also measures the matmul rate held under load (--sustained-ceiling,
+# 6 s) and reports each decode against floors at it too.
 set -u
 OUT=${1:?usage: gpu_all.sh OUT_DIR [B1_CACHES] [BATCH_CACHES] [PART]}
 B1=${2:-none,prefix,dual}
@@ -44,20 +46,20 @@ bench() {  # name, time limit (s), arguments...
   (( limit > budget )) && limit=$budget
   if (( limit < 30 )); then echo "skipped $name: $budget s left" | tee -a "$OUT/gpu_all.log"; return; fi
   echo "== $name (limit ${limit}s, $(left)s left)" | tee -a "$OUT/gpu_all.log"
-  timeout "$limit" python "$HERE/bench_gpu.py" --out "$OUT/$name.json" "$@" 2>&1 \
+  timeout "$limit" python "$HERE/bench_gpu.py" --out "$OUT/$name.json" --clocks "$@" 2>&1 \
     | tee -a "$OUT/gpu_all.raw.log" | grep -v -i "warn" | tee -a "$OUT/gpu_all.log"
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu_all.log"
 PART=${4:-all}
 if [[ $PART == all || $PART == llada ]]; then
 bench gpu_llada_b1 300 --family llada --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2 \
-  --fp32-check "$FP32"
+  --fp32-check "$FP32" --sustained-ceiling 6
 bench gpu_llada_b16 100 --family llada --batches 16 --ks 4 --caches "$BC" --modes plain,compiled --repeats 2 --forward-repeats 2
 bench gpu_llada_b4_b32 160 --family llada --batches 4,32 --ks 4 --caches dual --modes plain,kernels,tuned --repeats 2 --forward-repeats 2
 fi
 if [[ $PART == all || $PART == dream ]]; then
 bench gpu_dream_b1 280 --family dream --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2 \
-  --fp32-check "$FP32"
+  --fp32-check "$FP32" --sustained-ceiling 6
 bench gpu_dream_b16 80 --family dream --batches 16 --ks 4 --caches dual --modes plain,compiled --repeats 2 --forward-repeats 2
 echo "== bench_kernels ($(left)s left)" | tee -a "$OUT/gpu_all.log"
 timeout $(( $(left) > 20 ? $(left) : 20 )) python "$HERE/bench_kernels.py" --out "$OUT/kernels.json" 2>&1 | grep -v -i warn | tee -a "$OUT/gpu_all.log"
