@@ -73,8 +73,9 @@ def commit_step(chosen: torch.Tensor, proposal: Proposal, masked: torch.Tensor, 
 
 
 def _fused(chosen, proposal: Proposal, masked, canvas, tallies: Tallies) -> bool:
-    """Whether the one-launch kernel serves this step: a CUDA canvas, Triton, and the dtypes it reads exactly
-    (float32/16 confidence, int64 tokens and counters, bool masks)."""
+    """Whether the one-launch kernel serves this step: a CUDA canvas, Triton, the dtypes it reads exactly
+    (float32/16 confidence, int64 tokens and counters, bool masks) and unit stride over the block (a policy's
+    strided or expanded tensors take the PyTorch ops)."""
     if not canvas.is_cuda:  # the CPU (and CI) never imports the kernels
         return False
     from fastdllm.kernels import triton
@@ -83,5 +84,5 @@ def _fused(chosen, proposal: Proposal, masked, canvas, tallies: Tallies) -> bool
             and proposal.tokens.dtype == canvas.dtype == torch.long
             and chosen.dtype == masked.dtype == proposal.masked.dtype == torch.bool
             and proposal.masked.shape == masked.shape == chosen.shape == proposal.confidence.shape == proposal.tokens.shape
-            and all(t.is_cuda for t in (chosen, masked, proposal.masked, proposal.confidence, proposal.tokens,
-                                        tallies.commit_forward)))
+            and all(t.is_cuda and t.stride(-1) == 1 for t in (chosen, masked, proposal.masked, proposal.confidence,
+                                                              proposal.tokens, canvas, tallies.commit_forward)))

@@ -8,6 +8,7 @@ of two, and more rows than one tile holds."""
 from __future__ import annotations
 
 import pytest
+import torch
 from triton_helpers import interpret
 
 pytest.importorskip("triton")
@@ -71,3 +72,63 @@ def test_fused_commit_equals_pytorch_ops():
         assert row["equal"], (case, row)
     assert any(row["forced"] > 2 for row in out)  # the progress rule fired somewhere (2 were there before)
     assert any(row["flushes"] > 1 for row in out)  # and the bound's flush
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_decoder_commits_through_the_kernel_on_cuda(monkeypatch):
+    """On CUDA the decoder commits through the kernel (a unit-stride policy output) and decodes what the PyTorch
+    ops decode, tallies included; a strided selection takes the PyTorch ops instead of failing."""
+    import fastdllm
+    from fastdllm.core import commit
+    from fastdllm.core.proposal import Proposal
+
+    cls = fastdllm.model_adapters.get("llada")
+    model = cls(cls.tiny_config()).cuda().eval()
+    prompt = torch.randint(3, 60, (3, 8), device="cuda")
+    calls = []
+    fused = commit._fused
+    monkeypatch.setattr(commit, "_fused", lambda *a: calls.append(fused(*a)) or calls[-1])
+    results = []
+    for eager in (False, True):
+        if eager:
+            monkeypatch.setattr(commit, "_fused", lambda *a: False)
+        r = fastdllm.generate(model, prompt, cache="dual", unmask={"name": "threshold", "threshold": 0.3},
+                              gen_length=16, block_length=4, max_steps_per_block=3, cfg_scale=0.5)
+        results.append([r.sequences, r.nfe_per_row, r.refresh_per_row, r.commit_forward,
+                        torch.tensor([r.forced_commits, r.bound_flushes])])
+    assert calls and all(calls)
+    for a, b in zip(*results):
+        assert torch.equal(a.cpu(), b.cpu())
+    masked = torch.ones(2, 4, dtype=torch.bool, device="cuda")
+    prop = Proposal(torch.zeros(2, 4, dtype=torch.long, device="cuda"), torch.rand(2, 4, device="cuda"), masked)
+    tallies = commit.Tallies.zeros(2, 8, "cuda")
+    strided = torch.ones(4, 2, dtype=torch.bool, device="cuda").t()  # [2, 4], stride (1, 2)
+    assert not fused(strided, prop, masked, torch.zeros(2, 12, dtype=torch.long, device="cuda"), tallies)
+
+
+@pytest.mark.slow
+def test_decodes_through_the_kernel_equal_the_pytorch_ops():
+    """Whole decodes with the kernel forced in (the interpreter runs it on CPU tensors) against the PyTorch ops:
+    guidance copies, a step bound below the block (flushes), threshold and fixed policies, both families."""
+    out = interpret("""
+        import json, torch, fastdllm
+        from fastdllm.core import commit
+        same, stats = [], []
+        for family, unmask in (("llada", {"name": "threshold", "threshold": 0.3}), ("dream", {"name": "fixed", "steps": 8})):
+            cls = fastdllm.model_adapters.get(family)
+            torch.manual_seed(0)
+            model = cls(cls.tiny_config()).eval()
+            prompt = torch.randint(3, 60, (3, 8))
+            results = []
+            for forced in (True, False):
+                commit._fused = lambda *a, forced=forced: forced
+                r = fastdllm.generate(model, prompt, cache="dual", unmask=unmask, gen_length=16, block_length=4,
+                                      max_steps_per_block=3, cfg_scale=0.5 if family == "llada" else 0.0)
+                results.append([r.sequences.tolist(), r.nfe_per_row.tolist(), r.refresh_per_row.tolist(),
+                                r.commit_forward.tolist(), r.forced_commits, r.bound_flushes])
+            same.append(results[0] == results[1])
+            stats.append(results[0][4:])
+        print(json.dumps({"same": same, "stats": stats}))
+        """)
+    assert out["same"] == [True, True], out
+    assert any(flushes > 0 for _, flushes in out["stats"])  # the bound's flush ran through the kernel
