@@ -28,6 +28,8 @@ if triton is not None:
         cols = tl.arange(0, BLOCK)[None, :]  # [1, BLOCK]
         forced = tl.zeros([ROWS], tl.int64)
         flushed = tl.zeros([ROWS], tl.int64)
+        forced_before = tl.load(FORCED)  # read by every thread before the barrier that precedes the write
+        flushed_before = tl.load(FLUSHES)
         for first in range(0, B, ROWS):
             row = first + tl.arange(0, ROWS)  # [ROWS]
             row_ok = row < B
@@ -62,15 +64,22 @@ if triton is not None:
                 tl.store(where, tl.where(commit, tokens, old), mask=inside)
             active = (tl.sum(masked.to(tl.int32), 1) > 0).to(tl.int64)  # [ROWS]
             nfe = tl.load(NFE + row, mask=row_ok, other=0) + active
-            tl.store(NFE + row, nfe, mask=row_ok)
-            if REFRESH:
-                tl.store(REFRESHES + row, tl.load(REFRESHES + row, mask=row_ok, other=0) + active, mask=row_ok)
+            refreshes = tl.load(REFRESHES + row, mask=row_ok, other=0) + active
             stamps = STAMPS + rows * s_stamps + gen_start + cols
             tl.store(stamps, tl.where(commit, nfe[:, None], tl.load(stamps, mask=inside, other=0)), mask=inside)
             tl.store(COMMIT + rows * n + cols, commit.to(tl.int8), mask=inside)
-        tl.store(FORCED, tl.load(FORCED) + tl.sum(forced, 0))
+            # The counters are read-modify-written: the compiler may read them once per layout (here the row
+            # vector and its [ROWS, 1] broadcast, in different threads), so no thread may write one before every
+            # thread has read it. (The canvas and stamp writes are idempotent: rewriting them from a value
+            # another thread already wrote gives the same value.)
+            tl.debug_barrier()
+            tl.store(NFE + row, nfe, mask=row_ok)
+            if REFRESH:
+                tl.store(REFRESHES + row, refreshes, mask=row_ok)
+        tl.debug_barrier()
+        tl.store(FORCED, forced_before + tl.sum(forced, 0))
         if LAST:
-            tl.store(FLUSHES, tl.load(FLUSHES) + tl.sum(flushed, 0))
+            tl.store(FLUSHES, flushed_before + tl.sum(flushed, 0))
 
 
 def fused_commit_step(chosen: torch.Tensor, proposal, masked: torch.Tensor, canvas: torch.Tensor, start: int,
