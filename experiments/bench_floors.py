@@ -48,13 +48,9 @@ def build_model(family: str, small: bool, device: str, dtype: torch.dtype,
     return model.eval()
 
 
-def ceilings(device: str, sustain_s: float = 0.0) -> dict[str, float]:
+def ceilings(device: str) -> dict[str, float]:
     """Device copy bandwidth (bytes read + written per second) and bf16 matmul rate, measured now (20 calls each,
-    a burst: a GPU that idled before runs it at its full clock).
-
-    ``sustain_s`` > 0 adds ``matmul_flop_per_s_sustained``: the same matmul back to back for that many seconds,
-    the rate over the second half. Under minutes of load an H200 holds its power limit by lowering the SM clock
-    (``experiments/gpu_clocks.py``), and a decode runs at that clock, not at the burst's."""
+    a burst: a GPU that idled before runs it at its full clock; ``held_matmul_rate`` gives the rate under load)."""
     if device != "cuda":
         return {}
     x = torch.empty(2**30, dtype=torch.uint8, device=device)  # 1 GiB
@@ -73,13 +69,31 @@ def ceilings(device: str, sustain_s: float = 0.0) -> dict[str, float]:
 
     copy_s = timed(lambda: y.copy_(x), 20)
     mm_s = timed(lambda: a @ b, 20)
-    out = {"copy_bytes_per_s": 2 * x.numel() / copy_s, "matmul_flop_per_s": 2 * 8192**3 / mm_s}
-    if sustain_s > 0:
-        n = max(1, int(sustain_s / 2 / mm_s))  # calls per half at the burst rate
-        timed(lambda: a @ b, n)  # the first half: the clock settles
-        out["matmul_flop_per_s_sustained"] = 2 * 8192**3 / timed(lambda: a @ b, n)
-        out["sustain_s"] = sustain_s
-    return out
+    return {"copy_bytes_per_s": 2 * x.numel() / copy_s, "matmul_flop_per_s": 2 * 8192**3 / mm_s}
+
+
+def held_matmul_rate(device: str, seconds: float) -> dict[str, float]:
+    """The ``ceilings`` matmul back to back for ``seconds``: its rate over the second half, as
+    ``matmul_flop_per_s_sustained``. Under seconds of load an H200 holds its power limit by lowering the SM clock
+    (``experiments/gpu_clocks.py``): this is the matmul's own rate at that limit, a lower bound on what a forward
+    that also streams weights gets (its decodes ran at higher clocks than this matmul's)."""
+    if device != "cuda" or seconds <= 0:
+        return {}
+    a = torch.randn(8192, 8192, dtype=torch.bfloat16, device=device)  # [8192, 8192]
+    b = torch.randn_like(a)
+    a @ b
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds / 2:  # the first half: the clock settles
+        a @ b
+        torch.cuda.synchronize()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds / 2:
+        for _ in range(10):
+            a @ b
+        torch.cuda.synchronize()
+        n += 10
+    return {"matmul_flop_per_s_sustained": 2 * 8192**3 * n / (time.perf_counter() - start), "sustain_s": seconds}
 
 
 class Floors:

@@ -27,6 +27,7 @@ agreement with it (plain included): ``token_agreement_fp32``, ``argmax_agreement
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import gc
 import hashlib
@@ -44,7 +45,7 @@ from fastdllm.core.policy import cache_policies
 from fastdllm.evaluation import torch_info
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_floors import Floors, build_model, ceilings  # noqa: E402 - also read as bench_gpu.X by the other scripts
+from bench_floors import Floors, build_model, ceilings, held_matmul_rate  # noqa: E402 - also read as bench_gpu.X by the other scripts
 from bench_modes import CUDA_MODES, MODES, TUNED_MODES, set_mode  # noqa: E402 - set_mode also read as bench_gpu.set_mode
 from gpu_clocks import ClockSampler  # noqa: E402
 
@@ -63,6 +64,8 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
     plans = []
     record = lambda e: plans.append((e.plan.start, e.plan.end))  # noqa: E731
     gemm_plan = None
+    phase = args.clocks.phase(phase_name(prompt.shape[0], cache, k, mode))
+    timed_warmup = mode == "plain"  # plain decodes once: its warm-up is its timed run
     saved_plan = (args.gemm_plan or {}).get((prompt.shape[0], cache, k)) if mode == "tuned" else None
     if saved_plan is not None:  # --gemm-plan: the earlier run's choices, nothing timed
         model.use_gemm_plan(saved_plan)
@@ -72,8 +75,9 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
         gemm_plan = model.tune_gemms_for(decoder, prompt, callbacks=[record], backends=TUNED_MODES[mode])
         warmup = decoder.generate(prompt)
     else:
-        warmup = decoder.generate(prompt, callbacks=[record])
-    with args.clocks.phase(phase_name(prompt.shape[0], cache, k, mode)):
+        with phase if timed_warmup else contextlib.nullcontext():
+            warmup = decoder.generate(prompt, callbacks=[record])
+    with contextlib.nullcontext() if timed_warmup else phase:
         runs = [decoder.generate(prompt) for _ in range(0 if mode == "plain" else args.repeats)] or [warmup]
     wall = statistics.median(r.wall_time_s for r in runs)
     first = runs[0]
@@ -143,6 +147,7 @@ def wide_reference(model, prompt: torch.Tensor, args, floors: Floors) -> dict:
     memory does not hold it."""
     dtype = torch.float64 if next(model.parameters()).dtype == torch.float32 else torch.float32
     wide = build_model(args.family, args.small, args.device, dtype, weights_from=model)
+    clocks, args.clocks = args.clocks, ClockSampler()  # the fp32 decodes' phases would share the bf16 ones' names
     out = {"dtype": str(dtype), "tokens": {}, "logits": {}, "decodes": []}
     for k in args.ks:
         for cache in (c for c in args.caches if c in args.fp32_check):
@@ -155,6 +160,7 @@ def wide_reference(model, prompt: torch.Tensor, args, floors: Floors) -> dict:
     for f in time_forwards(wide, prompt.shape[0], once, "plain", floors, args.device):
         out["logits"][f["kind"]] = f["logits"].cpu()
     del wide
+    args.clocks = clocks
     gc.collect()
     if args.device == "cuda":
         torch.cuda.empty_cache()
@@ -302,7 +308,10 @@ def main(argv=None) -> dict:
     clocks = args.clocks
     args.clocks = ClockSampler().start() if clocks and args.device == "cuda" else ClockSampler()
     with args.clocks.phase("ceilings"):
-        ceil = ceilings(args.device, args.sustained_ceiling)
+        ceil = ceilings(args.device)
+    if args.sustained_ceiling > 0 and ceil:
+        with args.clocks.phase("held matmul rate"):
+            ceil.update(held_matmul_rate(args.device, args.sustained_ceiling))
     floors = Floors(params, params * dtype.itemsize, ceil)
     out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "commit": os.environ.get("FASTDLLM_COMMIT"),
@@ -380,7 +389,7 @@ def main(argv=None) -> dict:
     if clocks:
         sampled = args.clocks.stop()
         phases = sampled.pop("by_phase", {})
-        out["clocks"] = {**sampled, "ceilings": phases.get("ceilings")}
+        out["clocks"] = {**sampled, "ceilings": phases.get("ceilings"), "held_matmul_rate": phases.get("held matmul rate")}
         for row in out["settings"]:
             row["clocks"] = phases.get(phase_name(row["batch"], row["cache"], row["tokens_per_step"], row["mode"]))
         save(out, args.out)

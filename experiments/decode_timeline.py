@@ -9,8 +9,10 @@ and what lies between them, and compares each forward with the same forward repl
   the host). Then every distinct window of that decode replayed alone, back to back, on the same buffers: the
   forward's time without the decode around it;
 - **sustained** (``--sustain-s``): the ``bench_floors.ceilings`` matmul (8192³ bf16) and one forward (the
-  widest cached window of the first cache given) replayed back to back for that many seconds each, timed per
-  call: the rate at the start, as the floors measure it, against the rate after seconds of load;
+  widest cached window of the caches given) replayed back to back for that many seconds each, timed per call:
+  the first calls against the last quarter. Both run after the decodes, on a GPU already at its power limit, so
+  the matmul's figures are to be compared with the burst rate in ``ceilings`` (measured at process start), not
+  with its own first calls;
 - **gaps** (``--trace-blocks N``): one more decode of N blocks under ``torch.profiler`` (CPU and CUDA), its trace
   read back: for each pair of consecutive forwards (CUDA-graph launches), the kernels between them, the time the
   GPU sat idle, and on the host the time from the step's sync returning to the next graph launch;
@@ -156,7 +158,8 @@ def timeline(model, prompt, cache: str, k: int, args, floors: Floors, watch: Sto
             "forward_ms_series": [round(f["ms"], 4) for f in forwards]}
 
 
-SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpyAsync", "cudaMemcpy")
+SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")  # the host waits (an async
+# copy is not one: the graph's index refill before a replay is a device-to-device cudaMemcpyAsync)
 
 
 def gap_anatomy(trace: dict) -> dict:
@@ -191,7 +194,10 @@ def gap_anatomy(trace: dict) -> dict:
         rows.append({"gap_us": start - end, "kernels": len(between), "busy_us": busy, "idle_us": start - end - busy,
                      "host_sync_to_launch_us": host, "launch_call_us": b.get("dur", 0),
                      "launch_to_first_kernel_us": start - b["ts"]})
-    med = lambda key: statistics.median(r[key] for r in rows if r[key] is not None) if rows else None  # noqa: E731
+    def med(key):
+        values = [r[key] for r in rows if r[key] is not None]
+        return statistics.median(values) if values else None
+
     keys = ("gap_us", "kernels", "busy_us", "idle_us", "host_sync_to_launch_us", "launch_call_us", "launch_to_first_kernel_us")
     return {"gaps": len(rows), "median": {k: med(k) for k in keys},
             "kernels_between_per_gap": {n: c / max(1, len(rows)) for n, c in names.most_common(40)}}
@@ -283,11 +289,32 @@ def main(argv=None) -> dict:
                "tokens_per_step": args.ks, "commits": args.commits, "alone_repeats": args.alone_repeats, "sustain_s": args.sustain_s},
            "timelines": [], "sustained": {}}
     caches = [c.strip() for c in args.caches.split(",") if c.strip()]
+    try:
+        run(model, prompt, caches, args, floors, watch, sampler, out)
+    finally:  # the sampler's nvidia-smi process ends with the run, whatever happened
+        out["clocks"] = sampler.stop()
+        out["seconds"] = time.time() - t0
+        save(out, args.out)
+    return out
+
+
+def save(out: dict, path: str | None) -> None:
+    """Written after every timeline: a run cut short keeps what it measured."""
+    if path:
+        import json
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(out, indent=1))
+
+
+def run(model, prompt, caches: list[str], args, floors: Floors, watch: Stopwatch, sampler: ClockSampler, out: dict) -> None:
+    device = prompt.device
     for k in [int(v) for v in args.ks.split(",")]:
         for cache in caches:
             for commit in [c.strip() for c in args.commits.split(",") if c.strip()]:
                 row = timeline(model, prompt, cache, k, args, floors, watch, sampler, commit)
                 out["timelines"].append(row)
+                save(out, args.out)
                 print(cache, k, commit, {key: round(v, 3) for key, v in row.items() if isinstance(v, float)},
                       row["tokens_sha1"][:10], row["tallies_sha1"][:10], flush=True)
     if args.trace_blocks:
@@ -297,40 +324,40 @@ def main(argv=None) -> dict:
                 row = trace_steps(model, prompt, cache, args.k, args.trace_blocks, args,
                                   Path(args.out).parent if args.out else None)
             out["gap_anatomy"].append(row)
+            save(out, args.out)
             print("gaps", cache, row["gaps"], row["median"], flush=True)
-    if args.sustain_s > 0:
-        if device.type == "cuda":
-            a = torch.randn(8192, 8192, dtype=torch.bfloat16, device=device)  # [8192, 8192]
-            b = torch.randn_like(a)
-            with sampler.phase("sustained matmul"):
-                out["sustained"]["matmul_8192"] = sustained(lambda: a @ b, args.sustain_s, watch)
-            del a, b
-        widest = max(out["timelines"][0]["windows"], key=lambda w: w["rows"] if w["rows"] < args.prompt_length + args.gen_length else -1)
-        decoder = fastdllm.DiffusionDecoder(model, cache=caches[0], unmask={"name": "fixed", "steps": args.gen_length // args.k},
-                                            gen_length=args.gen_length, block_length=args.block_length)
-        decoder.generate(prompt)
-        canvas, _, position_ids, store = decoder._buffers[1:]
-        P = args.prompt_length
-        block = (widest["start"] + model.logit_shift - P) // args.block_length
-        first = P + block * args.block_length
+    if args.sustain_s <= 0:
+        return
+    if device.type == "cuda":
+        a = torch.randn(8192, 8192, dtype=torch.bfloat16, device=device)  # [8192, 8192]
+        b = torch.randn_like(a)
+        with sampler.phase("sustained matmul"):
+            out["sustained"]["matmul_8192"] = sustained(lambda: a @ b, args.sustain_s, watch)
+        del a, b
+    L = args.prompt_length + args.gen_length
+    cached = [(w["rows"], row["cache"], row["tokens_per_step"], w) for row in out["timelines"] for w in row["windows"]
+              if w["rows"] < L]
+    if not cached:  # only full-canvas forwards (--caches none): no cached window to sustain
+        out["sustained"]["forward"] = "no cached window among --caches"
+        return
+    _, cache, k, widest = max(cached, key=lambda c: c[0])
+    decoder = fastdllm.DiffusionDecoder(model, cache=cache, unmask={"name": "fixed", "steps": args.gen_length // k},
+                                        gen_length=args.gen_length, block_length=args.block_length)
+    decoder.generate(prompt)
+    canvas, _, position_ids, store = decoder._buffers[1:]
+    P = args.prompt_length
+    first = P + (widest["start"] + model.logit_shift - P) // args.block_length * args.block_length  # its block
 
-        def forward():
-            with torch.inference_mode():
-                model.forward_step(canvas, widest["start"], widest["end"], store, position_ids, None, first, first + args.block_length)
+    def forward():
+        with torch.inference_mode():
+            model.forward_step(canvas, widest["start"], widest["end"], store, position_ids, None, first,
+                               first + args.block_length)
 
-        with sampler.phase(f"sustained forward {widest['rows']} rows"):
-            out["sustained"][f"forward_{widest['rows']}_rows"] = sustained(forward, args.sustain_s, watch)
-        decoder.release()
-        for name, row in out["sustained"].items():
-            print("sustained", name, {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}, flush=True)
-    out["clocks"] = sampler.stop()
-    out["seconds"] = time.time() - t0
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        import json
-
-        Path(args.out).write_text(json.dumps(out, indent=1))
-    return out
+    with sampler.phase(f"sustained forward {widest['rows']} rows"):
+        out["sustained"][f"forward_{widest['rows']}_rows"] = sustained(forward, args.sustain_s, watch)
+    decoder.release()
+    for name, row in out["sustained"].items():
+        print("sustained", name, {key: round(v, 4) for key, v in row.items() if isinstance(v, float)}, flush=True)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ class ClockSampler:
     def start(self) -> "ClockSampler":
         for reasons in ("clocks_event_reasons.active", "clocks_throttle_reasons.active"):  # newer, older drivers
             fields = (*SMI_FIELDS[:-1], reasons)
-            query = ["nvidia-smi", "--query-gpu=" + ",".join(fields), "--format=csv,noheader,nounits", "-i", "0"]
+            query = ["nvidia-smi", "--query-gpu=" + ",".join(fields), "--format=csv,noheader,nounits", "-i", gpu_index()]
             try:
                 probe = subprocess.run(query, capture_output=True, text=True, timeout=20)
             except (OSError, subprocess.TimeoutExpired) as err:
@@ -76,6 +76,13 @@ class ClockSampler:
         os.unlink(self.file.name)
         return {"available": True, "period_ms": self.period_ms, "fields": list(self.fields),
                 "by_phase": summarise_samples(rows, self.phases)}
+
+
+def gpu_index() -> str:
+    """The GPU this process computes on, as ``nvidia-smi -i`` names it: nvidia-smi ignores CUDA_VISIBLE_DEVICES,
+    so its first entry (an index or a UUID) when set, else 0."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    return visible or "0"
 
 
 def smi_time(stamp: str) -> float:
