@@ -40,6 +40,7 @@ import fastdllm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_floors import Floors, build_model, ceilings  # noqa: E402
+from bench_gpu import save  # noqa: E402 - written after every timeline: a run cut short keeps what it measured
 from bench_modes import set_mode  # noqa: E402
 from gpu_clocks import ClockSampler  # noqa: E402
 
@@ -296,15 +297,6 @@ def main(argv=None) -> dict:
         out["seconds"] = time.time() - t0
         save(out, args.out)
     return out
-
-
-def save(out: dict, path: str | None) -> None:
-    """Written after every timeline: a run cut short keeps what it measured."""
-    if path:
-        import json
-
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(out, indent=1))
 
 
 def run(model, prompt, caches: list[str], args, floors: Floors, watch: Stopwatch, sampler: ClockSampler, out: dict) -> None:
