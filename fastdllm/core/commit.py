@@ -80,7 +80,11 @@ def _fused(chosen, proposal: Proposal, masked, canvas, tallies: Tallies) -> bool
         return False
     from fastdllm.kernels import triton
 
+    batch = masked.shape[0]
+    counters = (tallies.nfe_per_row, tallies.refresh_per_row, tallies.commit_forward, tallies.forced, tallies.flushes)
     return (triton is not None and proposal.confidence.dtype in (torch.float32, torch.float16, torch.bfloat16)
+            and canvas.shape[0] in (batch, 2 * batch) and all(t.dtype == torch.long and t.is_contiguous()
+                                                             and t.device == canvas.device for t in counters)
             and proposal.tokens.dtype == canvas.dtype == torch.long
             and chosen.dtype == masked.dtype == proposal.masked.dtype == torch.bool
             and proposal.masked.shape == masked.shape == chosen.shape == proposal.confidence.shape == proposal.tokens.shape
