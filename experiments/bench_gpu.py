@@ -47,6 +47,7 @@ from fastdllm.evaluation import torch_info
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_floors import Floors, build_model, ceilings, held_matmul_rate  # noqa: E402 - also read as bench_gpu.X by the other scripts
 from bench_modes import CUDA_MODES, MODES, TUNED_MODES, set_mode  # noqa: E402 - set_mode also read as bench_gpu.set_mode
+from bench_profile import profile_decode  # noqa: E402
 from gpu_clocks import ClockSampler  # noqa: E402
 
 def _sync(device) -> None:
@@ -199,29 +200,6 @@ def time_forwards(model, batch: int, args, mode: str, floors: Floors, device) ->
                         "floor_ratio": None if floor is None else ms / (1000 * floor), "logits": logits})
     set_mode(model, "plain")
     return out
-
-
-def profile_decode(model, prompt, cache: str, k: int, args, mode: str, path: Path) -> dict:
-    """One decode under torch.profiler (CUDA graphs off so the kernels are visible): the kernel table."""
-    from torch.profiler import ProfilerActivity, profile
-
-    set_mode(model, mode)
-    model.use_cuda_graphs(False)
-    decoder = fastdllm.DiffusionDecoder(model, cache=cache, unmask={"name": "fixed", "steps": args.gen_length // k},
-                                        gen_length=args.gen_length, block_length=args.block_length)
-    decoder.generate(prompt)
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        result = decoder.generate(prompt)
-    events = prof.key_averages()
-    key = "self_device_time_total" if hasattr(events[0], "self_device_time_total") else "self_cuda_time_total"
-    kernels_us = sum(getattr(e, key) for e in events if e.device_type == torch.autograd.DeviceType.CUDA)  # kernels only
-    table = events.table(sort_by=key, row_limit=30)
-    path.write_text(f"# {mode} mode, batch {prompt.shape[0]}, cache {cache}, k={k}; wall {result.wall_time_s:.3f} s "
-                    f"(profiled, no graphs); GPU kernel time {kernels_us / 1e6:.3f} s\n\n{table}\n")
-    decoder.release()
-    set_mode(model, "plain")
-    return {"batch": prompt.shape[0], "cache": cache, "tokens_per_step": k, "mode": mode, "file": path.name,
-            "kernel_s": kernels_us / 1e6, "profiled_wall_s": result.wall_time_s}
 
 
 def _csv(text: str) -> list[str]:
