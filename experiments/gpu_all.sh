@@ -12,6 +12,8 @@
 #     PART          all (default), llada or dream: with the kernels mode at batch 1 the whole set needs
 #                   two calls of the 600 s device limit, one per family
 #   FP32_CHECK (environment, default dual): batch 1's caches that bench_gpu.py --fp32-check decodes again in fp32
+#   GPU_ALL_S (environment, default 560): the whole script's time budget in seconds (less when the same device
+#                 call runs something else first)
 # Batch 1 runs the modes plain, compiled, kernels (compiled + the split-KV attention + the few-row GEMMs) and
 # tuned (kernels + each projection's GEMM backend chosen by timing, model.tune_gemms);
 # LLaDA batches 4 and 32 run plain, kernels and tuned (at 4 x 32 rows the few-row GEMM applies; at 32 nothing beyond
@@ -39,7 +41,8 @@ FP32=$(tr ',' '\n' <<<"$FP32" | grep -x -F -f <(tr ',' '\n' <<<"$B1") | paste -s
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$OUT"
 T0=$(date +%s)
-left() { echo $(( 560 - ($(date +%s) - T0) )); }
+BUDGET=${GPU_ALL_S:-560}
+left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 bench() {  # name, time limit (s), arguments...
   local name=$1 limit=$2; shift 2
   local budget; budget=$(left)
