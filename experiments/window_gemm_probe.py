@@ -111,7 +111,7 @@ def probe(model, args) -> list[dict]:
     return records
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=None)
     p.add_argument("--family", default="llada")
@@ -125,7 +125,7 @@ def main() -> None:
     p.add_argument("--prompt-length", type=int, default=768)
     p.add_argument("--gen-length", type=int, default=256)
     p.add_argument("--block-length", type=int, default=32)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.mode not in bench_gpu.MODES:
         raise SystemExit(f"--mode {args.mode!r}: choose one of {', '.join(bench_gpu.MODES)}")
     if args.rounds < 1 or args.forward_repeats < 1:
@@ -136,10 +136,11 @@ def main() -> None:
     bench_gpu.set_mode(model, mode)
     out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "commit": os.environ.get("FASTDLLM_COMMIT"),
-           "command": "python experiments/window_gemm_probe.py " + " ".join(sys.argv[1:]),
+           "command": "python experiments/window_gemm_probe.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "family": args.family, "mode": mode, "records": probe(model, args), "seconds": None}
     out["seconds"] = time.time() - t0
     bench_gpu.save(out, args.out)
+    return out
 
 
 if __name__ == "__main__":
