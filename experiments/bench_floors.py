@@ -4,11 +4,29 @@ and each forward's floor, max(weight bytes / copy bandwidth, 2 · params · rows
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import torch
 
 import fastdllm
+
+def model_arguments(p: argparse.ArgumentParser) -> None:
+    """``--out`` (the result JSON), ``--family`` (a registered adapter, LLaDA by default), ``--device`` (cuda) and
+    ``--small`` (the family's tiny config: CPU smoke runs and tests)."""
+    p.add_argument("--out", default=None, help="result JSON path")
+    p.add_argument("--family", default="llada")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--small", action="store_true", help="the family's tiny config (CPU smoke runs and tests)")
+
+
+def canvas_arguments(p: argparse.ArgumentParser) -> None:
+    """The decode shape every speed script measures: ``--prompt-length`` 768, ``--gen-length`` 256,
+    ``--block-length`` 32 (the paper's setting)."""
+    p.add_argument("--prompt-length", type=int, default=768)
+    p.add_argument("--gen-length", type=int, default=256)
+    p.add_argument("--block-length", type=int, default=32)
+
 
 # tiny configs for CPU smoke runs, per family (field names are the family's config.json's)
 SMALL = {"llada": dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=512, mask_token_id=500,

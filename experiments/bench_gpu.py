@@ -45,7 +45,7 @@ from fastdllm.core.policy import cache_policies
 from fastdllm.evaluation import torch_info
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_floors import Floors, build_model, ceilings, held_matmul_rate  # noqa: E402 - also read as bench_gpu.X by the other scripts
+from bench_floors import Floors, build_model, canvas_arguments, ceilings, held_matmul_rate, model_arguments  # noqa: E402 - also read as bench_gpu.X by the other scripts
 from bench_modes import CUDA_MODES, MODES, TUNED_MODES, set_mode  # noqa: E402 - set_mode also read as bench_gpu.set_mode
 from bench_profile import profile_decode  # noqa: E402
 from gpu_clocks import ClockSampler  # noqa: E402
@@ -212,9 +212,7 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--family", default="llada", help=f"a registered model adapter: {fastdllm.model_adapters.names()}")
     p.add_argument("--small", action="store_true", help="a tiny model (CPU smoke runs)")
-    p.add_argument("--prompt-length", type=int, default=768)
-    p.add_argument("--gen-length", type=int, default=256)
-    p.add_argument("--block-length", type=int, default=32)
+    canvas_arguments(p)
     p.add_argument("--batches", default="1", help="batch sizes, comma-separated")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--forward-repeats", type=int, default=10)

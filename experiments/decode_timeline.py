@@ -39,7 +39,7 @@ import torch
 import fastdllm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_floors import Floors, build_model, ceilings  # noqa: E402
+from bench_floors import Floors, build_model, canvas_arguments, ceilings, model_arguments  # noqa: E402
 from bench_gpu import save  # noqa: E402 - written after every timeline: a run cut short keeps what it measured
 from bench_modes import set_mode  # noqa: E402
 from gpu_clocks import ClockSampler  # noqa: E402
@@ -249,17 +249,12 @@ def sustained(fn, seconds: float, watch: Stopwatch, head: int = 20) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=None)
-    p.add_argument("--family", default="llada")
+    model_arguments(p)
     p.add_argument("--mode", default="kernels", help="a bench_gpu.py mode (tuned modes are not tuned here)")
     p.add_argument("--caches", default="prefix,dual")
     p.add_argument("--ks", default="1", help="tokens per step, comma-separated")
     p.add_argument("--commits", default="fused", help="fused,eager: the decoder's commit kernel, its PyTorch ops, or both")
-    p.add_argument("--device", default="cuda")
-    p.add_argument("--small", action="store_true", help="a tiny config (CPU smoke runs)")
-    p.add_argument("--prompt-length", type=int, default=768)
-    p.add_argument("--gen-length", type=int, default=256)
-    p.add_argument("--block-length", type=int, default=32)
+    canvas_arguments(p)
     p.add_argument("--alone-repeats", type=int, default=10)
     p.add_argument("--sustain-s", type=float, default=5.0, help="seconds of each sustained run (0: none)")
     p.add_argument("--trace-blocks", type=int, default=0, help="profile a decode of this many blocks per cache (0: none)")

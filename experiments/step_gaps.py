@@ -95,9 +95,7 @@ def main() -> None:
     p.add_argument("--mode", default="split-kv")
     p.add_argument("--cache", default="dual")
     p.add_argument("--k", type=int, default=1)
-    p.add_argument("--prompt-length", type=int, default=768)
-    p.add_argument("--gen-length", type=int, default=256)
-    p.add_argument("--block-length", type=int, default=32)
+    bench_gpu.canvas_arguments(p)
     args = p.parse_args()
     from torch.profiler import ProfilerActivity, profile
 

@@ -113,18 +113,13 @@ def probe(model, args) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=None)
-    p.add_argument("--family", default="llada")
-    p.add_argument("--small", action="store_true", help="the family's tiny config (CPU tests)")
-    p.add_argument("--device", default="cuda")
+    bench_gpu.model_arguments(p)
     p.add_argument("--mode", default="tuned", help="the bench_gpu.py mode whose plan is the baseline")
     p.add_argument("--min-rows", type=int, default=gemm_plan.LT_MAX_ROWS, help="probe windows of more rows")
     p.add_argument("--max-lt", type=int, default=8, help="ranked cuBLASLt candidates tried per shape")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--forward-repeats", type=int, default=15)
-    p.add_argument("--prompt-length", type=int, default=768)
-    p.add_argument("--gen-length", type=int, default=256)
-    p.add_argument("--block-length", type=int, default=32)
+    bench_gpu.canvas_arguments(p)
     args = p.parse_args(argv)
     if args.mode not in bench_gpu.MODES:
         raise SystemExit(f"--mode {args.mode!r}: choose one of {', '.join(bench_gpu.MODES)}")
