@@ -11,12 +11,13 @@ import torch
 
 import fastdllm
 
-def model_arguments(p: argparse.ArgumentParser) -> None:
-    """``--out`` (the result JSON), ``--family`` (a registered adapter, LLaDA by default), ``--device`` (cuda) and
+
+def model_arguments(p: argparse.ArgumentParser, device: str = "cuda") -> None:
+    """``--out`` (the result JSON), ``--family`` (a registered adapter, LLaDA by default), ``--device`` and
     ``--small`` (the family's tiny config: CPU smoke runs and tests)."""
     p.add_argument("--out", default=None, help="result JSON path")
-    p.add_argument("--family", default="llada")
-    p.add_argument("--device", default="cuda")
+    p.add_argument("--family", default="llada", help=f"a registered model adapter: {fastdllm.model_adapters.names()}")
+    p.add_argument("--device", default=device)
     p.add_argument("--small", action="store_true", help="the family's tiny config (CPU smoke runs and tests)")
 
 

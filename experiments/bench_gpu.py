@@ -208,10 +208,7 @@ def _csv(text: str) -> list[str]:
 
 def parse(argv) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=None, help="result JSON path")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--family", default="llada", help=f"a registered model adapter: {fastdllm.model_adapters.names()}")
-    p.add_argument("--small", action="store_true", help="a tiny model (CPU smoke runs)")
+    model_arguments(p, device="cuda" if torch.cuda.is_available() else "cpu")
     canvas_arguments(p)
     p.add_argument("--batches", default="1", help="batch sizes, comma-separated")
     p.add_argument("--repeats", type=int, default=3)

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import hashlib
 import os
 import statistics
 import sys
@@ -45,6 +47,7 @@ from bench_modes import set_mode  # noqa: E402
 from gpu_clocks import ClockSampler  # noqa: E402
 
 from fastdllm.evaluation import torch_info  # noqa: E402
+
 
 class Stopwatch:
     """Marks on the device's timeline: CUDA events on a GPU (no sync when marking), the host clock on the CPU
@@ -109,9 +112,6 @@ def timeline(model, prompt, cache: str, k: int, args, floors: Floors, watch: Sto
              commit: str = "fused") -> dict:
     """One warm decode with every forward marked, then its windows replayed alone on the same buffers.
     ``commit`` "eager": the decoder's commit in PyTorch ops (``EagerCommit``)."""
-    import contextlib
-    import hashlib
-
     sampler = sampler or ClockSampler()
     decoder = fastdllm.DiffusionDecoder(model, cache=cache, unmask={"name": "fixed", "steps": args.gen_length // k},
                                         gen_length=args.gen_length, block_length=args.block_length)
@@ -128,23 +128,21 @@ def timeline(model, prompt, cache: str, k: int, args, floors: Floors, watch: Sto
         entry = by_window.setdefault((a[1], a[2], a[6], a[7]), {"args": (a, kw), "in_decode_ms": []})
         entry["in_decode_ms"].append(f["ms"])
     windows = []
-    alone_phase = sampler.phase(f"alone {cache} k={k} {commit}")
-    alone_phase.__enter__()
-    for (start, end, _, _), entry in sorted(by_window.items(), key=lambda kv: kv[0][1] - kv[0][0]):
-        a, kw = entry.pop("args")
-        with torch.inference_mode():
+    with sampler.phase(f"alone {cache} k={k} {commit}"), torch.inference_mode():
+        for (start, end, _, _), entry in sorted(by_window.items(), key=lambda kv: kv[0][1] - kv[0][0]):
+            a, kw = entry.pop("args")
             for _ in range(2):
                 model.forward_step(*a, **kw)
             marks = [watch.mark()]
             for _ in range(args.alone_repeats):
                 model.forward_step(*a, **kw)
                 marks.append(watch.mark())
-        alone = [watch.ms(marks[i], marks[i + 1]) for i in range(len(marks) - 1)]
-        in_decode = entry["in_decode_ms"]
-        windows.append({"start": start, "end": end, "rows": end - start, "forwards": len(in_decode),
-                        "in_decode_ms_median": statistics.median(in_decode), "alone_ms_median": statistics.median(alone),
-                        "floor_ms": None if floors.forward_s(end - start) is None else 1000 * floors.forward_s(end - start)})
-    alone_phase.__exit__(None, None, None)
+            alone = [watch.ms(marks[i], marks[i + 1]) for i in range(len(marks) - 1)]
+            in_decode, floor_s = entry["in_decode_ms"], floors.forward_s(end - start)
+            windows.append({"start": start, "end": end, "rows": end - start, "forwards": len(in_decode),
+                            "in_decode_ms_median": statistics.median(in_decode),
+                            "alone_ms_median": statistics.median(alone),
+                            "floor_ms": None if floor_s is None else 1000 * floor_s})
     forward_ms = sum(f["ms"] for f in forwards)
     alone_sum = sum(w["alone_ms_median"] * w["forwards"] for w in windows)
     decoder.release()
@@ -195,6 +193,7 @@ def gap_anatomy(trace: dict) -> dict:
         rows.append({"gap_us": start - end, "kernels": len(between), "busy_us": busy, "idle_us": start - end - busy,
                      "host_sync_to_launch_us": host, "launch_call_us": b.get("dur", 0),
                      "launch_to_first_kernel_us": start - b["ts"]})
+
     def med(key):
         values = [r[key] for r in rows if r[key] is not None]
         return statistics.median(values) if values else None

@@ -12,6 +12,7 @@ phase (a setting's timed decodes, a sustained matmul, ...), at what clock and po
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import statistics
@@ -54,17 +55,14 @@ class ClockSampler:
     def available(self) -> bool:
         return self.proc is not None
 
+    @contextlib.contextmanager
     def phase(self, name: str):
-        sampler = self
-
-        class _Phase:
-            def __enter__(self):
-                self.t0 = time.time()
-
-            def __exit__(self, *exc):
-                sampler.phases.append((name, self.t0, time.time()))
-
-        return _Phase()
+        """Samples taken inside the block belong to phase ``name`` (one use per call)."""
+        t0 = time.time()
+        try:
+            yield
+        finally:
+            self.phases.append((name, t0, time.time()))
 
     def stop(self) -> dict:
         if not self.available:

@@ -84,7 +84,9 @@ if triton is not None:
 
 def fused_commit_step(chosen: torch.Tensor, proposal, masked: torch.Tensor, canvas: torch.Tensor, start: int,
                       gen_start: int, tallies, refresh: bool, last: bool) -> torch.Tensor:
-    """``fastdllm.core.commit.commit_step`` in one launch (same arguments, same result and side effects)."""
+    """``fastdllm.core.commit.commit_step`` in one launch (same arguments, same result and side effects), for the
+    inputs ``fastdllm.core.commit._fused`` accepts (``commit_step`` checks them once per step: unit stride over the
+    block, the dtypes the kernel reads, counters on the canvas's device)."""
     if triton is None:
         raise RuntimeError("fused_commit_step needs Triton; fastdllm.core.commit.commit_step runs the PyTorch ops")
     batch, n = masked.shape
@@ -94,11 +96,6 @@ def fused_commit_step(chosen: torch.Tensor, proposal, masked: torch.Tensor, canv
     commit = torch.empty((batch, n), dtype=torch.bool, device=canvas.device)  # [B, block]
     as_bytes = lambda t: t.view(torch.uint8)  # noqa: E731 - bool tensors read as bytes
     chosen_b, masked_b, pmasked_b = as_bytes(chosen), as_bytes(masked), as_bytes(proposal.masked)
-    for t, name in ((chosen_b, "chosen"), (masked_b, "masked"), (pmasked_b, "proposal.masked"),
-                    (proposal.confidence, "confidence"), (proposal.tokens, "tokens"), (canvas, "canvas"),
-                    (tallies.commit_forward, "commit_forward")):
-        if t.stride(-1) != 1:
-            raise ValueError(f"fused_commit_step: {name} needs unit stride over the block, got strides {t.stride()}")
     _commit_kernel[(1,)](
         chosen_b, masked_b, pmasked_b, proposal.confidence, proposal.tokens, canvas, tallies.nfe_per_row,
         tallies.refresh_per_row, tallies.commit_forward, tallies.forced, tallies.flushes, as_bytes(commit),
