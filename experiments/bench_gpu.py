@@ -47,7 +47,7 @@ from fastdllm.evaluation import torch_info
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_floors import Floors, build_model, canvas_arguments, ceilings, held_matmul_rate, model_arguments  # noqa: E402 - also read as bench_gpu.X by the other scripts
 from bench_modes import CUDA_MODES, MODES, TUNED_MODES, set_mode  # noqa: E402 - set_mode also read as bench_gpu.set_mode
-from bench_profile import profile_decode  # noqa: E402
+from bench_profile import profile_decode, profile_forward  # noqa: E402
 from gpu_clocks import ClockSampler  # noqa: E402
 
 def _sync(device) -> None:
@@ -110,9 +110,7 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
             row["floor_sum_fp8_s"] = sum(floors.forward_s(batch * (end - start), 0 if batch * (end - start) > MAX_ROWS
                                                           else saved) for start, end in plans)
             row["floor_ratio_fp8"] = wall / row["floor_sum_fp8_s"]
-    store = decoder._buffers[-1] if decoder._buffers else None
-    keys = getattr(store, "keys", None)
-    row["kv_store_bytes"] = 0 if keys is None else 2 * keys.numel() * keys.element_size()
+    row["kv_store_bytes"] = store_bytes(decoder._buffers[-1] if decoder._buffers else None)
     if cuda:
         row["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
     if plain_tokens is not None:
@@ -121,6 +119,12 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
     decoder.release()
     set_mode(model, "plain")
     return row, first.sequences
+
+
+def store_bytes(store) -> int:
+    """Bytes of a KV store's keys and values (0 for none): what attention over the whole canvas reads per forward."""
+    keys = getattr(store, "keys", None)
+    return 0 if keys is None else 2 * keys.numel() * keys.element_size()
 
 
 def phase_name(batch: int, cache: str, k: int, mode: str) -> str:
@@ -170,7 +174,10 @@ def wide_reference(model, prompt: torch.Tensor, args, floors: Floors) -> dict:
 
 def time_forwards(model, batch: int, args, mode: str, floors: Floors, device) -> list[dict]:
     """Single forwards timed directly: a refresh (whole canvas) and a dual-cache block step, and the
-    refresh's logits against the plain path's (max |difference|, argmax agreement)."""
+    refresh's logits against the plain path's (max |difference|, argmax agreement). The dual step's attention
+    reads the whole KV store, which the floor (weights and matmul only) leaves out: its bytes are recorded
+    (``kv_read_bytes``) with their time at the copy rate (``kv_read_ms``). ``--forward-profile``: each forward once
+    more without graphs under ``torch.profiler``, kernel time by kind (``profile``)."""
     set_mode(model, mode)
     L, P, blk, shift = args.prompt_length + args.gen_length, args.prompt_length, args.block_length, model.logit_shift
     gen = torch.Generator().manual_seed(2)
@@ -178,6 +185,7 @@ def time_forwards(model, batch: int, args, mode: str, floors: Floors, device) ->
     canvas[:, P:] = model.mask_token_id
     position_ids = torch.arange(L, device=device).expand(batch, L).contiguous()  # [B, L]
     store = model.new_kv_store(batch, L)
+    bandwidth = floors.ceil.get("copy_bytes_per_s") if floors.ceil else None
     out = []
     with torch.inference_mode():
         for kind, (start, end) in (("refresh", (0, L)), ("dual", (P - shift, P + blk))):
@@ -195,9 +203,21 @@ def time_forwards(model, batch: int, args, mode: str, floors: Floors, device) ->
             _sync(device)
             ms = 1000 * (time.perf_counter() - t0) / n
             floor = floors.forward_s(batch * (end - start))
-            out.append({"batch": batch, "mode": mode, "kind": kind, "rows": batch * (end - start), "ms": ms,
-                        "floor_ms": None if floor is None else 1000 * floor,
-                        "floor_ratio": None if floor is None else ms / (1000 * floor), "logits": logits})
+            row = {"batch": batch, "mode": mode, "kind": kind, "rows": batch * (end - start), "ms": ms,
+                   "floor_ms": None if floor is None else 1000 * floor,
+                   "floor_ratio": None if floor is None else ms / (1000 * floor), "logits": logits}
+            if kind == "dual":
+                row["kv_read_bytes"] = store_bytes(store)
+                if bandwidth and floor is not None:
+                    row["kv_read_ms"] = 1000 * row["kv_read_bytes"] / bandwidth
+                    row["floor_ratio_with_kv_read"] = ms / (row["floor_ms"] + row["kv_read_ms"])
+            if args.forward_profile and device == "cuda":
+                graphs, model.cuda_graphs = model.cuda_graphs, None
+                try:
+                    row["profile"] = profile_forward(step)
+                finally:
+                    model.cuda_graphs = graphs
+            out.append(row)
     set_mode(model, "plain")
     return out
 
@@ -219,6 +239,8 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--profile", nargs="?", const="all", default=None,
                    help="write torch.profiler kernel tables (plain and the last mode; dual cache, largest k) for "
                         "every batch, or for the comma-separated batches given")
+    p.add_argument("--forward-profile", action="store_true",
+                   help="profile each timed single forward once more without graphs: GPU kernel time by kind")
     p.add_argument("--fp32-check", default="", metavar="CACHES",
                    help="decode these caches' settings (comma-separated) and the timed forwards once more, plain eager "
                         "on an fp32 copy of the weights (float64 for an fp32 model), and compare every mode with it")
@@ -347,7 +369,11 @@ def main(argv=None) -> dict:
                         logits, wide["logits"][f["kind"]])
                 out["forwards"].append(f)
                 print(f"b{batch} {f['kind']:>7} forward {mode:>8}: {f['ms']:7.2f} ms"
-                      + (f" ({f['floor_ratio']:.2f}x floor {f['floor_ms']:.2f} ms)" if f["floor_ms"] else ""), flush=True)
+                      + (f" ({f['floor_ratio']:.2f}x floor {f['floor_ms']:.2f} ms)" if f["floor_ms"] else "")
+                      + (f" ({f['floor_ratio_with_kv_read']:.2f}x with the KV read's {f['kv_read_ms']:.2f} ms)"
+                         if "floor_ratio_with_kv_read" in f else "")
+                      + (" kernels " + ", ".join(f"{k} {v / 1000:.2f}" for k, v in sorted(f["profile"]["by_kind_us"].items()))
+                         + " ms" if "profile" in f else ""), flush=True)
         save(out, args.out)
         if args.profile and args.out and (args.profile == "all" or str(batch) in _csv(args.profile)):
             cache = "dual" if "dual" in args.caches else args.caches[0]

@@ -1,9 +1,12 @@
-"""``bench_gpu.py --profile``: one decode under ``torch.profiler`` with CUDA graphs off, its kernel table written
-beside the result file (graphed decodes hide their kernels from the table; ``decode_timeline.py --trace-blocks``
-profiles a graphed decode's gaps instead)."""
+"""Profiles without CUDA graphs (graphed work hides its kernels from ``torch.profiler``).
+
+``profile_decode`` (``bench_gpu.py --profile``): one decode, its kernel table written beside the result file
+(``decode_timeline.py --trace-blocks`` profiles a graphed decode's gaps instead). ``profile_forward``
+(``bench_gpu.py --forward-profile``, ``prefix_forwards.py``): one forward's kernel time by kind (``kind_of``)."""
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 
 import torch
@@ -33,3 +36,34 @@ def profile_decode(model, prompt, cache: str, k: int, args, mode: str, path: Pat
     set_mode(model, "plain")
     return {"batch": prompt.shape[0], "cache": cache, "tokens_per_step": k, "mode": mode, "file": path.name,
             "kernel_s": kernels_us / 1e6, "profiled_wall_s": result.wall_time_s}
+
+
+KINDS = (  # (kind, substrings of a kernel name, lower case), first match wins
+    ("attention", ("flash", "fmha", "attention", "cudnn", "sdpa", "split_kv_kernel")),
+    ("gemm", ("gemm", "cutlass", "xmma", "nvjet", "cublas", "_skinny_kernel", "splitk")),
+    ("kv_write", ("_kv_write",)),
+    ("compiled_elementwise", ("triton_",)),
+)
+
+
+def kind_of(name: str) -> str:
+    low = name.lower()
+    return next((kind for kind, keys in KINDS if any(k in low for k in keys)), "other")
+
+
+def profile_forward(step) -> dict:
+    """GPU kernel µs of one eager forward, by kind, and its twenty costliest kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    by_kind, by_name = collections.Counter(), collections.Counter()
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            us = e.device_time if hasattr(e, "device_time") else e.cuda_time
+            by_kind[kind_of(e.name)] += us
+            by_name[e.name[:90]] += us
+    return {"kernel_us": sum(by_kind.values()), "by_kind_us": dict(by_kind), "top_kernels_us": dict(by_name.most_common(20))}

@@ -48,8 +48,10 @@ def shape_groups(model) -> dict[tuple, tuple[list[torch.Tensor], list[torch.Tens
 def compiled_linear(persistent: bool):
     """A fresh ``torch.compile``d ``F.linear`` (one per shape, so no dynamo cache limit is reached), autotuned
     over Inductor's Triton templates only."""
+    import torch._dynamo.config as dynamo_config
     import torch._inductor.config as inductor_config
 
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 256)  # one code object, a fresh compile per call
     inductor_config.max_autotune_gemm_backends = "TRITON"
     inductor_config.triton.enable_persistent_tma_matmul = persistent
 

@@ -18,7 +18,6 @@ logit shift) against a 1024-position canvas. This script, at a family's full sha
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import sys
 import time
@@ -30,46 +29,16 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_gpu  # noqa: E402
 from bench_attention import graph_time_us  # noqa: E402
+from bench_profile import kind_of, profile_forward  # noqa: E402, F401 - kind_of: the tests read it here
 
 from fastdllm.evaluation import torch_info  # noqa: E402
 from fastdllm.kernels.split_kv_attention import split_kv_attention  # noqa: E402
-
-KINDS = (  # (kind, substrings of a kernel name, lower case), first match wins
-    ("attention", ("flash", "fmha", "attention", "cudnn", "sdpa", "split_kv_kernel")),
-    ("gemm", ("gemm", "cutlass", "xmma", "nvjet", "cublas", "_skinny_kernel", "splitk")),
-    ("kv_write", ("_kv_write",)),
-    ("compiled_elementwise", ("triton_",)),
-)
-
-
-def kind_of(name: str) -> str:
-    low = name.lower()
-    return next((kind for kind, keys in KINDS if any(k in low for k in keys)), "other")
-
 
 def windows(model, prompt_length: int, gen_length: int, block_length: int) -> list[tuple[int, int, int, int]]:
     """(block, start, end, logits start) of each prefix-cache step: the block and everything after it."""
     L, shift = prompt_length + gen_length, model.logit_shift
     return [(b, prompt_length + b * block_length - shift, L, prompt_length + b * block_length)
             for b in range(gen_length // block_length)]
-
-
-def profile_forward(step) -> dict:
-    """GPU kernel µs of one eager forward, by kind, and its twenty costliest kernels."""
-    from torch.profiler import ProfilerActivity, profile
-
-    step()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        step()
-        torch.cuda.synchronize()
-    by_kind, by_name = collections.Counter(), collections.Counter()
-    for e in prof.events():
-        if e.device_type == torch.autograd.DeviceType.CUDA:
-            us = e.device_time if hasattr(e, "device_time") else e.cuda_time
-            by_kind[kind_of(e.name)] += us
-            by_name[e.name[:90]] += us
-    return {"kernel_us": sum(by_kind.values()), "by_kind_us": dict(by_kind), "top_kernels_us": dict(by_name.most_common(20))}
 
 
 def time_windows(model, mode: str, args, floors, profiled: set[int]) -> list[dict]:

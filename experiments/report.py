@@ -202,16 +202,23 @@ def _held(r: dict) -> str:
 
 def forward_table(files: list[dict]) -> str:
     """Single forwards timed directly: ms and × the forward's own floor, logits against the plain path's (and,
-    with ``--fp32-check`` results, against the fp32 forward's)."""
+    with ``--fp32-check`` results, against the fp32 forward's); where recorded, the dual step's KV-store read at
+    the copy rate and the ratio to the floor plus that read."""
     fp32 = any("argmax_agreement_fp32" in f for d in files for f in d["forwards"])
-    lines = ["| family | batch | forward | mode | ms | floor ms | × floor | logits max abs diff vs plain | "
-             "argmax agreement vs plain |" + (" max abs diff vs fp32 | argmax agreement vs fp32 |" if fp32 else "")
-             + " commit |", "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if fp32 else "")]
+    kv = any("kv_read_ms" in f for d in files for f in d["forwards"])
+    lines = ["| family | batch | forward | mode | ms | floor ms | × floor |"
+             + (" KV read ms | × (floor + KV read) |" if kv else "")
+             + " logits max abs diff vs plain | argmax agreement vs plain |"
+             + (" max abs diff vs fp32 | argmax agreement vs fp32 |" if fp32 else "")
+             + " commit |", "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if kv else "") + ("---|---|" if fp32 else "")]
     for d in files:
         for f in d["forwards"]:
             diff = f.get("logits_max_abs_diff_plain")
             agree = f.get("argmax_agreement_plain")
             floor = "— | —" if f["floor_ms"] is None else f"{f['floor_ms']:.2f} | {f['floor_ratio']:.2f}×"
+            if kv:
+                floor += (f" | {f['kv_read_ms']:.2f} | {f['floor_ratio_with_kv_read']:.2f}×" if "kv_read_ms" in f
+                          else " | — | —")
             wide = ""
             if fp32:
                 wide_diff, wide_agree = f.get("logits_max_abs_diff_fp32"), f.get("argmax_agreement_fp32")
@@ -220,6 +227,27 @@ def forward_table(files: list[dict]) -> str:
             lines.append(f"| {d['family']} | {f['batch']} | {f['kind']} | {f['mode']} | {f['ms']:.2f} | "
                          f"{floor} | {'—' if diff is None else f'{diff:.3f}'} | "
                          f"{'—' if agree is None else f'{100 * agree:.1f} %'} |{wide} {(d.get('commit') or '?')[:7]} |")
+    return "\n".join(lines)
+
+
+PROFILE_KINDS = ("gemm", "attention", "compiled_elementwise", "kv_write", "other")  # bench_profile.KINDS and the rest
+
+
+def forward_profile_table(files: list[dict]) -> str:
+    """The forwards profiled by ``bench_gpu.py --forward-profile`` (one eager forward each, no graphs): GPU kernel
+    ms by kind; for a dual step, its attention against the KV-store read at the copy rate. Empty without any."""
+    rows = [(d, f) for d in files for f in d["forwards"] if "profile" in f]
+    if not rows:
+        return ""
+    lines = ["| family | batch | forward | mode | kernels ms | " + " | ".join(PROFILE_KINDS) + " | attention ÷ KV read |",
+             "|---|---|---|---|---|" + "---|" * len(PROFILE_KINDS) + "---|"]
+    for d, f in rows:
+        by_kind = f["profile"]["by_kind_us"]
+        read = f.get("kv_read_ms")
+        attention = by_kind.get("attention", 0.0) / 1000
+        lines.append(f"| {d['family']} | {f['batch']} | {f['kind']} | {f['mode']} | {f['profile']['kernel_us'] / 1000:.2f} | "
+                     + " | ".join(f"{by_kind.get(k, 0.0) / 1000:.2f}" for k in PROFILE_KINDS)
+                     + f" | {f'{attention / read:.2f}×' if read else '—'} |")
     return "\n".join(lines)
 
 
@@ -246,6 +274,8 @@ def speed_report(folder: Path = SPEED) -> str:
     files = _speed_files(folder)
     final = [d for d in files if d["_final"]]
     parts = [speed_table(final) if final else "", "", forward_table(files)]
+    profiled = forward_profile_table(files)
+    parts += ["", "Kernel time of the profiled forwards (one eager forward each, ms):", "", profiled] if profiled else []
     parts += ["", *[modes_table(d) for d in files if len(d["modes"]) > 2]]
     return "\n".join(parts)
 
