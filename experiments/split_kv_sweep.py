@@ -1,7 +1,7 @@
 """The split-KV attention kernel's tuning knobs at the shapes the decoder gives it, on the GPU.
 
 For each shape (batch 1, a 1024-key canvas; LLaDA-8B's 32 heads and Dream-7B's 28 query / 4 key-value heads;
-the query rows of a dual-cache step and of the prefix-cache windows the kernel takes) it times every
+the query rows of a dual-cache step and of the prefix-cache windows; batch 1 unless the name says otherwise) it times every
 combination of query tile (``block_m``), key slices, keys per iteration (``block_n``), warps and pipelining
 stages, each replayed from a CUDA graph of 32 calls (µs per call), checks its output against an fp32 SDPA,
 and reports the configuration ``split_kv_attention`` uses by default next to the fastest. For Dream's
@@ -31,10 +31,12 @@ from bench_attention import graph_time_us  # noqa: E402
 from fastdllm.evaluation import torch_info  # noqa: E402
 from fastdllm.kernels.split_kv_attention import split_kv_attention  # noqa: E402
 
-SHAPES = [  # name, query heads, key/value heads, query rows
-    ("llada dual", 32, 32, 32), ("dream dual", 28, 4, 33), ("llada prefix 64", 32, 32, 64),
-    ("llada prefix 128", 32, 32, 128), ("dream prefix 65", 28, 4, 65), ("dream prefix 97", 28, 4, 97),
-    ("dream prefix 129", 28, 4, 129),
+SHAPES = [  # name, query heads, key/value heads, query rows, batch
+    ("llada dual", 32, 32, 32, 1), ("dream dual", 28, 4, 33, 1), ("llada prefix 64", 32, 32, 64, 1),
+    ("llada prefix 128", 32, 32, 128, 1), ("dream prefix 65", 28, 4, 65, 1), ("dream prefix 97", 28, 4, 97, 1),
+    ("dream prefix 129", 28, 4, 129, 1), ("dream prefix 193", 28, 4, 193, 1), ("dream prefix 257", 28, 4, 257, 1),
+    ("llada prefix 256", 32, 32, 256, 1), ("dream b4 dual", 28, 4, 33, 4), ("dream b16 dual", 28, 4, 33, 16),
+    ("dream b32 dual", 28, 4, 33, 32), ("llada b4 dual", 32, 32, 32, 4),
 ]
 KEYS, D = 1024, 128
 
@@ -49,6 +51,8 @@ def main() -> None:
     p.add_argument("--block-n", type=ints, default=[32, 64, 128])
     p.add_argument("--warps", type=ints, default=[2, 4, 8])
     p.add_argument("--stages", type=ints, default=[2, 3])
+    p.add_argument("--packs", default="both", choices=("both", "packed", "unpacked"),
+                   help="the layouts swept for grouped-query shapes")
     args = p.parse_args()
     wanted = args.shapes.split(",")
     unknown = sorted(set(wanted) - {name for name, *_ in SHAPES})
@@ -59,15 +63,16 @@ def main() -> None:
     out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "commit": os.environ.get("FASTDLLM_COMMIT"),
            "command": "python experiments/split_kv_sweep.py " + " ".join(sys.argv[1:]), "shapes": []}
-    for name, H, H_kv, m in (shape for shape in SHAPES if shape[0] in wanted):
-        q = torch.randn(1, m, H, D, device="cuda", dtype=torch.bfloat16, generator=gen).transpose(1, 2)  # the model's layout
-        keys = torch.randn(1, H_kv, KEYS, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+    for name, H, H_kv, m, B in (shape for shape in SHAPES if shape[0] in wanted):
+        q = torch.randn(B, m, H, D, device="cuda", dtype=torch.bfloat16, generator=gen).transpose(1, 2)  # the model's layout
+        keys = torch.randn(B, H_kv, KEYS, D, device="cuda", dtype=torch.bfloat16, generator=gen)
         values = torch.randn_like(keys)
         ref = F.scaled_dot_product_attention(q.float(), keys.float(), values.float(), enable_gqa=H != H_kv)
-        row = {"shape": name, "heads": H, "kv_heads": H_kv, "query_rows": m, "keys": KEYS,
+        row = {"shape": name, "batch": B, "heads": H, "kv_heads": H_kv, "query_rows": m, "keys": KEYS,
                "sdpa_us": graph_time_us(lambda: F.scaled_dot_product_attention(q, keys, values, enable_gqa=H != H_kv)),
                "default_us": graph_time_us(lambda: split_kv_attention(q, keys, values)), "configs": {}}
-        packs = (False, True) if H != H_kv else (False,)
+        packs = ((False, True) if H != H_kv else (False,))
+        packs = [pack for pack in packs if H == H_kv or args.packs == "both" or pack == (args.packs == "packed")]
         if H != H_kv:
             row["default_unpacked_us"] = graph_time_us(lambda: split_kv_attention(q, keys, values, pack_gqa=False))
         for pack, block_m, splits, block_n, warps, stages in itertools.product(
