@@ -180,3 +180,44 @@ def test_floors_at_the_sustained_rate_and_the_clock_column():
                                                        "power_capped_share": 1.0}}
     assert report._held(row) == "1.23×; 1652 MHz, 688 W (power-capped 100 %)"
     assert report._held({"clocks": {"samples": 0}}) == "—"
+
+
+def test_the_dual_forward_records_its_kv_store_read():
+    """The dual step's attention reads the whole KV store, which the floor (weights, matmul) leaves out:
+    ``time_forwards`` records its bytes (the store's keys and values), their time at the run's copy rate, and
+    the forward's ratio to the floor plus that time; the refresh, which reads no stored keys, records none."""
+    import argparse
+
+    bench = _bench()
+    model = experiment_script("bench_floors").build_model("llada", True, "cpu", torch.float32)
+    ceil = {"copy_bytes_per_s": 1e9, "matmul_flop_per_s": 1e12}
+    floors = experiment_script("bench_floors").Floors(10**6, 4 * 10**6, ceil)  # a 4 ms weight read
+    args = argparse.Namespace(prompt_length=12, gen_length=8, block_length=4, forward_repeats=1, forward_profile=False)
+    rows = {r["kind"]: r for r in bench.time_forwards(model, 2, args, "eager", floors, "cpu")}
+    assert "kv_read_bytes" not in rows["refresh"]
+    dual = rows["dual"]
+    expected = 2 * 2 * 2 * 4 * 20 * 16 * 4  # K and V × batch 2 × 2 layers × 4 heads × 20 positions × dim 16 × fp32
+    assert dual["kv_read_bytes"] == expected
+    assert dual["kv_read_ms"] == pytest.approx(1000 * expected / 1e9)
+    assert dual["floor_ms"] == pytest.approx(4.0)
+    assert dual["floor_ratio_with_kv_read"] == pytest.approx(dual["ms"] / (4.0 + dual["kv_read_ms"]))
+
+
+def test_report_shows_the_kv_read_and_the_profiled_kernels():
+    """The forward table gains the KV read and × (floor + KV read) where a file records them, and the profiled
+    forwards get a table of kernel ms by kind with the attention against the KV read."""
+    spec = importlib.util.spec_from_file_location("report", SCRIPT.with_name("report.py"))
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    profile = {"kernel_us": 9000.0, "by_kind_us": {"gemm": 6000.0, "attention": 2500.0, "other": 500.0}}
+    files = [{"family": "llada", "commit": "abcdef0", "forwards": [
+        {"batch": 16, "mode": "tuned", "kind": "refresh", "ms": 30.0, "floor_ms": 25.0, "floor_ratio": 1.2},
+        {"batch": 16, "mode": "tuned", "kind": "dual", "ms": 14.0, "floor_ms": 10.0, "floor_ratio": 1.4,
+         "kv_read_ms": 2.0, "floor_ratio_with_kv_read": 14.0 / 12.0, "profile": profile}]}]
+    lines = report.forward_table(files).splitlines()
+    assert "| KV read ms | × (floor + KV read) |" in lines[0] and len(lines[0].split("|")) == len(lines[1].split("|"))
+    assert lines[2].startswith("| llada | 16 | refresh | tuned | 30.00 | 25.00 | 1.20× | — | — |")
+    assert lines[3].startswith("| llada | 16 | dual | tuned | 14.00 | 10.00 | 1.40× | 2.00 | 1.17× |")
+    table = report.forward_profile_table(files).splitlines()
+    assert table[2] == "| llada | 16 | dual | tuned | 9.00 | 6.00 | 2.50 | 0.00 | 0.00 | 0.50 | 1.25× |"
+    assert len(table) == 3 and report.forward_profile_table([{"forwards": files[0]["forwards"][:1]}]) == ""
