@@ -31,19 +31,26 @@ MAX_QUERY_ROWS = 128  # beyond, SDPA was as fast (prefix-cache windows, round5_d
 BLOCK_N = 64  # keys per inner iteration
 
 
-def use_split_kv(q: torch.Tensor, keys: torch.Tensor) -> bool:
+def use_split_kv(q: torch.Tensor, keys: torch.Tensor, pack_gqa: bool = True) -> bool:
     """Whether ``attend`` runs the split-KV kernel for these tensors: Triton present, at most
-    ``MAX_QUERY_ROWS`` query rows, a power-of-two head dim in [16, 256], a floating dtype, and few enough
-    batch rows × heads × query tiles that a flash-attention grid would leave half the SMs idle (measured on
-    an H100, ``experiments/bench_attention.py``: at batch 1 the split kernel takes 11.9 µs per LLaDA-8B
-    layer against SDPA's 17.3; at batch 4, where SDPA's grid already fills the GPU, 46 µs against 30). The
-    rule counts heads one by one whatever the layout (``pack_gqa``), so packing changes how the kernel runs,
-    not where."""
+    ``MAX_QUERY_ROWS`` query rows, a power-of-two head dim in [16, 256], a floating dtype, and either
+    grouped-query heads packed (``pack_gqa``: at any batch) or few enough batch rows × heads × query tiles that a
+    flash-attention grid would leave half the SMs idle.
+
+    One head per program (measured on an H100, ``experiments/bench_attention.py``): at batch 1 the split kernel
+    takes 11.9 µs per LLaDA-8B layer against SDPA's 17.3; at batch 4, where SDPA's grid already fills the GPU, 46 µs
+    against 30. Packed, a program reads each key/value head once for its whole group of query heads, which SDPA
+    does not: on an H200 over 1024 keys (``experiments/split_kv_sweep.py``, results/speed/round12_dev/split_kv_ea728ca/,
+    µs per Dream-7B layer, 33 query rows) batch 4 13.6 against SDPA's 18.1, batch 16 27.1 against 57.8, batch 32
+    52.6 against 96.2 (one key slice from batch 16, ``_layout``)."""
     B, H, m, D = q.shape
-    tiles = -(-m // _block_m(m))
-    return (triton is not None and m <= MAX_QUERY_ROWS and 16 <= D <= 256 and D & (D - 1) == 0
-            and q.dtype in (torch.bfloat16, torch.float16, torch.float32) and keys.dtype == q.dtype
-            and B * H * tiles <= _processors(q.device) // 2)
+    shape_ok = (triton is not None and m <= MAX_QUERY_ROWS and 16 <= D <= 256 and D & (D - 1) == 0
+                and q.dtype in (torch.bfloat16, torch.float16, torch.float32) and keys.dtype == q.dtype)
+    if not shape_ok:
+        return False
+    if pack_gqa and H != keys.shape[1]:
+        return True
+    return B * H * -(-m // _block_m(m)) <= _processors(q.device) // 2
 
 
 if triton is not None:
@@ -96,6 +103,10 @@ if triton is not None:
             acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
             m_i = m_new
         l_safe = tl.where(l_i > 0, l_i, 1.0)
+        if N_SPLITS == 1:  # the whole key range in this program: the output directly, no partials to combine
+            tl.store(OUT + b * so_b + heads[:, None] * so_h + rows[:, None] * so_m + dims[None, :],
+                     (acc / l_safe[:, None]).to(OUT.dtype.element_ty), mask=valid[:, None])
+            return
         stack = PACKED * m  # rows per head group
         part = (bg * N_SPLITS + split) * stack + packed  # [BLOCK_M] row index into the partial buffers
         tl.store(O_PART + part[:, None] * D + dims[None, :], acc / l_safe[:, None], mask=valid[:, None])
@@ -146,10 +157,13 @@ def _layout(B: int, H: int, H_kv: int, m: int, pack_gqa: bool, block_m: int | No
     Unpacked, a program takes one head's rows (``_block_m``, ``default_splits``, 64 keys per iteration). Packed
     (grouped-query attention only), it stacks the ``H // H_kv`` heads that share a key/value head as
     ``H // H_kv · m`` rows, and the default is the smallest row tile of 32 or 64 whose grid with 2 key slices
-    fits in one wave over the ``processors`` SMs, with 4 slices where those fit too, 128 keys per iteration.
+    fits in one wave over the ``processors`` SMs, with 4 slices where those fit too, 128 keys per iteration; where
+    not even 2 slices fit (larger batches) one slice of 64 keys per iteration, which writes the output directly.
     Measured on an H200 at Dream-7B's 28 / 4 heads over 1024 keys (``experiments/split_kv_sweep.py``,
     results/speed/round9_dev/, µs per layer, against the unpacked default): 33 rows 9.3 (32-row tiles, 4 slices,
-    128 programs) against 11.2; 65 rows 11.9 (32, 2, 120) against 13.6; 97 rows 13.3 (64, 2, 88) against 13.6."""
+    128 programs) against 11.2; 65 rows 11.9 (32, 2, 120) against 13.6; 97 rows 13.3 (64, 2, 88) against 13.6;
+    33 rows at batch 16 (results/speed/round12_dev/split_kv_ea728ca/) 27.1 with one slice of 64 keys per
+    iteration, 50.5 with 2 slices of 128, SDPA 57.8."""
     packed = H // H_kv if pack_gqa else 1
     groups = B * H // packed  # programs per key slice and row tile
     if packed == 1:
@@ -159,9 +173,10 @@ def _layout(B: int, H: int, H_kv: int, m: int, pack_gqa: bool, block_m: int | No
     else:
         if block_m is None:
             block_m = next((size for size in (32, 64) if groups * -(-packed * m // size) * 2 <= processors), 64)
+        programs = groups * -(-packed * m // block_m)  # per key slice
         if n_splits is None:
-            n_splits = 4 if groups * -(-packed * m // block_m) * 4 <= processors else 2
-        block_n = 2 * BLOCK_N if block_n is None else block_n
+            n_splits = 4 if programs * 4 <= processors else 2 if programs * 2 <= processors else 1
+        block_n = (2 * BLOCK_N if n_splits > 1 else BLOCK_N) if block_n is None else block_n
     return packed, block_m, -(-packed * m // block_m), n_splits, block_n
 
 
@@ -243,7 +258,7 @@ def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, key_mask: 
     """Attention of q ``[B, H, m, D]`` over keys/values ``[B, H_kv, L, D]`` (key_mask ``[B, L]`` or None):
     the split-KV kernel (layout ``pack_gqa``) when ``split_kv`` and the tensors suit it (``use_split_kv``,
     CUDA), else SDPA."""
-    if split_kv and q.is_cuda and use_split_kv(q, keys):
+    if split_kv and q.is_cuda and use_split_kv(q, keys, pack_gqa):
         return split_kv_attention(q, keys, values, key_mask, pack_gqa=pack_gqa)
     mask = None if key_mask is None else key_mask[:, None, None, :]  # [B, 1, 1, L]
     return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=keys.shape[1] != q.shape[1])

@@ -28,6 +28,7 @@ ATTENTION_CASES = [
     (1, 2, 2, 64, 300, 32, "float32", [299], 5),  # one visible key (the last)
     (1, 2, 2, 100, 300, 32, "float32", None, None),  # two query tiles of 64, the default slices (a prefix window)
     (2, 14, 2, 33, 150, 32, "float32", [0, 70], 4),  # Dream's group of 7: packed tiles straddle two heads
+    (4, 14, 2, 33, 150, 32, "float32", [0, 0, 70, 149], None),  # packed, the grid alone fills the 8 "SMs": one slice
 ]
 
 
@@ -116,7 +117,10 @@ def test_attend_falls_back_to_sdpa_off_cuda():
     assert use_split_kv(torch.randn(1, 1, 128, 32), torch.randn(1, 1, 40, 32))  # 2 query tiles: 2 of 4 "SMs" here
     assert not use_split_kv(torch.randn(1, 1, 129, 32), torch.randn(1, 1, 40, 32))  # more rows than it takes
     assert not use_split_kv(torch.randn(1, 4, 8, 48), torch.randn(1, 2, 40, 48))  # head dim not a power of two
-    assert not use_split_kv(torch.randn(64, 4, 8, 32), k)  # batch × heads already fill the GPU
+    assert not use_split_kv(torch.randn(64, 2, 8, 32), torch.randn(64, 2, 40, 32))  # batch × heads already fill the GPU
+    assert use_split_kv(torch.randn(64, 4, 8, 32), k)  # grouped heads packed: at any batch
+    assert not use_split_kv(torch.randn(64, 4, 8, 32), k, pack_gqa=False)  # unpacked, the grid rule again
+    assert not use_split_kv(torch.randn(64, 4, 129, 32), k)  # packed too, at most MAX_QUERY_ROWS rows
 
 
 def test_split_kv_attention_rejects_bad_shapes():
@@ -333,3 +337,15 @@ def test_split_kv_default_layouts_are_the_measured_ones():
     assert default(28, 4, 33, pack=False) == (1, 64, 1, 4, 64)
     assert default(32, 32, 32) == (1, 32, 1, 4, 64)  # no grouped heads: nothing to pack
     assert default(32, 32, 128) == (1, 64, 2, 2, 64)
+
+
+def test_split_kv_packed_layouts_at_larger_batches_are_the_measured_ones():
+    """Dream's packed dual step at batch 4, 16 and 32 on a 132-SM GPU: the configurations the H200 sweep found
+    fastest (results/speed/round12_dev/split_kv_ea728ca/): 2 slices of 128-key iterations while a slice's grid
+    fits twice in one wave, else one slice of 64-key iterations (the grid alone fills the GPU)."""
+    from fastdllm.kernels.split_kv_attention import _layout
+
+    assert _layout(4, 28, 4, 33, True, None, None, None, 132) == (7, 64, 4, 2, 128)  # 64 programs a slice
+    assert _layout(16, 28, 4, 33, True, None, None, None, 132) == (7, 64, 4, 1, 64)  # 256 programs
+    assert _layout(32, 28, 4, 33, True, None, None, None, 132) == (7, 64, 4, 1, 64)
+    assert _layout(1, 28, 4, 33, True, None, 3, 32, 132)[3:] == (3, 32)  # what the caller gives is kept
