@@ -42,7 +42,7 @@ def use_split_kv(q: torch.Tensor, keys: torch.Tensor, pack_gqa: bool = True) -> 
     against 30. Packed, a program reads each key/value head once for its whole group of query heads, which SDPA
     does not: on an H200 over 1024 keys (``experiments/split_kv_sweep.py``, results/speed/round12_dev/split_kv_ea728ca/,
     µs per Dream-7B layer, 33 query rows) batch 4 13.6 against SDPA's 18.1, batch 16 27.1 against 57.8, batch 32
-    52.6 against 96.2 (one key slice from batch 16, ``_layout``)."""
+    52.6 against 96.2 (one key slice from batch 5 at that shape, ``_layout``)."""
     B, H, m, D = q.shape
     shape_ok = (triton is not None and m <= MAX_QUERY_ROWS and 16 <= D <= 256 and D & (D - 1) == 0
                 and q.dtype in (torch.bfloat16, torch.float16, torch.float32) and keys.dtype == q.dtype)
