@@ -349,3 +349,26 @@ def test_split_kv_packed_layouts_at_larger_batches_are_the_measured_ones():
     assert _layout(16, 28, 4, 33, True, None, None, None, 132) == (7, 64, 4, 1, 64)  # 256 programs
     assert _layout(32, 28, 4, 33, True, None, None, None, 132) == (7, 64, 4, 1, 64)
     assert _layout(1, 28, 4, 33, True, None, 3, 32, 132)[3:] == (3, 32)  # what the caller gives is kept
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("batch", [1, 4, 16])
+def test_packed_split_kv_on_cuda_is_as_near_fp32_as_sdpa(batch):
+    """On a GPU, Dream-shaped grouped heads (28 over 4) at batch 1 (4 slices), 4 (2 slices) and 16 (one slice,
+    written directly): ``attend`` takes the packed kernel and lands as near an fp32 SDPA as SDPA's own bf16 kernel."""
+    import torch.nn.functional as F
+
+    from fastdllm.kernels.split_kv_attention import attend, use_split_kv
+
+    gen = torch.Generator(device="cuda").manual_seed(batch)
+    q = torch.randn(batch, 33, 28, 128, device="cuda", dtype=torch.bfloat16, generator=gen).transpose(1, 2)
+    k = torch.randn(batch, 4, 1024, 128, device="cuda", dtype=torch.bfloat16, generator=gen)
+    v = torch.randn(batch, 4, 1024, 128, device="cuda", dtype=torch.bfloat16, generator=gen)
+    keep = torch.ones(batch, 1024, dtype=torch.bool, device="cuda")
+    keep[0, :300] = False  # one row's first 300 keys padded
+    mask = keep[:, None, None, :]
+    want = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, enable_gqa=True)
+    sdpa = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+    assert use_split_kv(q, k)
+    got = attend(q, k, v, keep, split_kv=True)
+    assert (got.float() - want).abs().max().item() <= 1.5 * (sdpa.float() - want).abs().max().item() + 1e-4
