@@ -161,7 +161,7 @@ def wide_reference(model, prompt: torch.Tensor, args, floors: Floors) -> dict:
             out["decodes"].append({"batch": prompt.shape[0], "cache": cache, "tokens_per_step": k, "dtype": str(dtype),
                                    "wall_s": row["wall_s"], "tokens_sha1": row["tokens_sha1"]})
     once = copy.copy(args)
-    once.forward_repeats = 1
+    once.forward_repeats, once.forward_profile = 1, False  # the fp32 forwards give logits, not timings
     for f in time_forwards(wide, prompt.shape[0], once, "plain", floors, args.device):
         out["logits"][f["kind"]] = f["logits"].cpu()
     del wide

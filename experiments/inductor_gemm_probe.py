@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--shapes", default="", help="only these N x K shapes, in this order, e.g. 4096x4096,4096x12288 (default: all)")
     p.add_argument("--persistent", action="store_true", help="also offer Inductor's persistent TMA templates")
     p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--budget-s", type=float, default=480, help="stop starting new shapes after this many seconds")
+    p.add_argument("--budget-s", type=float, default=480, help="start no new product (shape × row count) after this many seconds")
     args = p.parse_args(argv)
     args.rows = [int(r) for r in args.rows.split(",") if r]
     args.shapes = [s for s in args.shapes.split(",") if s]

@@ -1,6 +1,6 @@
 """The split-KV attention kernel's tuning knobs at the shapes the decoder gives it, on the GPU.
 
-For each shape (batch 1, a 1024-key canvas; LLaDA-8B's 32 heads and Dream-7B's 28 query / 4 key-value heads;
+For each shape (a 1024-key canvas; LLaDA-8B's 32 heads and Dream-7B's 28 query / 4 key-value heads;
 the query rows of a dual-cache step and of the prefix-cache windows; batch 1 unless the name says otherwise) it times every
 combination of query tile (``block_m``), key slices, keys per iteration (``block_n``), warps and pipelining
 stages, each replayed from a CUDA graph of 32 calls (µs per call), checks its output against an fp32 SDPA,

@@ -8,7 +8,9 @@ at batch 1 that is 32 programs on a 132-SM H100, and the attention of one layer 
 output with its log-sum-exp, and the last program of a query tile to finish (an atomic arrival counter per
 tile) combines the slices exactly (the softmax over the union of the slices), so one launch does it all. With
 grouped-query heads (Dream: 7 query heads per key/value head) a program stacks the query heads of one key/value
-head as its rows (``pack_gqa``), so each slice of keys is read once for the group. Same mathematics as
+head as its rows (``pack_gqa``), so each slice of keys is read once for the group; SDPA's kernels read it once per
+query head, so packed steps take the kernel at larger batches too, and where their grid alone fills the GPU with
+one slice, each program writes its output directly (no partials, no counter). Same mathematics as
 ``scaled_dot_product_attention`` with a key-padding mask (scores in fp32, probabilities rounded to the value
 dtype before the P·V product, as flash-attention does), different rounding: ``tests/models/test_triton_kernels.py``
 compares the two, packed and unpacked, on the CPU through Triton's interpreter.
@@ -29,13 +31,16 @@ from fastdllm.kernels import tl, triton
 
 MAX_QUERY_ROWS = 128  # beyond, SDPA was as fast (prefix-cache windows, round5_dev/prefix_{llada,dream}.json)
 BLOCK_N = 64  # keys per inner iteration
+PACKED_ANY_BATCH_ROWS = 64  # packed grouped-query steps of at most this many rows take the kernel at any batch: the
+# 33-row dual step was measured at batch 4-32 (round12_dev/split_kv_ea728ca/); longer windows keep the grid rule
 
 
 def use_split_kv(q: torch.Tensor, keys: torch.Tensor, pack_gqa: bool = True) -> bool:
     """Whether ``attend`` runs the split-KV kernel for these tensors: Triton present, at most
     ``MAX_QUERY_ROWS`` query rows, a power-of-two head dim in [16, 256], a floating dtype, and either
-    grouped-query heads packed (``pack_gqa``: at any batch) or few enough batch rows × heads × query tiles that a
-    flash-attention grid would leave half the SMs idle.
+    grouped-query heads packed (``pack_gqa``) in bf16/fp16 with at most ``PACKED_ANY_BATCH_ROWS`` query rows (a
+    dual-cache step: at any batch), or few enough batch rows × heads × query tiles that a flash-attention grid
+    would leave half the SMs idle.
 
     One head per program (measured on an H100, ``experiments/bench_attention.py``): at batch 1 the split kernel
     takes 11.9 µs per LLaDA-8B layer against SDPA's 17.3; at batch 4, where SDPA's grid already fills the GPU, 46 µs
@@ -48,7 +53,7 @@ def use_split_kv(q: torch.Tensor, keys: torch.Tensor, pack_gqa: bool = True) -> 
                 and q.dtype in (torch.bfloat16, torch.float16, torch.float32) and keys.dtype == q.dtype)
     if not shape_ok:
         return False
-    if pack_gqa and H != keys.shape[1]:
+    if pack_gqa and H != keys.shape[1] and m <= PACKED_ANY_BATCH_ROWS and q.dtype != torch.float32:
         return True
     return B * H * -(-m // _block_m(m)) <= _processors(q.device) // 2
 
@@ -64,6 +69,7 @@ if triton is not None:
         normalised partial output ``O_PART[bg, split, rows]`` (fp32) and its base-2 log-sum-exp ``LSE_PART``;
         the tile's last program to arrive (``ARRIVED``, one int32 counter per tile, zero between launches)
         combines the ``N_SPLITS`` partials (a compile-time count: the loops over them unroll, their loads overlap) into ``OUT`` and resets the counter.
+        With ``N_SPLITS == 1`` the program writes ``OUT`` itself; ``O_PART``, ``LSE_PART`` and ``ARRIVED`` are not touched.
 
         A program's rows come from ``PACKED`` query heads (1, or ``group``: the query heads that share one
         key/value head, stacked as ``PACKED · m`` rows, so their keys and values are read once per slice)."""
@@ -233,8 +239,9 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
     n_splits = max(1, min(n_splits, triton.cdiv(L, block_n)))  # each slice at least one block_n of keys
     keys_per_split = triton.cdiv(triton.cdiv(L, n_splits), block_n) * block_n
     n_splits = triton.cdiv(L, keys_per_split)
-    o_part = torch.empty(B * H * n_splits * m, D, dtype=torch.float32, device=q.device)  # [BH·splits·m, D]
-    lse_part = torch.empty(B * H * n_splits * m, dtype=torch.float32, device=q.device)  # [BH·splits·m]
+    parts = B * H * n_splits * m if n_splits > 1 else 1  # one slice: written directly, the partials unused
+    o_part = torch.empty(parts, D, dtype=torch.float32, device=q.device)  # [BH·splits·m, D]
+    lse_part = torch.empty(parts, dtype=torch.float32, device=q.device)  # [BH·splits·m]
     out = torch.empty(B, m, H, D, dtype=q.dtype, device=q.device).transpose(1, 2)  # [B, H, m, D] view
     keep = lse_part  # any tensor: not read without HAS_MASK
     if key_mask is not None:
@@ -242,7 +249,7 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
             raise ValueError(f"key_mask is {key_mask.dtype} {tuple(key_mask.shape)}; want bool [B, L] = [{B}, {L}]")
         keep = key_mask if key_mask.stride(-1) == 1 else key_mask.contiguous()  # [B, L]
     groups = B * H // packed  # programs per (slice, row tile)
-    arrived = _arrival_counters(q.device, groups * tiles)  # [≥ groups·tiles] int32, zero
+    arrived = _arrival_counters(q.device, groups * tiles if n_splits > 1 else 1)  # [≥ groups·tiles] int32, zero
     _split_kv_kernel[(n_splits, tiles, groups)](
         q, keys, values, keep, o_part, lse_part, arrived, out,
         q.stride(0), q.stride(1), q.stride(2), keys.stride(0), keys.stride(1), keys.stride(2),

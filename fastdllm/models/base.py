@@ -150,12 +150,15 @@ class DiffusionLM(nn.Module):
     def use_split_kv_attention(self, enabled: bool = True, pack_gqa: bool = True) -> "DiffusionLM":
         """Attend with the split-KV Triton kernel (``fastdllm.kernels.split_kv_attention``) on CUDA wherever a
         forward recomputes at most 128 positions per row (dual-cache steps, the later prefix-cache windows) at
-        small batch, and for grouped-query heads packed (``pack_gqa``) at any batch: the key range is cut into
-        slices so that every SM has work, then the slices are combined exactly. Rounds differently
+        small batch, and for grouped-query heads packed (``pack_gqa``) in dual-cache steps at any batch: the key
+        range is cut into slices so that every SM has work, then the slices are combined exactly (one slice where
+        the grid alone fills the GPU). Rounds differently
         from SDPA's kernels (bf16), so tokens can differ where two candidates tie within rounding, as with
         ``use_compile``. Needs Triton; without it (or on the CPU) SDPA runs, as it does for longer windows.
         ``pack_gqa`` (grouped-query families: Dream): each program takes the query heads that share a
-        key/value head, stacked as rows; False: one head per program (the layout before; the same values)."""
+        key/value head, stacked as rows; False: one head per program (the layout before round 9, the same
+        mathematics), which takes the kernel only where the grid rule allows (batch 1 and 2 for Dream) and SDPA
+        beyond."""
         if self.net.split_kv != enabled or self.net.pack_gqa != pack_gqa:
             self.net.split_kv, self.net.pack_gqa = enabled, pack_gqa
             self._recapture()

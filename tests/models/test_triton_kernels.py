@@ -118,9 +118,11 @@ def test_attend_falls_back_to_sdpa_off_cuda():
     assert not use_split_kv(torch.randn(1, 1, 129, 32), torch.randn(1, 1, 40, 32))  # more rows than it takes
     assert not use_split_kv(torch.randn(1, 4, 8, 48), torch.randn(1, 2, 40, 48))  # head dim not a power of two
     assert not use_split_kv(torch.randn(64, 2, 8, 32), torch.randn(64, 2, 40, 32))  # batch × heads already fill the GPU
-    assert use_split_kv(torch.randn(64, 4, 8, 32), k)  # grouped heads packed: at any batch
-    assert not use_split_kv(torch.randn(64, 4, 8, 32), k, pack_gqa=False)  # unpacked, the grid rule again
-    assert not use_split_kv(torch.randn(64, 4, 129, 32), k)  # packed too, at most MAX_QUERY_ROWS rows
+    q16, k16 = torch.randn(64, 4, 33, 32).bfloat16(), torch.randn(64, 2, 40, 32).bfloat16()
+    assert use_split_kv(q16, k16)  # grouped heads packed, a dual step's rows: at any batch
+    assert not use_split_kv(q16, k16, pack_gqa=False)  # unpacked, the grid rule again
+    assert not use_split_kv(q16.float(), k16.float())  # fp32: the grid rule (its tiles need more shared memory)
+    assert not use_split_kv(torch.randn(64, 4, 65, 32).bfloat16(), k16)  # longer windows: the grid rule
 
 
 def test_split_kv_attention_rejects_bad_shapes():
@@ -300,10 +302,11 @@ def test_fp8_linear_rejects_bad_inputs():
         fp8_linear(torch.randn(65, 16).half(), w8, scale)
 
 
-@pytest.mark.parametrize("packed", [1, 7])
-def test_split_kv_kernel_compiles_for_hopper(packed):
+@pytest.mark.parametrize("packed, splits", [(1, 4), (7, 4), (7, 1)])
+def test_split_kv_kernel_compiles_for_hopper(packed, splits):
     """The interpreter runs the kernel as Python and misses what only the compiler checks: compile it for sm_90
-    here (no GPU needed), unpacked and with Dream's seven query heads per key/value head stacked."""
+    here (no GPU needed), unpacked and with Dream's seven query heads per key/value head stacked, with key slices
+    combined through the arrival counter and with one slice written directly (no atomics left)."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
@@ -311,14 +314,14 @@ def test_split_kv_kernel_compiles_for_hopper(packed):
 
     pointers = {"Q": "*bf16", "K": "*bf16", "V": "*bf16", "KEEP": "*i1", "O_PART": "*fp32", "LSE_PART": "*fp32",
                 "ARRIVED": "*i32", "OUT": "*bf16", "scale_log2": "fp32"}
-    constants = {"PACKED": packed, "N_SPLITS": 4, "KEYS_PER_SPLIT": 256, "HAS_MASK": True, "BLOCK_M": 32,
+    constants = {"PACKED": packed, "N_SPLITS": splits, "KEYS_PER_SPLIT": 1024 // splits, "HAS_MASK": True, "BLOCK_M": 32,
                  "BLOCK_N": 64, "D": 128}
     kernel = skv._split_kv_kernel
     signature = {name: pointers.get(name, "constexpr" if name in constants else "i32") for name in kernel.arg_names}
     compiled = skv.triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
                                   target=GPUTarget("cuda", 90, 32))
     ptx = compiled.asm["ptx"]
-    assert "atom" in ptx and ("mma" in ptx or "wgmma" in ptx)  # the arrival counter and the tensor-core dots
+    assert ("atom" in ptx) == (splits > 1) and ("mma" in ptx or "wgmma" in ptx)  # the arrival counter, the dots
 
 
 def test_split_kv_default_layouts_are_the_measured_ones():
@@ -354,8 +357,8 @@ def test_split_kv_packed_layouts_at_larger_batches_are_the_measured_ones():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("batch", [1, 4, 16])
 def test_packed_split_kv_on_cuda_is_as_near_fp32_as_sdpa(batch):
-    """On a GPU, Dream-shaped grouped heads (28 over 4) at batch 1 (4 slices), 4 (2 slices) and 16 (one slice,
-    written directly): ``attend`` takes the packed kernel and lands as near an fp32 SDPA as SDPA's own bf16 kernel."""
+    """On a GPU, Dream-shaped grouped heads (28 over 4) at batch 1, 4 and 16 (on a 132-SM GPU 4, 2 and one key
+    slice, the last written directly): ``attend`` takes the packed kernel and lands as near an fp32 SDPA as SDPA's own bf16 kernel."""
     import torch.nn.functional as F
 
     from fastdllm.kernels.split_kv_attention import attend, use_split_kv
