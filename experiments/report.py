@@ -251,6 +251,46 @@ def forward_profile_table(files: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def plot_forward_profiles(folder: Path, out: Path) -> Path | None:
+    """Each profiled cached dual forward (``bench_gpu.py --forward-profile``) as a bar of its kernel time by kind,
+    in units of its floor, beside its graphed time and the floor plus the KV-store read: where the time over the
+    floor goes, batch by batch. None (nothing drawn) without profiled dual forwards."""
+    rows = [(d, f) for d in _speed_files(folder) for f in d["forwards"]
+            if f["kind"] == "dual" and "profile" in f and f.get("floor_ms") and f["mode"] != "plain"]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.6))
+    labels = [f"{d['family']} b{f['batch']} {f['mode']}" for d, f in rows]
+    left = [0.0] * len(rows)
+    for kind in PROFILE_KINDS:
+        widths = [f["profile"]["by_kind_us"].get(kind, 0.0) / 1000 / f["floor_ms"] for _, f in rows]
+        ax.barh(labels, widths, left=left, label=kind.replace("_", " "))
+        left = [a + b for a, b in zip(left, widths)]
+    ax.scatter([f["ms"] / f["floor_ms"] for _, f in rows], labels, marker="|", s=250, color="black", zorder=3,
+               label="graphed forward")
+    with_kv = [(label, 1 + f["kv_read_ms"] / f["floor_ms"]) for label, (_, f) in zip(labels, rows) if "kv_read_ms" in f]
+    if with_kv:
+        ax.scatter([v for _, v in with_kv], [label for label, _ in with_kv], marker="x", color="red", zorder=3,
+                   label="floor + KV-store read")
+    ax.axvline(1.0, color="grey", lw=0.8)
+    ax.axvline(1.3, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("× the forward's floor (max of weight read, matmul); bars: kernels of one eager forward")
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    gpus = sorted({d["env"].get("gpu", "?") for d, _ in rows})
+    ax.set_title(f"Cached dual forwards, {', '.join(gpus)}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=130)
+    plt.close(fig)
+    return out
+
+
 def modes_table(d: dict) -> str:
     """Every mode of one file (plain, graphs, compiled ...) per setting: what each step of the work gives."""
     modes = d["modes"]
@@ -310,6 +350,10 @@ def plot_tiny(path: Path) -> Path | None:
 if __name__ == "__main__":
     import sys
 
+    if sys.argv[1:2] == ["forward-plot"]:  # python experiments/report.py forward-plot RUN_FOLDER: a PNG beside its files
+        for folder in sys.argv[2:]:
+            print(plot_forward_profiles(Path(folder).resolve(), Path(folder).resolve() / "forward_profiles.png"))
+        raise SystemExit
     if sys.argv[1:2] == ["speed"]:  # python experiments/report.py speed [RUN_FOLDER ...]
         for folder in sys.argv[2:] or [SPEED]:
             print(speed_report(Path(folder).resolve()), end="\n\n")

@@ -221,3 +221,21 @@ def test_report_shows_the_kv_read_and_the_profiled_kernels():
     table = report.forward_profile_table(files).splitlines()
     assert table[2] == "| llada | 16 | dual | tuned | 9.00 | 6.00 | 2.50 | 0.00 | 0.00 | 0.50 | 1.25× |"
     assert len(table) == 3 and report.forward_profile_table([{"forwards": files[0]["forwards"][:1]}]) == ""
+
+
+def test_forward_profile_plot_from_a_run_folder(tmp_path):
+    """``report.py forward-plot``: a PNG of the profiled dual forwards of a run folder's files; nothing without one."""
+    spec = importlib.util.spec_from_file_location("report", SCRIPT.with_name("report.py"))
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    report.RESULTS = tmp_path
+    folder = tmp_path / "speed" / "run"
+    folder.mkdir(parents=True)
+    dual = {"batch": 16, "mode": "tuned", "kind": "dual", "ms": 14.0, "floor_ms": 10.0, "floor_ratio": 1.4,
+            "kv_read_ms": 2.0, "profile": {"kernel_us": 13000.0, "by_kind_us": {"gemm": 10000.0, "attention": 3000.0}}}
+    run = {"family": "llada", "env": {"gpu": "test"}, "settings": [], "forwards": [dual]}
+    (folder / "a.json").write_text(json.dumps(run))
+    assert report.plot_forward_profiles(folder, folder / "p.png") == folder / "p.png"
+    assert (folder / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (folder / "a.json").write_text(json.dumps({**run, "forwards": [{k: v for k, v in dual.items() if k != "profile"}]}))
+    assert report.plot_forward_profiles(folder, folder / "q.png") is None and not (folder / "q.png").exists()
