@@ -17,10 +17,14 @@
 # Batch 1 runs the modes plain, compiled, kernels (compiled + the split-KV attention + the few-row GEMMs) and
 # tuned (kernels + each projection's GEMM backend chosen by timing, model.tune_gemms);
 # LLaDA batches 4 and 32 run plain, kernels and tuned (at 4 x 32 rows the few-row GEMM applies; at 32 nothing beyond
-# compiled does), batch 16 plain and compiled (512 rows: neither Triton kernel is chosen; the one-launch KV
-# write runs in every CUDA mode). The dream part also runs bench_kernels.py (each kernel against what it replaces).
-# Writes OUT_DIR/gpu_{llada,dream}_b1.json, gpu_{llada,dream}_b16.json, gpu_llada_b4_b32.json, a log (and
-# gpu_all.raw.log with the warnings the log filters out: dynamo recompiles, for one).
+# compiled does), LLaDA batch 16 plain and compiled (512 rows: neither Triton kernel is chosen; the one-launch KV
+# write runs in every CUDA mode), Dream batch 16 plain, compiled and tuned (since round 12 its dual steps take the
+# packed split-KV attention at every batch), Dream batches 4 and 32 plain and tuned. The runs at batch >= 4
+# profile each timed single forward by kernel kind (--forward-profile: the cached forwards that miss 1.3x are
+# explained from the result files). The dream part ends with bench_kernels.py (each kernel against what it replaces).
+# Writes OUT_DIR/gpu_{llada,dream}_b1.json, gpu_{llada,dream}_b16.json, gpu_{llada,dream}_b4_b32.json, a log (and
+# gpu_all.raw.log with the warnings the log filters out: dynamo recompiles, for one). Not yet run whole with the
+# round-12 additions (Dream b16 tuned, Dream b4/b32, the profiles): their limits follow round 12's single runs.
 # Set FASTDLLM_COMMIT to the commit measured (recorded in every JSON). At 682b5fb on an H100 the five runs
 # took 151 and 120 s (both cut by their limits inside --profile, since dropped: profile in a call of its
 # own), 104, 56 and 99 s. Each run is capped so that the whole script ends by 560 s. At e468c97 on an H200 (fp32
@@ -57,13 +61,18 @@ PART=${4:-all}
 if [[ $PART == all || $PART == llada ]]; then
 bench gpu_llada_b1 300 --family llada --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2 \
   --fp32-check "$FP32" --sustained-ceiling 6
-bench gpu_llada_b16 100 --family llada --batches 16 --ks 4 --caches "$BC" --modes plain,compiled --repeats 2 --forward-repeats 2
-bench gpu_llada_b4_b32 160 --family llada --batches 4,32 --ks 4 --caches dual --modes plain,kernels,tuned --repeats 2 --forward-repeats 2
+bench gpu_llada_b16 100 --family llada --batches 16 --ks 4 --caches "$BC" --modes plain,compiled --repeats 2 --forward-repeats 2 \
+  --forward-profile
+bench gpu_llada_b4_b32 160 --family llada --batches 4,32 --ks 4 --caches dual --modes plain,kernels,tuned --repeats 2 --forward-repeats 2 \
+  --forward-profile
 fi
 if [[ $PART == all || $PART == dream ]]; then
 bench gpu_dream_b1 280 --family dream --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2 \
   --fp32-check "$FP32" --sustained-ceiling 6
-bench gpu_dream_b16 80 --family dream --batches 16 --ks 4 --caches dual --modes plain,compiled --repeats 2 --forward-repeats 2
+bench gpu_dream_b16 110 --family dream --batches 16 --ks 4 --caches dual --modes plain,compiled,tuned --repeats 2 --forward-repeats 2 \
+  --forward-profile
+bench gpu_dream_b4_b32 120 --family dream --batches 4,32 --ks 4 --caches dual --modes plain,tuned --repeats 1 --forward-repeats 2 \
+  --forward-profile
 echo "== bench_kernels ($(left)s left)" | tee -a "$OUT/gpu_all.log"
 timeout $(( $(left) > 20 ? $(left) : 20 )) python "$HERE/bench_kernels.py" --out "$OUT/kernels.json" 2>&1 | grep -v -i warn | tee -a "$OUT/gpu_all.log"
 fi
