@@ -109,9 +109,9 @@ if triton is not None:
             acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
             m_i = m_new
         l_safe = tl.where(l_i > 0, l_i, 1.0)
+        out_at = OUT + b * so_b + heads[:, None] * so_h + rows[:, None] * so_m + dims[None, :]  # [BLOCK_M, D]
         if N_SPLITS == 1:  # the whole key range in this program: the output directly, no partials to combine
-            tl.store(OUT + b * so_b + heads[:, None] * so_h + rows[:, None] * so_m + dims[None, :],
-                     (acc / l_safe[:, None]).to(OUT.dtype.element_ty), mask=valid[:, None])
+            tl.store(out_at, (acc / l_safe[:, None]).to(OUT.dtype.element_ty), mask=valid[:, None])
             return
         stack = PACKED * m  # rows per head group
         part = (bg * N_SPLITS + split) * stack + packed  # [BLOCK_M] row index into the partial buffers
@@ -136,8 +136,7 @@ if triton is not None:
                 out += o * weight[:, None]
                 total += weight
             out = out / tl.where(total > 0, total, 1.0)[:, None]
-            tl.store(OUT + b * so_b + heads[:, None] * so_h + rows[:, None] * so_m + dims[None, :],
-                     out.to(OUT.dtype.element_ty), mask=valid[:, None])
+            tl.store(out_at, out.to(OUT.dtype.element_ty), mask=valid[:, None])
             tl.atomic_xchg(counter, 0)  # zero for the next launch (graph replays included)
 
 
