@@ -47,12 +47,10 @@ from fastdllm.evaluation import torch_info
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_floors import Floors, build_model, canvas_arguments, ceilings, held_matmul_rate, model_arguments  # noqa: E402 - also read as bench_gpu.X by the other scripts
 from bench_modes import CUDA_MODES, MODES, TUNED_MODES, set_mode  # noqa: E402 - set_mode also read as bench_gpu.set_mode
-from bench_profile import profile_decode, profile_forward  # noqa: E402
+from bench_forwards import _logit_agreement, forward_records, store_bytes, time_forwards  # noqa: E402, F401 - the tests read them here
+from bench_profile import profile_decode  # noqa: E402
 from gpu_clocks import ClockSampler  # noqa: E402
 
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floors, plain_tokens) -> dict:
@@ -121,12 +119,6 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
     return row, first.sequences
 
 
-def store_bytes(store) -> int:
-    """Bytes of a KV store's keys and values (0 for none): what attention over the whole canvas reads per forward."""
-    keys = getattr(store, "keys", None)
-    return 0 if keys is None else 2 * keys.numel() * keys.element_size()
-
-
 def phase_name(batch: int, cache: str, k: int, mode: str) -> str:
     """The ``--clocks`` phase of a setting's timed decodes."""
     return f"b{batch} {cache} k={k} {mode}"
@@ -136,13 +128,6 @@ def _agreement(tokens: torch.Tensor, reference: torch.Tensor, prompt_length: int
     """(every generated token equal, the share of generated positions equal) of two decodes [B, P + G]."""
     same = tokens[:, prompt_length:] == reference[:, prompt_length:].to(tokens.device)  # [B, G]
     return bool(same.all()), same.float().mean().item()
-
-
-def _logit_agreement(logits: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
-    """(max |difference|, argmax agreement over rows) of two forwards' logits [B, rows, V]."""
-    reference = reference.to(logits.device)
-    return ((logits.double() - reference.double()).abs().max().item(),
-            (logits.argmax(-1) == reference.argmax(-1)).float().mean().item())
 
 
 def wide_reference(model, prompt: torch.Tensor, args, floors: Floors) -> dict:
@@ -169,56 +154,6 @@ def wide_reference(model, prompt: torch.Tensor, args, floors: Floors) -> dict:
     gc.collect()
     if args.device == "cuda":
         torch.cuda.empty_cache()
-    return out
-
-
-def time_forwards(model, batch: int, args, mode: str, floors: Floors, device) -> list[dict]:
-    """Single forwards timed directly: a refresh (whole canvas) and a dual-cache block step, and the
-    refresh's logits against the plain path's (max |difference|, argmax agreement). The dual step's attention
-    reads the whole KV store, which the floor (weights and matmul only) leaves out: its bytes are recorded
-    (``kv_read_bytes``) with their time at the copy rate (``kv_read_ms``). ``--forward-profile``: each forward once
-    more without graphs under ``torch.profiler``, kernel time by kind (``profile``)."""
-    set_mode(model, mode)
-    L, P, blk, shift = args.prompt_length + args.gen_length, args.prompt_length, args.block_length, model.logit_shift
-    gen = torch.Generator().manual_seed(2)
-    canvas = torch.randint(0, model.mask_token_id, (batch, L), generator=gen).to(device)  # [B, L]
-    canvas[:, P:] = model.mask_token_id
-    position_ids = torch.arange(L, device=device).expand(batch, L).contiguous()  # [B, L]
-    store = model.new_kv_store(batch, L)
-    bandwidth = floors.ceil.get("copy_bytes_per_s") if floors.ceil else None
-    out = []
-    with torch.inference_mode():
-        for kind, (start, end) in (("refresh", (0, L)), ("dual", (P - shift, P + blk))):
-            step = lambda: model.forward_step(canvas, start, end, store, position_ids, None, P, P + blk)  # noqa: E731
-            if kind == "dual":
-                model.forward_step(canvas, 0, L, store, position_ids, None, P, P + blk)
-            logits = step().clone()  # warm-up (capture, compile)
-            for _ in range(2):
-                step()
-            _sync(device)
-            t0 = time.perf_counter()
-            n = args.forward_repeats
-            for _ in range(n):
-                step()
-            _sync(device)
-            ms = 1000 * (time.perf_counter() - t0) / n
-            floor = floors.forward_s(batch * (end - start))
-            row = {"batch": batch, "mode": mode, "kind": kind, "rows": batch * (end - start), "ms": ms,
-                   "floor_ms": None if floor is None else 1000 * floor,
-                   "floor_ratio": None if floor is None else ms / (1000 * floor), "logits": logits}
-            if kind == "dual":
-                row["kv_read_bytes"] = store_bytes(store)
-                if bandwidth and floor is not None:
-                    row["kv_read_ms"] = 1000 * row["kv_read_bytes"] / bandwidth
-                    row["floor_ratio_with_kv_read"] = ms / (row["floor_ms"] + row["kv_read_ms"])
-            if args.forward_profile and device == "cuda":
-                graphs, model.cuda_graphs = model.cuda_graphs, None
-                try:
-                    row["profile"] = profile_forward(step)
-                finally:
-                    model.cuda_graphs = graphs
-            out.append(row)
-    set_mode(model, "plain")
     return out
 
 
@@ -349,31 +284,7 @@ def main(argv=None) -> dict:
                              else ""),
                           flush=True)
                     save(out, args.out)
-        plain_logits = {}
-        for mode in args.modes:
-            try:
-                timed = time_forwards(model, batch, args, mode, floors, args.device)
-            except Exception as err:  # noqa: BLE001
-                set_mode(model, "plain")
-                out["errors"].append(f"b{batch} forwards {mode}: {type(err).__name__}: {err}")
-                continue
-            for f in timed:
-                logits = f.pop("logits")
-                if mode == "plain":
-                    plain_logits[f["kind"]] = logits
-                elif f["kind"] in plain_logits:
-                    f["logits_max_abs_diff_plain"], f["argmax_agreement_plain"] = _logit_agreement(
-                        logits, plain_logits[f["kind"]])
-                if wide:
-                    f["logits_max_abs_diff_fp32"], f["argmax_agreement_fp32"] = _logit_agreement(
-                        logits, wide["logits"][f["kind"]])
-                out["forwards"].append(f)
-                print(f"b{batch} {f['kind']:>7} forward {mode:>8}: {f['ms']:7.2f} ms"
-                      + (f" ({f['floor_ratio']:.2f}x floor {f['floor_ms']:.2f} ms)" if f["floor_ms"] else "")
-                      + (f" ({f['floor_ratio_with_kv_read']:.2f}x with the KV read's {f['kv_read_ms']:.2f} ms)"
-                         if "floor_ratio_with_kv_read" in f else "")
-                      + (" kernels " + ", ".join(f"{k} {v / 1000:.2f}" for k, v in sorted(f["profile"]["by_kind_us"].items()))
-                         + " ms" if "profile" in f else ""), flush=True)
+        out["forwards"] += forward_records(model, batch, args, floors, wide, out["errors"])
         save(out, args.out)
         if args.profile and args.out and (args.profile == "all" or str(batch) in _csv(args.profile)):
             cache = "dual" if "dual" in args.caches else args.caches[0]
