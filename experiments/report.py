@@ -164,7 +164,7 @@ def _source(files: list[dict]) -> str:
 
 def speed_table(files: list[dict]) -> str:
     """One row per (family, batch, cache, k): plain eager vs the file's last (most optimised) mode, each against
-    the floor sum; with ``--fp32-check`` results, a column of both decodes' agreement with the fp32 decode."""
+    the floor sum (a run cut by its time limit: the most optimised mode it reached for that setting, named); with ``--fp32-check`` results, a column of both decodes' agreement with the fp32 decode."""
     fp32 = any("token_agreement_fp32" in r for d in files for r in d["settings"])
     held = any("floor_ratio_sustained" in r or r.get("clocks") for d in files for r in d["settings"])
     lines = [_source(files), "",
@@ -175,15 +175,16 @@ def speed_table(files: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if fp32 else "") + ("---|" if held else "")]
     for d in files:
         rows = {(r["batch"], r["cache"], r["tokens_per_step"], r["mode"]): r for r in d["settings"]}
-        best = d["modes"][-1]
         for (batch, cache, k, mode), plain in rows.items():
-            fast = rows.get((batch, cache, k, best))
-            if mode != "plain" or fast is None:
+            reached = [m for m in d["modes"][1:] if (batch, cache, k, m) in rows]
+            if mode != "plain" or not reached:
                 continue
+            fast = rows[(batch, cache, k, reached[-1])]
+            cut = "" if reached[-1] == d["modes"][-1] else f"; `{reached[-1]}`: the run ended before `{d['modes'][-1]}`"
             floor_tok_s = f"{batch * d['gen_length'] / fast['floor_sum_s']:.0f}" if "floor_sum_s" in fast else "—"
             peak = f"{fast['peak_memory_bytes'] / GB:.1f} GiB" if "peak_memory_bytes" in fast else "—"
             lines.append(f"| {d['family']} | {batch} | {cache} | {k} | {fast['nfe']} | {plain['tokens_per_s']:.1f} "
-                         f"({_ratio(plain)}) | **{fast['tokens_per_s']:.1f}** ({_ratio(fast)}) | {floor_tok_s} | {peak} | "
+                         f"({_ratio(plain)}) | **{fast['tokens_per_s']:.1f}** ({_ratio(fast)}{cut}) | {floor_tok_s} | {peak} | "
                          f"{fast['kv_store_bytes'] / GB:.2f} GiB | {_agreement(fast)} |"
                          + (f" {_fp32_agreement(plain)} / {_fp32_agreement(fast)} |" if fp32 else "")
                          + (f" {_held(fast)} |" if held else ""))
@@ -294,17 +295,17 @@ def plot_forward_profiles(folder: Path, out: Path) -> Path | None:
 def modes_table(d: dict) -> str:
     """Every mode of one file (plain, graphs, compiled ...) per setting: what each step of the work gives."""
     modes = d["modes"]
-    lines = [f"`{d['_file']}` ({d['env'].get('gpu')}, commit {(d.get('commit') or '?')[:7]}, batch "
-             f"{d['settings'][0]['batch']}): tokens/s (× floor sum; tokens vs plain)", "",
-             "| cache | k | " + " | ".join(modes) + " |", "|---|---|" + "---|" * len(modes)]
-    rows = {(r["cache"], r["tokens_per_step"], r["mode"]): r for r in d["settings"]}
-    for cache, k in dict.fromkeys((c, k) for c, k, _ in rows):
+    lines = [f"`{d['_file']}` ({d['env'].get('gpu')}, commit {(d.get('commit') or '?')[:7]}): tokens/s "
+             "(× floor sum; tokens vs plain; — where the run did not reach the mode)", "",
+             "| batch | cache | k | " + " | ".join(modes) + " |", "|---|---|---|" + "---|" * len(modes)]
+    rows = {(r["batch"], r["cache"], r["tokens_per_step"], r["mode"]): r for r in d["settings"]}
+    for batch, cache, k in dict.fromkeys(key[:3] for key in rows):
         cells = []
         for m in modes:
-            r = rows.get((cache, k, m))
+            r = rows.get((batch, cache, k, m))
             cells.append("—" if r is None else f"{r['tokens_per_s']:.1f} ({_ratio(r)}"
                          + ("" if m == "plain" else f"; {_agreement(r)}") + ")")
-        lines.append(f"| {cache} | {k} | " + " | ".join(cells) + " |")
+        lines.append(f"| {batch} | {cache} | {k} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -316,7 +317,7 @@ def speed_report(folder: Path = SPEED) -> str:
     parts = [speed_table(final) if final else "", "", forward_table(files)]
     profiled = forward_profile_table(files)
     parts += ["", "Kernel time of the profiled forwards (one eager forward each, ms):", "", profiled] if profiled else []
-    parts += ["", *[modes_table(d) for d in files if len(d["modes"]) > 2]]
+    parts += ["", "\n\n".join(modes_table(d) for d in files if len(d["modes"]) > 2)]
     return "\n".join(parts)
 
 

@@ -62,6 +62,29 @@ def test_report_renders_the_speed_tables(tmp_path):
                for line in text.splitlines()) == 4  # the forward table: plain and eager, refresh and dual
 
 
+def test_report_of_a_run_cut_before_its_last_mode(tmp_path):
+    """A run cut by its time limit (gpu_all.sh's caps) leaves a batch without the file's last mode: the speed
+    table still gives that batch, with the most optimised mode it reached, named; the modes table keeps each
+    batch on its own row (a file of batches 1 and 2 once merged them by cache and k)."""
+    path = tmp_path / "speed" / "r.json"
+    _bench().main(["--small", "--device", "cpu", "--repeats", "1", "--forward-repeats", "1", "--prompt-length", "12",
+                   "--gen-length", "8", "--block-length", "4", "--batches", "1,2", "--ks", "4", "--caches", "dual",
+                   "--modes", "plain,eager,fused", "--out", str(path)])
+    d = json.loads(path.read_text())
+    d["settings"] = [r for r in d["settings"] if (r["batch"], r["mode"]) != (2, "fused")]  # cut before it
+    path.write_text(json.dumps(d))
+    spec = importlib.util.spec_from_file_location("report", SCRIPT.with_name("report.py"))
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    report.RESULTS = tmp_path
+    lines = report.speed_report(tmp_path / "speed").splitlines()
+    speed = {line.split(" | ")[1]: line for line in lines if line.startswith("| llada | ") and " | dual | 4 | " in line}
+    assert set(speed) == {"1", "2"}
+    assert "`eager`: the run ended before `fused`" in speed["2"] and "the run ended" not in speed["1"]
+    modes = [line for line in lines if line.startswith(("| 1 | dual | 4 |", "| 2 | dual | 4 |"))]
+    assert len(modes) == 2 and modes[0].count("(") == 3 and modes[1].endswith("| — |")
+
+
 def test_fused_mode_runs_the_fused_projections_on_cpu(tmp_path, monkeypatch):
     """``fused`` (and ``compiled``, on CUDA) run the fused projections; every other mode the separate ones.
     On the CPU the ``fused`` mode runs eagerly, its tokens and logits checked against plain in the run."""
