@@ -23,8 +23,9 @@
 # profile each timed single forward by kernel kind (--forward-profile: the cached forwards that miss 1.3x are
 # explained from the result files). The dream part ends with bench_kernels.py (each kernel against what it replaces).
 # Writes OUT_DIR/gpu_{llada,dream}_b1.json, gpu_{llada,dream}_b16.json, gpu_{llada,dream}_b4_b32.json, a log (and
-# gpu_all.raw.log with the warnings the log filters out: dynamo recompiles, for one). Not yet run whole with the
-# round-12 additions (Dream b16 tuned, Dream b4/b32, the profiles): their limits follow round 12's single runs.
+# gpu_all.raw.log with the warnings the log filters out: dynamo recompiles, for one). At c21b536 on an H200 the dream
+# part with the round-12 additions (Dream b16 tuned, Dream b4/b32, the profiles) ran whole in 457 s (b1 237 s, b16 86 s,
+# b4/b32 116 s, bench_kernels 18 s); the llada part, given 430 s, ran b1 in 253 s and b16 in 81 s and was cut in b32's tuned.
 # Set FASTDLLM_COMMIT to the commit measured (recorded in every JSON). At 682b5fb on an H100 the five runs
 # took 151 and 120 s (both cut by their limits inside --profile, since dropped: profile in a call of its
 # own), 104, 56 and 99 s. Each run is capped so that the whole script ends by 560 s. At e468c97 on an H200 (fp32
