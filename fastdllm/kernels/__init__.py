@@ -11,8 +11,17 @@ Beside them, not Triton: ``gemm_plan`` (each projection's GEMM backend chosen by
 (cuBLASLt's ranked candidates for one GEMM shape, through ctypes; CUDA only) and ``fp8_weights``.
 """
 
+import torch
+
 try:  # the CPU wheel of torch comes without Triton: callers then run the PyTorch ops
     import triton
     import triton.language as tl
 except ImportError:
     triton = tl = None
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """``tl.dot``'s ``input_precision`` for operands of ``dtype``: "ieee" for fp32 (Triton's default, "tf32", rounds
+    fp32 operands to 10 mantissa bits on the GPU, which the interpreter does not: a kernel checked on the CPU in fp32
+    would differ on the device), "tf32" otherwise (ignored for half-precision operands)."""
+    return "ieee" if dtype == torch.float32 else "tf32"

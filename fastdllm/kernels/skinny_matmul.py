@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from fastdllm.kernels import tl, triton
+from fastdllm.kernels import dot_precision, tl, triton
 
 MAX_ROWS = 32  # rows ``use_skinny_matmul`` sends here: at 64 rows the kernel lost to cuBLAS on LLaDA's q/k/v (44.2
 # against 40.5 µs, round5_dev/r5a/gemm_llada.json), at 33 on Dream's gate/up (101.7 against 99.4, final_07e59ce/
@@ -40,7 +40,8 @@ if triton is not None:
 
     @triton.jit
     def _skinny_kernel(X, W, BIAS, SCALE, Y, M, N, K, sx_m, sw_n, sy_m, HAS_BIAS: tl.constexpr,
-                       HAS_SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                       HAS_SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                       PRECISION: tl.constexpr):
         """Program (row tile, column tile): Y[rows, tile] = X[rows] · W[tile]ᵀ (· SCALE[tile]) (+ bias), accumulated
         in fp32 over the whole K. Row tiles vary fastest, so the programs sharing a weight tile run together (one
         DRAM read). W may be stored narrower than X (fp8 with a per-row SCALE, ``fastdllm.kernels.fp8_weights``):
@@ -55,7 +56,7 @@ if triton is not None:
                         other=0.0)  # [BLOCK_M, BLOCK_K]
             w = tl.load(W + cols[:, None] * sw_n + ks[None, :], mask=(cols < N)[:, None] & (ks < K)[None, :],
                         other=0.0)  # [BLOCK_N, BLOCK_K]
-            acc = tl.dot(x, tl.trans(w.to(x.dtype)), acc)
+            acc = tl.dot(x, tl.trans(w.to(x.dtype)), acc, input_precision=PRECISION)  # fp32: no TF32 rounding
         if HAS_SCALE:
             acc *= tl.load(SCALE + cols, mask=cols < N, other=0.0)[None, :]
         if HAS_BIAS:
@@ -92,7 +93,7 @@ def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, c
     _skinny_kernel[(triton.cdiv(M, block_m), triton.cdiv(N, block_n))](
         x2, weight, weight if bias is None else bias, weight if scale is None else scale, y, M, N, K, x2.stride(0),
         weight.stride(0), y.stride(0), HAS_BIAS=bias is not None, HAS_SCALE=scale is not None, BLOCK_M=block_m,
-        BLOCK_N=block_n, BLOCK_K=block_k, num_stages=stages, num_warps=warps)
+        BLOCK_N=block_n, BLOCK_K=block_k, PRECISION=dot_precision(x2.dtype), num_stages=stages, num_warps=warps)
     return y
 
 

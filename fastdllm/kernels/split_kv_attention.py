@@ -27,20 +27,25 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fastdllm.kernels import tl, triton
+from fastdllm.kernels import dot_precision, tl, triton
 
 MAX_QUERY_ROWS = 128  # beyond, SDPA was as fast (prefix-cache windows, round5_dev/prefix_{llada,dream}.json)
 BLOCK_N = 64  # keys per inner iteration
+FP32_BLOCK_N = 32  # keys per iteration for fp32 on a GPU (16 for head dims above 128): the default tiles' shared
+# memory compiled for sm_90 stays at most 164 KB (tests/models/test_triton_kernels.py); the bf16 defaults need
+# 295 KB in fp32 for Dream's packed layout, more than an H100 has
 PACKED_ANY_BATCH_ROWS = 64  # packed grouped-query steps of at most this many rows take the kernel at any batch: the
 # 33-row dual step was measured at batch 4-32 (round12_dev/split_kv_ea728ca/); longer windows keep the grid rule
 
 
 def use_split_kv(q: torch.Tensor, keys: torch.Tensor, pack_gqa: bool = True) -> bool:
     """Whether ``attend`` runs the split-KV kernel for these tensors: Triton present, at most
-    ``MAX_QUERY_ROWS`` query rows, a power-of-two head dim in [16, 256], a floating dtype, and either
-    grouped-query heads packed (``pack_gqa``) in bf16/fp16 with at most ``PACKED_ANY_BATCH_ROWS`` query rows (a
-    dual-cache step: at any batch), or few enough batch rows × heads × query tiles that a flash-attention grid
-    would leave half the SMs idle.
+    ``MAX_QUERY_ROWS`` query rows, a power-of-two head dim in [16, 256], bf16 or fp16, and either grouped-query
+    heads packed (``pack_gqa``) with at most ``PACKED_ANY_BATCH_ROWS`` query rows (a dual-cache step: at any
+    batch), or few enough batch rows × heads × query tiles that a flash-attention grid would leave half the SMs
+    idle. fp32 runs SDPA: its default tiles take twice the shared memory (Dream's packed layout would need 295 KB
+    of an H100's 227 KB, compiled for sm_90), and fp32 decodes are the ones that check the others, where speed
+    does not matter.
 
     One head per program (measured on an H100, ``experiments/bench_attention.py``): at batch 1 the split kernel
     takes 11.9 µs per LLaDA-8B layer against SDPA's 17.3; at batch 4, where SDPA's grid already fills the GPU, 46 µs
@@ -50,10 +55,10 @@ def use_split_kv(q: torch.Tensor, keys: torch.Tensor, pack_gqa: bool = True) -> 
     52.6 against 96.2 (one key slice from batch 5 at that shape, ``_layout``)."""
     B, H, m, D = q.shape
     shape_ok = (triton is not None and m <= MAX_QUERY_ROWS and 16 <= D <= 256 and D & (D - 1) == 0
-                and q.dtype in (torch.bfloat16, torch.float16, torch.float32) and keys.dtype == q.dtype)
+                and q.dtype in (torch.bfloat16, torch.float16) and keys.dtype == q.dtype)
     if not shape_ok:
         return False
-    if pack_gqa and H != keys.shape[1] and m <= PACKED_ANY_BATCH_ROWS and q.dtype != torch.float32:
+    if pack_gqa and H != keys.shape[1] and m <= PACKED_ANY_BATCH_ROWS:
         return True
     return B * H * -(-m // _block_m(m)) <= _processors(q.device) // 2
 
@@ -64,7 +69,8 @@ if triton is not None:
     def _split_kv_kernel(Q, K, V, KEEP, O_PART, LSE_PART, ARRIVED, OUT,
                          sq_b, sq_h, sq_m, sk_b, sk_h, sk_l, sv_b, sv_h, sv_l, skeep_b, so_b, so_h, so_m,
                          n_heads, group, m, L, scale_log2, PACKED: tl.constexpr, N_SPLITS: tl.constexpr,
-                         KEYS_PER_SPLIT: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr):
+                         KEYS_PER_SPLIT: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr,
+                         PRECISION: tl.constexpr):
         """Program (split, row tile, batch·head group): softmax(q kᵀ)·v over keys [split·S, (split+1)·S), as a
         normalised partial output ``O_PART[bg, split, rows]`` (fp32) and its base-2 log-sum-exp ``LSE_PART``;
         the tile's last program to arrive (``ARRIVED``, one int32 counter per tile, zero between launches)
@@ -95,7 +101,7 @@ if triton is not None:
             inside = cols < L
             k = tl.load(K + b * sk_b + kv_h * sk_h + cols[None, :] * sk_l + dims[:, None],
                         mask=inside[None, :], other=0.0)  # [D, BLOCK_N]
-            s = tl.dot(q, k) * scale_log2  # [BLOCK_M, BLOCK_N] fp32, base-2 logits
+            s = tl.dot(q, k, input_precision=PRECISION) * scale_log2  # [BLOCK_M, BLOCK_N] fp32, base-2 logits
             keep = inside
             if HAS_MASK:
                 keep = keep & (tl.load(KEEP + b * skeep_b + cols, mask=inside, other=0) != 0)
@@ -106,7 +112,7 @@ if triton is not None:
             l_i = l_i * alpha + tl.sum(p, 1)
             v = tl.load(V + b * sv_b + kv_h * sv_h + cols[:, None] * sv_l + dims[None, :],
                         mask=inside[:, None], other=0.0)  # [BLOCK_N, D]
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
             m_i = m_new
         l_safe = tl.where(l_i > 0, l_i, 1.0)
         out_at = OUT + b * so_b + heads[:, None] * so_h + rows[:, None] * so_m + dims[None, :]  # [BLOCK_M, D]
@@ -152,6 +158,14 @@ def default_splits(m: int) -> int:
 def _block_m(m: int) -> int:
     """Query rows per program: the smallest of 16 / 32 / 64 that holds ``m`` (64 tiles beyond)."""
     return 16 if m <= 16 else 32 if m <= 32 else 64
+
+
+def _fp32_block_n(q: torch.Tensor) -> int | None:
+    """Keys per iteration for fp32 on a GPU (``FP32_BLOCK_N``, half of it for head dims above 128), whose tiles
+    take twice the shared memory of bf16's; None (``_layout``'s default) for every other case."""
+    if q.dtype != torch.float32 or not q.is_cuda:
+        return None
+    return FP32_BLOCK_N if q.shape[-1] <= 128 else FP32_BLOCK_N // 2
 
 
 def _layout(B: int, H: int, H_kv: int, m: int, pack_gqa: bool, block_m: int | None, n_splits: int | None,
@@ -218,7 +232,8 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
     many slices of a multiple of ``block_n`` keys; ``block_m`` (rows per program, a power of two ≥ 16),
     ``num_warps``, ``block_n`` (keys per inner iteration, a power of two ≥ 16; the three default as ``_layout``
     says) and ``num_stages`` (Triton's software
-    pipelining depth; its default when None) tune the programs (``experiments/split_kv_sweep.py`` sweeps them).
+    pipelining depth; its default when None) tune the programs (``experiments/split_kv_sweep.py`` sweeps them);
+    fp32 on a GPU defaults to ``FP32_BLOCK_N`` keys per iteration and multiplies in fp32 (not TF32).
     ``pack_gqa`` (the default): with grouped-query attention, one program takes the rows of all the
     query heads that share a key/value head (``_layout``); the same result, row for row, as unpacked.
     """
@@ -230,6 +245,7 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
         raise ValueError(f"split_kv_attention: q {tuple(q.shape)}, keys {tuple(keys.shape)}, values "
                          f"{tuple(values.shape)}: want q [B, H, m, D] and keys = values [B, H_kv, L, D], H % H_kv == 0")
     q, keys, values = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, keys, values))
+    block_n = _fp32_block_n(q) if block_n is None else block_n
     packed, block_m, tiles, n_splits, block_n = _layout(B, H, H_kv, m, pack_gqa, block_m, n_splits, block_n,
                                                         _processors(q.device))
     for name, value in (("block_m", block_m), ("block_n", block_n)):
@@ -255,7 +271,7 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
         values.stride(0), values.stride(1), values.stride(2), keep.stride(0), out.stride(0), out.stride(1), out.stride(2),
         H, H // H_kv, m, L, math.log2(math.e) / math.sqrt(D), PACKED=packed, N_SPLITS=n_splits,
         KEYS_PER_SPLIT=keys_per_split, HAS_MASK=key_mask is not None, BLOCK_M=block_m, BLOCK_N=block_n, D=D,
-        num_warps=num_warps, **({} if num_stages is None else {"num_stages": num_stages}))
+        PRECISION=dot_precision(q.dtype), num_warps=num_warps, **({} if num_stages is None else {"num_stages": num_stages}))
     return out
 
 

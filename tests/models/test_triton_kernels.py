@@ -114,14 +114,20 @@ def test_attend_falls_back_to_sdpa_off_cuda():
     keep[0, :7] = False
     want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :], enable_gqa=True)
     assert torch.equal(attend(q, k, v, keep, split_kv=True), want)
-    assert use_split_kv(torch.randn(1, 1, 128, 32), torch.randn(1, 1, 40, 32))  # 2 query tiles: 2 of 4 "SMs" here
-    assert not use_split_kv(torch.randn(1, 1, 129, 32), torch.randn(1, 1, 40, 32))  # more rows than it takes
-    assert not use_split_kv(torch.randn(1, 4, 8, 48), torch.randn(1, 2, 40, 48))  # head dim not a power of two
-    assert not use_split_kv(torch.randn(64, 2, 8, 32), torch.randn(64, 2, 40, 32))  # batch × heads already fill the GPU
+    def bf16(*shape):
+        return torch.randn(*shape).bfloat16()
+
+    assert use_split_kv(bf16(1, 1, 128, 32), bf16(1, 1, 40, 32))  # 2 query tiles: 2 of 4 "SMs" here
+    assert not use_split_kv(bf16(1, 1, 129, 32), bf16(1, 1, 40, 32))  # more rows than it takes
+    assert not use_split_kv(bf16(1, 4, 8, 48), bf16(1, 2, 40, 48))  # head dim not a power of two
+    assert not use_split_kv(bf16(64, 2, 8, 32), bf16(64, 2, 40, 32))  # batch × heads already fill the GPU
     q16, k16 = torch.randn(64, 4, 33, 32).bfloat16(), torch.randn(64, 2, 40, 32).bfloat16()
     assert use_split_kv(q16, k16)  # grouped heads packed, a dual step's rows: at any batch
     assert not use_split_kv(q16, k16, pack_gqa=False)  # unpacked, the grid rule again
-    assert not use_split_kv(q16.float(), k16.float())  # fp32: the grid rule (its tiles need more shared memory)
+    assert not use_split_kv(q16.float(), k16.float())  # fp32: never (its tiles need more shared memory)
+    small16, small_k16 = torch.randn(1, 4, 33, 32).bfloat16(), torch.randn(1, 2, 40, 32).bfloat16()
+    assert use_split_kv(small16, small_k16) and use_split_kv(small16, small_k16, pack_gqa=False)  # either rule takes it
+    assert not use_split_kv(small16.float(), small_k16.float(), pack_gqa=False)  # but not in fp32: SDPA
     assert not use_split_kv(torch.randn(64, 4, 65, 32).bfloat16(), k16)  # longer windows: the grid rule
 
 
@@ -315,13 +321,81 @@ def test_split_kv_kernel_compiles_for_hopper(packed, splits):
     pointers = {"Q": "*bf16", "K": "*bf16", "V": "*bf16", "KEEP": "*i1", "O_PART": "*fp32", "LSE_PART": "*fp32",
                 "ARRIVED": "*i32", "OUT": "*bf16", "scale_log2": "fp32"}
     constants = {"PACKED": packed, "N_SPLITS": splits, "KEYS_PER_SPLIT": 1024 // splits, "HAS_MASK": True, "BLOCK_M": 32,
-                 "BLOCK_N": 64, "D": 128}
+                 "BLOCK_N": 64, "D": 128, "PRECISION": "tf32"}
     kernel = skv._split_kv_kernel
     signature = {name: pointers.get(name, "constexpr" if name in constants else "i32") for name in kernel.arg_names}
     compiled = skv.triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
                                   target=GPUTarget("cuda", 90, 32))
     ptx = compiled.asm["ptx"]
     assert ("atom" in ptx) == (splits > 1) and ("mma" in ptx or "wgmma" in ptx)  # the arrival counter, the dots
+
+
+HOPPER_SHARED_BYTES = 232448  # an H100's / H200's shared memory per block (opt-in), what a launch may use
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp32"])
+@pytest.mark.parametrize("B, H, H_kv, m, D", [(1, 28, 4, 33, 128), (1, 28, 4, 97, 128), (16, 28, 4, 33, 128),
+                                              (1, 32, 32, 128, 128), (1, 8, 2, 33, 256)])
+def test_default_split_kv_tiles_fit_hopper_and_fp32_multiplies_in_fp32(dtype, B, H, H_kv, m, D):
+    """The tiles ``split_kv_attention`` picks by default, compiled for sm_90, need at most the shared memory an
+    H100 has (fp32 with bf16's tiles needed 295 KB at Dream's dual step and failed at launch); in fp32 the dots
+    multiply in fp32, not TF32 (Triton's default, which the interpreter does not emulate)."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from fastdllm.kernels import split_kv_attention as skv
+
+    q = torch.empty(B, H, m, D, dtype={"bf16": torch.bfloat16, "fp32": torch.float32}[dtype], device="meta")
+    on_gpu = type("OnGPU", (), {"dtype": q.dtype, "is_cuda": True, "shape": q.shape})()  # the device decides the tiles
+    packed, block_m, _, splits, block_n = skv._layout(B, H, H_kv, m, True, None, None, skv._fp32_block_n(on_gpu), 132)
+    pointers = {"Q": f"*{dtype}", "K": f"*{dtype}", "V": f"*{dtype}", "KEEP": "*i1", "O_PART": "*fp32",
+                "LSE_PART": "*fp32", "ARRIVED": "*i32", "OUT": f"*{dtype}", "scale_log2": "fp32"}
+    constants = {"PACKED": packed, "N_SPLITS": splits, "KEYS_PER_SPLIT": 1024 // splits, "HAS_MASK": True,
+                 "BLOCK_M": block_m, "BLOCK_N": block_n, "D": D, "PRECISION": skv.dot_precision(q.dtype)}
+    kernel = skv._split_kv_kernel
+    signature = {name: pointers.get(name, "constexpr" if name in constants else "i32") for name in kernel.arg_names}
+    compiled = skv.triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
+                                  target=GPUTarget("cuda", 90, 32))
+    assert compiled.metadata.shared <= HOPPER_SHARED_BYTES, (packed, block_m, splits, block_n)
+    assert ("tf32" in compiled.asm["ptx"]) is False
+
+
+def test_split_kv_attention_launches_with_the_fp32_tiles_and_precision(monkeypatch):
+    """``split_kv_attention`` takes its keys per iteration from ``_fp32_block_n`` when none is given (a GPU's fp32
+    tiles) and passes the dots' precision for the operands' dtype: the launch's arguments, recorded."""
+    from fastdllm.kernels import split_kv_attention as skv
+
+    launches = []
+
+    class Recorder:
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launches.append(kwargs)
+
+    monkeypatch.setattr(skv, "_split_kv_kernel", Recorder())
+    monkeypatch.setattr(skv, "_fp32_block_n", lambda q: 16 if q.dtype == torch.float32 else None)
+    q, k = torch.randn(1, 4, 8, 32), torch.randn(1, 2, 40, 32)
+    skv.split_kv_attention(q, k, k)
+    skv.split_kv_attention(q.bfloat16(), k.bfloat16(), k.bfloat16())
+    skv.split_kv_attention(q, k, k, block_n=64)  # given: kept
+    assert [(kw["BLOCK_N"], kw["PRECISION"]) for kw in launches] == [(16, "ieee"), (128, "tf32"), (64, "ieee")]
+
+
+def test_few_row_gemm_multiplies_fp32_in_fp32(monkeypatch):
+    """The few-row GEMM's dots take "ieee" precision for fp32 operands (Triton's default would round them to TF32
+    on the GPU, which the interpreter tests cannot see) and the default for half precision: the launch recorded."""
+    from fastdllm.kernels import skinny_matmul
+
+    launches = []
+
+    class Recorder:
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launches.append(kwargs["PRECISION"])
+
+    monkeypatch.setattr(skinny_matmul, "_skinny_kernel", Recorder())
+    w = torch.randn(64, 32)
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        skinny_matmul._launch(torch.randn(4, 32, dtype=dtype), w.to(dtype), None, skinny_matmul.CANDIDATES[0])
+    assert launches == ["ieee", "tf32", "tf32"]
 
 
 def test_split_kv_default_layouts_are_the_measured_ones():
