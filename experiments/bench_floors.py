@@ -1,6 +1,7 @@
 """The model ``bench_gpu.py`` measures and the floors it measures against: a registered family at its reference
 shape (or a tiny CPU config) with random weights, the device's copy bandwidth and matmul rate measured now,
-and each forward's floor, max(weight bytes / copy bandwidth, 2 · params · rows / matmul rate)."""
+and each forward's floor, max(weight bytes / copy bandwidth, 2 · params · rows / matmul rate) (the targets'
+floor), beside its **work floor** (``Work``): the bytes and flops the forward's own work needs at least."""
 
 from __future__ import annotations
 
@@ -116,10 +117,17 @@ def held_matmul_rate(device: str, seconds: float) -> dict[str, float]:
 
 
 class Floors:
-    """Per-forward floors: max(weight bytes / copy bandwidth, 2 · params · rows / matmul rate)."""
+    """Per-forward floors: max(weight bytes / copy bandwidth, 2 · params · rows / matmul rate) (the targets'),
+    and with ``work`` each forward's work floor (``Work``) at the same ceilings."""
 
-    def __init__(self, params: int, weight_bytes: int, ceil: dict[str, float]) -> None:
-        self.params, self.weight_bytes, self.ceil = params, weight_bytes, ceil
+    def __init__(self, params: int, weight_bytes: int, ceil: dict[str, float], work: "Work | None" = None) -> None:
+        self.params, self.weight_bytes, self.ceil, self.work = params, weight_bytes, ceil, work
+
+    def work_s(self, batch: int, positions: int, sustained: bool = False) -> float | None:
+        """The work floor of a forward recomputing ``positions`` per sequence (None without ceilings or ``work``)."""
+        if self.work is None or not self.ceil:
+            return None
+        return self.work.floor_s(batch, positions, self.ceil, sustained)
 
     def forward_s(self, rows: int, bytes_saved: int = 0, sustained: bool = False) -> float | None:
         """``bytes_saved``: weight bytes the forward does not read (fp8 copies read instead of bf16 weights);
@@ -128,3 +136,58 @@ class Floors:
         if rate is None:
             return None
         return max((self.weight_bytes - bytes_saved) / self.ceil["copy_bytes_per_s"], 2 * self.params * rows / rate)
+
+
+class Work:
+    """What one forward must move and multiply at least, from the model's shape: its **work floor** is
+    max(bytes / copy bandwidth, flops / matmul rate) with
+
+    - bytes: every weight but the embedding table (a forward gathers only its rows' embeddings, counted), and the
+      keys and values of the whole canvas, which every layer's attention reads (written by this forward or read
+      from the store);
+    - flops: the projections and MLP of every recomputed row, except in the last layer, where only the rows whose
+      logits are read (``logit_rows``: the block) need queries, output projection, MLP, final norm and LM head
+      (every other row needs its keys and values for the store); and the attention, 4 · heads · head dim · keys
+      per query row and layer.
+
+    The targets' floor (``Floors.forward_s``) counts ``2 · params · rows``: the embedding table and the LM head
+    multiplied on every recomputed row, the table read in full, the keys and values not at all. It is the
+    higher of the two for every forward the decoder runs (8-21 % on the benchmarked decodes), so ratios against
+    it flatter; the work floor is what "1.0 = a perfect implementation of the same forwards" means."""
+
+    def __init__(self, arch, weights: int, canvas: int, logit_rows: int, itemsize: int) -> None:
+        self.n_layers, self.d_model, self.n_heads = arch.n_layers, arch.d_model, arch.n_heads
+        self.n_kv_heads, self.head_dim, self.mlp_hidden, self.vocab_size = (arch.n_kv_heads, arch.head_dim,
+                                                                            arch.mlp_hidden, arch.vocab_size)
+        self.weights = weights  # elements of every parameter but the embedding table
+        self.canvas = canvas  # keys each query attends to
+        self.logit_rows = logit_rows  # rows per sequence whose logits are read (the block)
+        self.itemsize = itemsize
+
+    @classmethod
+    def of(cls, model, canvas: int, logit_rows: int, itemsize: int) -> "Work":
+        """The work of ``model``'s forwards over a canvas of ``canvas`` positions, logits read on ``logit_rows``."""
+        weights = sum(t.numel() for name, t in model.net.named_parameters() if not name.startswith("embed."))
+        return cls(model.net.arch, weights, canvas, logit_rows, itemsize)
+
+    def bytes(self, batch: int, positions: int) -> int:
+        """Weights (no embedding table), the embeddings gathered, every layer's keys and values of the canvas."""
+        kv = self.n_layers * 2 * batch * self.n_kv_heads * self.canvas * self.head_dim
+        return (self.weights + batch * positions * self.d_model + kv) * self.itemsize
+
+    def flops(self, batch: int, positions: int) -> int:
+        """Matmul flops of a forward recomputing ``positions`` per sequence (at least the logit rows)."""
+        m = min(self.logit_rows, positions)
+        q = o = self.d_model * self.n_heads * self.head_dim
+        kv = 2 * self.d_model * self.n_kv_heads * self.head_dim
+        mlp = 3 * self.d_model * self.mlp_hidden
+        macs = ((self.n_layers - 1) * (q + kv + o + mlp) * positions + kv * positions + (q + o + mlp) * m
+                + self.vocab_size * self.d_model * m)
+        attention_rows = (self.n_layers - 1) * positions + m
+        return 2 * batch * macs + 4 * batch * self.n_heads * self.head_dim * self.canvas * attention_rows
+
+    def floor_s(self, batch: int, positions: int, ceil: dict[str, float], sustained: bool = False) -> float | None:
+        rate = ceil.get("matmul_flop_per_s_sustained" if sustained else "matmul_flop_per_s")
+        if rate is None:
+            return None
+        return max(self.bytes(batch, positions) / ceil["copy_bytes_per_s"], self.flops(batch, positions) / rate)

@@ -65,6 +65,9 @@ def time_forwards(model, batch: int, args, mode: str, floors: Floors, device) ->
             row = {"batch": batch, "mode": mode, "kind": kind, "rows": batch * (end - start), "ms": ms,
                    "floor_ms": None if floor is None else 1000 * floor,
                    "floor_ratio": None if floor is None else ms / (1000 * floor), "logits": logits}
+            work = floors.work_s(batch, end - start)
+            if work is not None:  # bench_floors.Work: the KV read included, the embedding table and wide LM head not
+                row["floor_work_ms"], row["floor_ratio_work"] = 1000 * work, ms / (1000 * work)
             if kind == "dual":
                 row["kv_read_bytes"] = store_bytes(store)
                 if bandwidth and floor is not None:
@@ -106,6 +109,7 @@ def forward_records(model, batch: int, args, floors: Floors, wide: dict | None, 
             records.append(f)
             print(f"b{batch} {f['kind']:>7} forward {mode:>8}: {f['ms']:7.2f} ms"
                   + (f" ({f['floor_ratio']:.2f}x floor {f['floor_ms']:.2f} ms)" if f["floor_ms"] else "")
+                  + (f" ({f['floor_ratio_work']:.2f}x work floor {f['floor_work_ms']:.2f} ms)" if "floor_work_ms" in f else "")
                   + (f" ({f['floor_ratio_with_kv_read']:.2f}x with the KV read's {f['kv_read_ms']:.2f} ms)"
                      if "floor_ratio_with_kv_read" in f else "")
                   + (" kernels " + ", ".join(f"{k} {v / 1000:.2f}" for k, v in sorted(f["profile"]["by_kind_us"].items()))

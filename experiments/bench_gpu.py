@@ -45,7 +45,7 @@ from fastdllm.core.policy import cache_policies
 from fastdllm.evaluation import torch_info
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_floors import Floors, build_model, canvas_arguments, ceilings, held_matmul_rate, model_arguments  # noqa: E402 - also read as bench_gpu.X by the other scripts
+from bench_floors import Floors, Work, build_model, canvas_arguments, ceilings, held_matmul_rate, model_arguments  # noqa: E402 - also read as bench_gpu.X by the other scripts
 from bench_modes import CUDA_MODES, MODES, TUNED_MODES, set_mode  # noqa: E402 - set_mode also read as bench_gpu.set_mode
 from bench_forwards import _logit_agreement, forward_records, store_bytes, time_forwards  # noqa: E402, F401 - the tests read them here
 from bench_profile import profile_decode  # noqa: E402
@@ -100,6 +100,7 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
         if sustained[0] is not None:  # --sustained-ceiling: the same forwards at the rate the GPU holds under load
             row["floor_sum_sustained_s"] = sum(sustained)
             row["floor_ratio_sustained"] = wall / row["floor_sum_sustained_s"]
+        work_floors(row, [end - start for start, end in plans], batch, floors)
         if mode == "fp8":  # its own floor: forwards of at most 32 rows read the fp8 copies (1 byte) instead
             from fastdllm.kernels.fp8_weights import MAX_ROWS
 
@@ -117,6 +118,17 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
     decoder.release()
     set_mode(model, "plain")
     return row, first.sequences
+
+
+def work_floors(row: dict, positions: list[int], batch: int, floors: Floors) -> None:
+    """A decode's work floor sum (``bench_floors.Work``: the bytes and flops its forwards' own work needs, each
+    forward recomputing ``positions[i]`` per sequence) and its wall time against it, at the burst and (when
+    measured) the held matmul rate."""
+    for suffix, sustained in (("", False), ("_sustained", True)):
+        floor = [floors.work_s(batch, n, sustained) for n in positions]
+        if floor and None not in floor:
+            row[f"floor_sum_work{suffix}_s"] = sum(floor)
+            row[f"floor_ratio_work{suffix}"] = row["wall_s"] / row[f"floor_sum_work{suffix}_s"]
 
 
 def phase_name(batch: int, cache: str, k: int, mode: str) -> str:
@@ -242,7 +254,8 @@ def main(argv=None) -> dict:
     if args.sustained_ceiling > 0 and ceil:
         with args.clocks.phase("held matmul rate"):
             ceil.update(held_matmul_rate(args.device, args.sustained_ceiling))
-    floors = Floors(params, params * dtype.itemsize, ceil)
+    floors = Floors(params, params * dtype.itemsize, ceil,
+                    Work.of(model, args.prompt_length + args.gen_length, args.block_length, dtype.itemsize))
     out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "commit": os.environ.get("FASTDLLM_COMMIT"),
            "command": "python experiments/bench_gpu.py " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -278,6 +291,7 @@ def main(argv=None) -> dict:
                             tokens, wide["tokens"][(cache, k)], args.prompt_length)
                     out["settings"].append(row)
                     ratio = f"{row['floor_ratio']:.2f}x floor" if "floor_ratio" in row else ""
+                    ratio += f" {row['floor_ratio_work']:.2f}x work" if "floor_ratio_work" in row else ""
                     print(f"b{batch} {cache:>6} k={k} {mode:>8}: NFE {row['nfe']:4d} {row['tokens_per_s']:8.1f} tok/s "
                           f"{row['ms_per_forward']:7.2f} ms/fwd {ratio} equal={row.get('tokens_equal_plain', '-')}"
                           + (f" fp32 agreement {100 * row['token_agreement_fp32']:.0f} %" if "token_agreement_fp32" in row

@@ -150,7 +150,10 @@ def _fp32_agreement(r: dict | None) -> str:
 
 
 def _ratio(r: dict) -> str:
-    return f"{r['floor_ratio']:.2f}×" if "floor_ratio" in r else "no floor: CPU"
+    """× the targets' floor sum, and × the work floor sum where recorded (``bench_floors.Work``)."""
+    if "floor_ratio" not in r:
+        return "no floor: CPU"
+    return f"{r['floor_ratio']:.2f}×" + (f"; work {r['floor_ratio_work']:.2f}×" if "floor_ratio_work" in r else "")
 
 
 def _source(files: list[dict]) -> str:
@@ -168,10 +171,10 @@ def speed_table(files: list[dict]) -> str:
     fp32 = any("token_agreement_fp32" in r for d in files for r in d["settings"])
     held = any("floor_ratio_sustained" in r or r.get("clocks") for d in files for r in d["settings"])
     lines = [_source(files), "",
-             "| family | batch | cache | k | NFE | plain tok/s (× floor sum) | optimised tok/s (× floor sum) | "
+             "| family | batch | cache | k | NFE | plain tok/s (× floor sum; work) | optimised tok/s (× floor sum; work) | "
              "floor-sum tok/s | peak GPU mem | KV store | tokens vs plain |"
              + (" tokens vs fp32: plain / optimised |" if fp32 else "")
-             + (" optimised: × floor sum at the sustained matmul rate; SM clock, power |" if held else ""),
+             + (" optimised: × floor sum at the sustained matmul rate (work); SM clock, power |" if held else ""),
              "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if fp32 else "") + ("---|" if held else "")]
     for d in files:
         rows = {(r["batch"], r["cache"], r["tokens_per_step"], r["mode"]): r for r in d["settings"]}
@@ -194,6 +197,8 @@ def speed_table(files: list[dict]) -> str:
 def _held(r: dict) -> str:
     """The ratio against floors at the sustained matmul rate, and the clock and power of the timed decodes."""
     ratio = f"{r['floor_ratio_sustained']:.2f}×" if "floor_ratio_sustained" in r else "—"
+    if "floor_ratio_work_sustained" in r:
+        ratio += f" (work {r['floor_ratio_work_sustained']:.2f}×)"
     c = r.get("clocks") or {}
     if not c.get("samples"):
         return ratio
@@ -207,16 +212,22 @@ def forward_table(files: list[dict]) -> str:
     the copy rate and the ratio to the floor plus that read."""
     fp32 = any("argmax_agreement_fp32" in f for d in files for f in d["forwards"])
     kv = any("kv_read_ms" in f for d in files for f in d["forwards"])
+    work = any("floor_work_ms" in f for d in files for f in d["forwards"])
     lines = ["| family | batch | forward | mode | ms | floor ms | × floor |"
+             + (" work floor ms | × work floor |" if work else "")
              + (" KV read ms | × (floor + KV read) |" if kv else "")
              + " logits max abs diff vs plain | argmax agreement vs plain |"
              + (" max abs diff vs fp32 | argmax agreement vs fp32 |" if fp32 else "")
-             + " commit |", "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if kv else "") + ("---|---|" if fp32 else "")]
+             + " commit |", "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if work else "") + ("---|---|" if kv else "")
+             + ("---|---|" if fp32 else "")]
     for d in files:
         for f in d["forwards"]:
             diff = f.get("logits_max_abs_diff_plain")
             agree = f.get("argmax_agreement_plain")
             floor = "— | —" if f["floor_ms"] is None else f"{f['floor_ms']:.2f} | {f['floor_ratio']:.2f}×"
+            if work:
+                floor += (f" | {f['floor_work_ms']:.2f} | {f['floor_ratio_work']:.2f}×" if "floor_work_ms" in f
+                          else " | — | —")
             if kv:
                 floor += (f" | {f['kv_read_ms']:.2f} | {f['floor_ratio_with_kv_read']:.2f}×" if "kv_read_ms" in f
                           else " | — | —")

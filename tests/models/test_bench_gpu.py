@@ -262,3 +262,63 @@ def test_forward_profile_plot_from_a_run_folder(tmp_path):
     assert (folder / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (folder / "a.json").write_text(json.dumps({**run, "forwards": [{k: v for k, v in dual.items() if k != "profile"}]}))
     assert report.plot_forward_profiles(folder, folder / "q.png") is None and not (folder / "q.png").exists()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_work_floor_counts_what_a_forward_multiplies_and_reads(family, monkeypatch):
+    """``Work.flops`` equals the matmul flops torch's flop counter sees in the model's own forwards (a refresh, a
+    dual-cache window, a prefix-cache window; attention counted through an explicit softmax(q kᵀ) v), with the
+    last layer's narrow rows; ``Work.bytes``' weights are the model's parameters less the embedding table."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    bench_floors = experiment_script("bench_floors")
+
+    def explicit_attention(q, k, v, attn_mask=None, enable_gqa=False, **_):
+        k, v = (t.repeat_interleave(q.shape[1] // t.shape[1], dim=1) for t in (k, v))  # [B, H, L, D]
+        scores = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5  # [B, H, m, L]
+        if attn_mask is not None:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        return scores.softmax(-1) @ v
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", explicit_attention)
+    model = bench_floors.build_model(family, True, "cpu", torch.float32)
+    L, B, block = 48, 2, 8
+    work = bench_floors.Work.of(model, L, block, 4)
+    canvas = torch.randint(0, 400, (B, L))
+    positions = torch.arange(L).expand(B, L)
+    store = model.new_kv_store(B, L)
+    shift = model.logit_shift
+    with torch.no_grad():
+        for start, end in ((0, L), (16 - shift, 24), (16 - shift, L)):
+            with FlopCounterMode(display=False) as counter:
+                model.forward_step(canvas, start, end, store, positions, None, 16, 16 + block)
+            assert work.flops(B, end - start) == counter.get_total_flops(), (start, end)
+    embedding = model.net.embed.weight.numel()
+    kv = model.arch.n_layers * 2 * B * model.arch.n_kv_heads * L * model.arch.head_dim
+    assert work.bytes(B, 5) == 4 * (sum(t.numel() for t in model.parameters()) - embedding + B * 5 * model.arch.d_model + kv)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_work_floors_added_later_equal_the_ones_measured_live(tmp_path, monkeypatch, family):
+    """``experiments/work_floors.py`` rebuilds a file's forwards from its settings (a tiny decode on the CPU) and
+    adds the work floors that ``bench_gpu.py`` records live: the same figures, to the last digit, for every
+    decode and forward of a run with ceilings (fixed here: the CPU measures none)."""
+    bench = _bench()
+    monkeypatch.setattr(bench, "ceilings", lambda device: {"copy_bytes_per_s": 1e9, "matmul_flop_per_s": 1e11})
+    path = tmp_path / "r.json"
+    bench.main(["--small", "--device", "cpu", "--family", family, "--repeats", "1", "--forward-repeats", "1",
+                "--batches", "1,2", "--prompt-length", "12", "--gen-length", "8", "--block-length", "4", "--ks", "2,4",
+                "--caches", "none,prefix,dual", "--modes", "plain,eager", "--out", str(path)])
+    live = json.loads(path.read_text())
+    assert all("floor_ratio_work" in r for r in live["settings"] + live["forwards"])
+    stripped = json.loads(path.read_text())
+    for r in stripped["settings"] + stripped["forwards"]:
+        for key in ("floor_sum_work_s", "floor_ratio_work", "floor_work_ms"):
+            r.pop(key, None)
+    path.write_text(json.dumps(stripped))
+    assert experiment_script("work_floors").main([str(tmp_path)]) == [path]
+    later = json.loads(path.read_text())
+    assert later["work_floors_added"]["by"] == "experiments/work_floors.py"
+    for a, b in zip(live["settings"] + live["forwards"], later["settings"] + later["forwards"]):
+        assert {k: a.get(k) for k in ("floor_sum_work_s", "floor_ratio_work", "floor_work_ms")} == \
+            {k: b.get(k) for k in ("floor_sum_work_s", "floor_ratio_work", "floor_work_ms")}
