@@ -209,16 +209,16 @@ def _held(r: dict) -> str:
 def forward_table(files: list[dict]) -> str:
     """Single forwards timed directly: ms and × the forward's own floor, logits against the plain path's (and,
     with ``--fp32-check`` results, against the fp32 forward's); where recorded, the dual step's KV-store read at
-    the copy rate and the ratio to the floor plus that read."""
+    the copy rate (the work floor counts it: ``bench_floors.Work``)."""
     fp32 = any("argmax_agreement_fp32" in f for d in files for f in d["forwards"])
     kv = any("kv_read_ms" in f for d in files for f in d["forwards"])
     work = any("floor_work_ms" in f for d in files for f in d["forwards"])
     lines = ["| family | batch | forward | mode | ms | floor ms | × floor |"
              + (" work floor ms | × work floor |" if work else "")
-             + (" KV read ms | × (floor + KV read) |" if kv else "")
+             + (" KV read ms |" if kv else "")
              + " logits max abs diff vs plain | argmax agreement vs plain |"
              + (" max abs diff vs fp32 | argmax agreement vs fp32 |" if fp32 else "")
-             + " commit |", "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if work else "") + ("---|---|" if kv else "")
+             + " commit |", "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if work else "") + ("---|" if kv else "")
              + ("---|---|" if fp32 else "")]
     for d in files:
         for f in d["forwards"]:
@@ -229,8 +229,7 @@ def forward_table(files: list[dict]) -> str:
                 floor += (f" | {f['floor_work_ms']:.2f} | {f['floor_ratio_work']:.2f}×" if "floor_work_ms" in f
                           else " | — | —")
             if kv:
-                floor += (f" | {f['kv_read_ms']:.2f} | {f['floor_ratio_with_kv_read']:.2f}×" if "kv_read_ms" in f
-                          else " | — | —")
+                floor += f" | {f['kv_read_ms']:.2f}" if "kv_read_ms" in f else " | —"
             wide = ""
             if fp32:
                 wide_diff, wide_agree = f.get("logits_max_abs_diff_fp32"), f.get("argmax_agreement_fp32")
