@@ -157,10 +157,17 @@ def _ratio(r: dict) -> str:
 
 
 def _source(files: list[dict]) -> str:
+    """The files' device, versions, commits and dates (each distinct value once, in file order) and the shape."""
+    def distinct(values) -> str:
+        return ", ".join(dict.fromkeys(values))
+
     d = files[0]
-    env = d["env"]
-    return (f"{env.get('gpu', env['cpu'])}, torch {env['torch']}, CUDA {env.get('cuda')}, commit "
-            f"{(d.get('commit') or '?')[:7]}, {d['date']}; prompt {d['prompt_length']}, {d['gen_length']} generated, "
+    dates = sorted(f["date"] for f in files)
+    return (f"{distinct(f['env'].get('gpu', f['env']['cpu']) for f in files)}, "
+            f"torch {distinct(f['env']['torch'] for f in files)}, CUDA {distinct(str(f['env'].get('cuda')) for f in files)}, "
+            f"commit {distinct((f.get('commit') or '?')[:7] for f in files)}, "
+            f"{dates[0] if dates[0] == dates[-1] else dates[0] + ' to ' + dates[-1]}; "
+            f"prompt {d['prompt_length']}, {d['gen_length']} generated, "
             f"block {d['block_length']}, fixed k tokens per step, random bf16 weights at full shape. Files: "
             + ", ".join(f"`{f['_file']}`" for f in files) + ".")
 

@@ -227,7 +227,7 @@ def test_the_dual_forward_records_its_kv_store_read():
 
 
 def test_report_shows_the_kv_read_and_the_profiled_kernels():
-    """The forward table gains the KV read and × (floor + KV read) where a file records them, and the profiled
+    """The forward table gains the work floor and the KV read where a file records them, and the profiled
     forwards get a table of kernel ms by kind with the attention against the KV read."""
     spec = importlib.util.spec_from_file_location("report", SCRIPT.with_name("report.py"))
     report = importlib.util.module_from_spec(spec)
@@ -236,11 +236,12 @@ def test_report_shows_the_kv_read_and_the_profiled_kernels():
     files = [{"family": "llada", "commit": "abcdef0", "forwards": [
         {"batch": 16, "mode": "tuned", "kind": "refresh", "ms": 30.0, "floor_ms": 25.0, "floor_ratio": 1.2},
         {"batch": 16, "mode": "tuned", "kind": "dual", "ms": 14.0, "floor_ms": 10.0, "floor_ratio": 1.4,
-         "kv_read_ms": 2.0, "floor_ratio_with_kv_read": 14.0 / 12.0, "profile": profile}]}]
+         "floor_work_ms": 11.2, "floor_ratio_work": 1.25, "kv_read_ms": 2.0, "profile": profile}]}]
     lines = report.forward_table(files).splitlines()
-    assert "| KV read ms | × (floor + KV read) |" in lines[0] and len(lines[0].split("|")) == len(lines[1].split("|"))
-    assert lines[2].startswith("| llada | 16 | refresh | tuned | 30.00 | 25.00 | 1.20× | — | — |")
-    assert lines[3].startswith("| llada | 16 | dual | tuned | 14.00 | 10.00 | 1.40× | 2.00 | 1.17× |")
+    assert "| × floor | work floor ms | × work floor | KV read ms |" in lines[0]
+    assert len(lines[0].split("|")) == len(lines[1].split("|"))
+    assert lines[2].startswith("| llada | 16 | refresh | tuned | 30.00 | 25.00 | 1.20× | — | — | — |")
+    assert lines[3].startswith("| llada | 16 | dual | tuned | 14.00 | 10.00 | 1.40× | 11.20 | 1.25× | 2.00 |")
     table = report.forward_profile_table(files).splitlines()
     assert table[2] == "| llada | 16 | dual | tuned | 9.00 | 6.00 | 2.50 | 0.00 | 0.00 | 0.50 | 1.25× |"
     assert len(table) == 3 and report.forward_profile_table([{"forwards": files[0]["forwards"][:1]}]) == ""
