@@ -33,6 +33,7 @@ import gc
 import hashlib
 import json
 import os
+import signal
 import statistics
 import sys
 import time
@@ -268,6 +269,29 @@ def main(argv=None) -> dict:
         canvas = args.prompt_length + args.gen_length
         out["floors_ms"] = {"weight_read": 1000 * floors.forward_s(0),
                             "full_canvas_forward_b1": 1000 * floors.forward_s(canvas)}
+    stop = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # gpu_all.sh's `timeout`: keep what was measured
+    try:
+        _measure(model, args, floors, out)
+    finally:
+        signal.signal(signal.SIGTERM, stop)
+        if clocks:  # attached when the run ends, cut or not
+            sampled = args.clocks.stop()
+            phases = sampled.pop("by_phase", {})
+            out["clocks"] = {**sampled, "ceilings": phases.get("ceilings"),
+                             "held_matmul_rate": phases.get("held matmul rate")}
+            for row in out["settings"]:
+                row["clocks"] = phases.get(phase_name(row["batch"], row["cache"], row["tokens_per_step"], row["mode"]))
+        save(out, args.out)
+    return out
+
+
+def _stop_on_sigterm(signum, frame):
+    raise SystemExit("bench_gpu.py: terminated (SIGTERM, a time limit); the settings measured so far are saved")
+
+
+def _measure(model, args, floors: Floors, out: dict) -> None:
+    """Every batch × k × cache × mode setting, then each batch's single forwards (and profiles), into ``out``,
+    saved after each."""
     gen = torch.Generator().manual_seed(1)
     for batch in args.batches:
         prompt = torch.randint(0, model.mask_token_id, (batch, args.prompt_length), generator=gen).to(args.device)
@@ -310,14 +334,6 @@ def main(argv=None) -> dict:
                     set_mode(model, "plain")
                     out["errors"].append(f"b{batch} profile {mode}: {type(err).__name__}: {err}")
         save(out, args.out)
-    if clocks:
-        sampled = args.clocks.stop()
-        phases = sampled.pop("by_phase", {})
-        out["clocks"] = {**sampled, "ceilings": phases.get("ceilings"), "held_matmul_rate": phases.get("held matmul rate")}
-        for row in out["settings"]:
-            row["clocks"] = phases.get(phase_name(row["batch"], row["cache"], row["tokens_per_step"], row["mode"]))
-        save(out, args.out)
-    return out
 
 
 def save(out: dict, path: str | None) -> None:

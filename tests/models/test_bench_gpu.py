@@ -323,3 +323,48 @@ def test_work_floors_added_later_equal_the_ones_measured_live(tmp_path, monkeypa
     for a, b in zip(live["settings"] + live["forwards"], later["settings"] + later["forwards"]):
         assert {k: a.get(k) for k in ("floor_sum_work_s", "floor_ratio_work", "floor_work_ms")} == \
             {k: b.get(k) for k in ("floor_sum_work_s", "floor_ratio_work", "floor_work_ms")}
+
+
+def test_a_run_cut_by_sigterm_keeps_its_settings_and_their_clocks(tmp_path, monkeypatch):
+    """gpu_all.sh cuts a run with ``timeout`` (SIGTERM): the settings measured so far are saved with their clock
+    samples (a cut file once had none), and the run ends with SystemExit."""
+    import contextlib
+    import os
+    import signal
+
+    bench = _bench()
+
+    class Clocks:  # nvidia-smi's samples, one per phase
+        def __init__(self):
+            self.phases = []
+
+        def start(self):
+            return self
+
+        @contextlib.contextmanager
+        def phase(self, name):
+            self.phases.append(name)
+            yield
+
+        def stop(self):
+            return {"available": True, "by_phase": {name: {"sm_mhz_median": 1500.0} for name in self.phases}}
+
+    real = bench.run_setting
+    calls = []
+
+    def run_then_terminate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler raises here
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "ClockSampler", Clocks)
+    monkeypatch.setattr(bench, "run_setting", run_then_terminate)
+    path = tmp_path / "r.json"
+    with pytest.raises(SystemExit, match="SIGTERM"):
+        bench.main(["--small", "--device", "cpu", "--repeats", "1", "--prompt-length", "12", "--gen-length", "8",
+                    "--block-length", "4", "--ks", "4", "--caches", "dual", "--modes", "plain,eager", "--clocks",
+                    "--out", str(path)])
+    d = json.loads(path.read_text())
+    assert [r["mode"] for r in d["settings"]] == ["plain"] and d["settings"][0]["clocks"] == {"sm_mhz_median": 1500.0}
+    assert signal.getsignal(signal.SIGTERM) is not bench._stop_on_sigterm  # restored
