@@ -31,8 +31,9 @@ def canvas_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # tiny configs for CPU smoke runs, per family (field names are the family's config.json's)
-SMALL = {"llada": dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=512, mask_token_id=500,
-                       eos_token_id=1, pad_token_id=1),
+SMALL = {"llada": dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=512,
+                       embedding_size=512, mask_token_id=500, eos_token_id=1, pad_token_id=1),  # LLaDA pads its
+         # embedding and LM head to embedding_size: without it the tiny model kept the reference's 126464 rows
          "dream": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                        intermediate_size=128, vocab_size=512, max_position_embeddings=4096, mask_token_id=500,
                        eos_token_id=1, pad_token_id=1)}
