@@ -271,8 +271,9 @@ def forward_profile_table(files: list[dict]) -> str:
 
 def plot_forward_profiles(folder: Path, out: Path) -> Path | None:
     """Each profiled cached dual forward (``bench_gpu.py --forward-profile``) as a bar of its kernel time by kind,
-    in units of its floor, beside its graphed time and the floor plus the KV-store read: where the time over the
-    floor goes, batch by batch. None (nothing drawn) without profiled dual forwards."""
+    in units of its floor, beside its graphed time and its work floor (``bench_floors.Work``; older files without
+    it: the floor plus the KV-store read): where the time over the floor goes, batch by batch. None (nothing drawn)
+    without profiled dual forwards."""
     rows = [(d, f) for d in _speed_files(folder) for f in d["forwards"]
             if f["kind"] == "dual" and "profile" in f and f.get("floor_ms") and f["mode"] != "plain"]
     if not rows:
@@ -291,10 +292,12 @@ def plot_forward_profiles(folder: Path, out: Path) -> Path | None:
         left = [a + b for a, b in zip(left, widths)]
     ax.scatter([f["ms"] / f["floor_ms"] for _, f in rows], labels, marker="|", s=250, color="black", zorder=3,
                label="graphed forward")
-    with_kv = [(label, 1 + f["kv_read_ms"] / f["floor_ms"]) for label, (_, f) in zip(labels, rows) if "kv_read_ms" in f]
-    if with_kv:
-        ax.scatter([v for _, v in with_kv], [label for label, _ in with_kv], marker="x", color="red", zorder=3,
-                   label="floor + KV-store read")
+    for key, name, marker in (("floor_work_ms", "work floor", "o"), ("kv_read_ms", "floor + KV-store read", "x")):
+        points = [(label, (f[key] if key == "floor_work_ms" else f["floor_ms"] + f[key]) / f["floor_ms"])
+                  for label, (_, f) in zip(labels, rows) if key in f and (key == "floor_work_ms" or "floor_work_ms" not in f)]
+        if points:
+            ax.scatter([v for _, v in points], [label for label, _ in points], marker=marker, color="red", zorder=3,
+                       facecolors="none" if marker == "o" else None, label=name)
     ax.axvline(1.0, color="grey", lw=0.8)
     ax.axvline(1.3, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("× the forward's floor (max of weight read, matmul); bars: kernels of one eager forward")
