@@ -187,7 +187,8 @@ class Work:
         attention_rows = (self.n_layers - 1) * positions + m
         return 2 * batch * macs + 4 * batch * self.n_heads * self.head_dim * self.canvas * attention_rows
 
-    def floor_s(self, batch: int, positions: int, ceil: dict[str, float], sustained: bool = False) -> float | None:
+    def floor_s(self, batch: int, positions: int, ceil: dict[str, float], sustained: bool) -> float | None:
+        """max(bytes / copy rate, flops / matmul rate) at ``ceil``'s burst (or ``sustained``: held) matmul rate."""
         rate = ceil.get("matmul_flop_per_s_sustained" if sustained else "matmul_flop_per_s")
         if rate is None:
             return None

@@ -297,6 +297,12 @@ def test_work_floor_counts_what_a_forward_multiplies_and_reads(family, monkeypat
     embedding = model.net.embed.weight.numel()
     kv = model.arch.n_layers * 2 * B * model.arch.n_kv_heads * L * model.arch.head_dim
     assert work.bytes(B, 5) == 4 * (sum(t.numel() for t in model.parameters()) - embedding + B * 5 * model.arch.d_model + kv)
+    # the floor: bytes at the copy rate against flops at the matmul rate (burst or held), the larger
+    floors = bench_floors.Floors(0, 0, {"copy_bytes_per_s": 1e15, "matmul_flop_per_s": 1e9,
+                                        "matmul_flop_per_s_sustained": 5e8}, work)
+    assert floors.work_s(B, 5) == work.flops(B, 5) / 1e9 and floors.work_s(B, 5, sustained=True) == work.flops(B, 5) / 5e8
+    floors.ceil["copy_bytes_per_s"] = 1.0
+    assert floors.work_s(B, 5) == work.bytes(B, 5) and bench_floors.Floors(0, 0, {}, work).work_s(B, 5) is None
 
 
 @pytest.mark.parametrize("family", FAMILIES)
