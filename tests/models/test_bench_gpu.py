@@ -323,7 +323,11 @@ def test_work_floors_added_later_equal_the_ones_measured_live(tmp_path, monkeypa
         for key in ("floor_sum_work_s", "floor_ratio_work", "floor_work_ms"):
             r.pop(key, None)
     path.write_text(json.dumps(stripped))
+    (tmp_path / "not_a_result.json").write_text('{"x": 1}')
+    no_ceilings = {**stripped, "ceilings": {}}  # a CPU run: no floors to add
+    (tmp_path / "cpu.json").write_text(json.dumps(no_ceilings))
     assert experiment_script("work_floors").main([str(tmp_path)]) == [path]
+    assert json.loads((tmp_path / "cpu.json").read_text()) == no_ceilings
     later = json.loads(path.read_text())
     assert later["work_floors_added"]["by"] == "experiments/work_floors.py"
     for a, b in zip(live["settings"] + live["forwards"], later["settings"] + later["forwards"]):
