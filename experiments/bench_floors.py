@@ -130,6 +130,12 @@ class Floors:
             return None
         return self.work.floor_s(batch, positions, self.ceil, sustained)
 
+    def work_fields(self, batch: int, positions: int, ms: float) -> dict[str, float]:
+        """A single forward's ``floor_work_ms`` and ``floor_ratio_work`` (its ``ms`` against the work floor); empty
+        without a work floor."""
+        floor = self.work_s(batch, positions)
+        return {} if floor is None else {"floor_work_ms": 1000 * floor, "floor_ratio_work": ms / (1000 * floor)}
+
     def forward_s(self, rows: int, bytes_saved: int = 0, sustained: bool = False) -> float | None:
         """``bytes_saved``: weight bytes the forward does not read (fp8 copies read instead of bf16 weights);
         ``sustained``: at the matmul rate the GPU sustains under load (None when it was not measured)."""

@@ -65,9 +65,7 @@ def time_forwards(model, batch: int, args, mode: str, floors: Floors, device) ->
             row = {"batch": batch, "mode": mode, "kind": kind, "rows": batch * (end - start), "ms": ms,
                    "floor_ms": None if floor is None else 1000 * floor,
                    "floor_ratio": None if floor is None else ms / (1000 * floor), "logits": logits}
-            work = floors.work_s(batch, end - start)
-            if work is not None:  # bench_floors.Work: the KV read included, the embedding table and wide LM head not
-                row["floor_work_ms"], row["floor_ratio_work"] = 1000 * work, ms / (1000 * work)
+            row.update(floors.work_fields(batch, end - start, ms))  # bench_floors.Work: the KV read counted
             if kind == "dual":
                 row["kv_read_bytes"] = store_bytes(store)
                 if bandwidth and floor is not None:

@@ -77,8 +77,7 @@ def add_work_floors(path: Path, commit: str | None) -> bool:
         n = d["prompt_length"] + d["gen_length"] if f["kind"] == "refresh" else d["block_length"] + shift
         if f["rows"] != f["batch"] * n:
             raise SystemExit(f"{path}: a {f['kind']} forward of {f['rows']} rows at batch {f['batch']}; expected {n} each")
-        floor = floors.work_s(f["batch"], n)
-        f["floor_work_ms"], f["floor_ratio_work"] = 1000 * floor, f["ms"] / (1000 * floor)
+        f.update(floors.work_fields(f["batch"], n, f["ms"]))
     del d["_path"]
     d["work_floors_added"] = {"by": "experiments/work_floors.py", "commit": commit}
     path.write_text(json.dumps(d, indent=2))
