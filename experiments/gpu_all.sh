@@ -10,7 +10,9 @@
 #     B1_CACHES     registered cache names for batch 1 (default none,prefix,dual)
 #     BATCH_CACHES  cache names for LLaDA batch 16 (default dual,prefix; the other batches run dual)
 #     PART          all (default), llada or dream: with the kernels mode at batch 1 the whole set needs
-#                   two calls of the 600 s device limit, one per family
+#                   two calls of the 600 s device limit, one per family; or a comma list of runs, for calls
+#                   shorter than a family: llada_b1, llada_b16, llada_b4_b32, dream_b1, dream_b16,
+#                   dream_b4_b32, kernels (e.g. llada_b1 in one call, llada_b16,llada_b4_b32,dream_b4_b32 in the next)
 #   FP32_CHECK (environment, default dual): batch 1's caches that bench_gpu.py --fp32-check decodes again in fp32
 #   GPU_ALL_S (environment, default 560): the whole script's time budget in seconds (less when the same device
 #                 call runs something else first)
@@ -57,24 +59,34 @@ bench() {  # name, time limit (s), arguments...
   timeout "$limit" python "$HERE/bench_gpu.py" --out "$OUT/$name.json" --clocks "$@" 2>&1 \
     | tee -a "$OUT/gpu_all.raw.log" | grep -v -i "warn" | tee -a "$OUT/gpu_all.log"
 }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu_all.log"
 PART=${4:-all}
-if [[ $PART == all || $PART == llada ]]; then
-bench gpu_llada_b1 300 --family llada --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2 \
+RUNS=
+for run in ${PART//,/ }; do  # the runs PART names, families expanded
+  case $run in
+    all) RUNS+=" llada_b1 llada_b16 llada_b4_b32 dream_b1 dream_b16 dream_b4_b32 kernels" ;;
+    llada) RUNS+=" llada_b1 llada_b16 llada_b4_b32" ;;
+    dream) RUNS+=" dream_b1 dream_b16 dream_b4_b32 kernels" ;;
+    llada_b1|llada_b16|llada_b4_b32|dream_b1|dream_b16|dream_b4_b32|kernels) RUNS+=" $run" ;;
+    *) echo "gpu_all.sh: unknown PART entry '$run'; use all, llada, dream, or a comma list of llada_b1, llada_b16," \
+            "llada_b4_b32, dream_b1, dream_b16, dream_b4_b32, kernels" >&2; exit 2 ;;
+  esac
+done
+wants() { [[ " $RUNS " == *" $1 "* ]]; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu_all.log"
+wants llada_b1 && bench gpu_llada_b1 300 --family llada --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2 \
   --fp32-check "$FP32" --sustained-ceiling 6
-bench gpu_llada_b16 100 --family llada --batches 16 --ks 4 --caches "$BC" --modes plain,compiled --repeats 2 --forward-repeats 2 \
+wants llada_b16 && bench gpu_llada_b16 100 --family llada --batches 16 --ks 4 --caches "$BC" --modes plain,compiled --repeats 2 --forward-repeats 2 \
   --forward-profile
-bench gpu_llada_b4_b32 160 --family llada --batches 4,32 --ks 4 --caches dual --modes plain,kernels,tuned --repeats 2 --forward-repeats 2 \
+wants llada_b4_b32 && bench gpu_llada_b4_b32 220 --family llada --batches 4,32 --ks 4 --caches dual --modes plain,kernels,tuned --repeats 2 --forward-repeats 2 \
   --forward-profile
-fi
-if [[ $PART == all || $PART == dream ]]; then
-bench gpu_dream_b1 280 --family dream --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2 \
+wants dream_b1 && bench gpu_dream_b1 280 --family dream --batches 1 --ks 1,4 --caches "$B1" --modes plain,compiled,kernels,tuned --repeats 2 \
   --fp32-check "$FP32" --sustained-ceiling 6
-bench gpu_dream_b16 110 --family dream --batches 16 --ks 4 --caches dual --modes plain,compiled,tuned --repeats 2 --forward-repeats 2 \
+wants dream_b16 && bench gpu_dream_b16 110 --family dream --batches 16 --ks 4 --caches dual --modes plain,compiled,tuned --repeats 2 --forward-repeats 2 \
   --forward-profile
-bench gpu_dream_b4_b32 120 --family dream --batches 4,32 --ks 4 --caches dual --modes plain,tuned --repeats 1 --forward-repeats 2 \
+wants dream_b4_b32 && bench gpu_dream_b4_b32 120 --family dream --batches 4,32 --ks 4 --caches dual --modes plain,tuned --repeats 1 --forward-repeats 2 \
   --forward-profile
-echo "== bench_kernels ($(left)s left)" | tee -a "$OUT/gpu_all.log"
-timeout $(( $(left) > 20 ? $(left) : 20 )) python "$HERE/bench_kernels.py" --out "$OUT/kernels.json" 2>&1 | grep -v -i warn | tee -a "$OUT/gpu_all.log"
+if wants kernels; then
+  echo "== bench_kernels ($(left)s left)" | tee -a "$OUT/gpu_all.log"
+  timeout $(( $(left) > 20 ? $(left) : 20 )) python "$HERE/bench_kernels.py" --out "$OUT/kernels.json" 2>&1 | grep -v -i warn | tee -a "$OUT/gpu_all.log"
 fi
 echo "total $(( $(date +%s) - T0 )) s" | tee -a "$OUT/gpu_all.log"
