@@ -177,12 +177,15 @@ def speed_table(files: list[dict]) -> str:
     the floor sum (a run cut by its time limit: the most optimised mode it reached for that setting, named); with ``--fp32-check`` results, a column of both decodes' agreement with the fp32 decode."""
     fp32 = any("token_agreement_fp32" in r for d in files for r in d["settings"])
     held = any("floor_ratio_sustained" in r or r.get("clocks") for d in files for r in d["settings"])
+    commits = len({d.get("commit") for d in files}) > 1  # files of several checks (speed_report's older folders)
     lines = [_source(files), "",
              "| family | batch | cache | k | NFE | plain tok/s (× floor sum; work) | optimised tok/s (× floor sum; work) | "
              "floor-sum tok/s | peak GPU mem | KV store | tokens vs plain |"
              + (" tokens vs fp32: plain / optimised |" if fp32 else "")
-             + (" optimised: × floor sum at the sustained matmul rate (work); SM clock, power |" if held else ""),
-             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if fp32 else "") + ("---|" if held else "")]
+             + (" optimised: × floor sum at the sustained matmul rate (work); SM clock, power |" if held else "")
+             + (" commit |" if commits else ""),
+             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if fp32 else "") + ("---|" if held else "")
+             + ("---|" if commits else "")]
     for d in files:
         rows = {(r["batch"], r["cache"], r["tokens_per_step"], r["mode"]): r for r in d["settings"]}
         for (batch, cache, k, mode), plain in rows.items():
@@ -197,7 +200,8 @@ def speed_table(files: list[dict]) -> str:
                          f"({_ratio(plain)}) | **{fast['tokens_per_s']:.1f}** ({_ratio(fast)}{cut}) | {floor_tok_s} | {peak} | "
                          f"{fast['kv_store_bytes'] / GB:.2f} GiB | {_agreement(fast)} |"
                          + (f" {_fp32_agreement(plain)} / {_fp32_agreement(fast)} |" if fp32 else "")
-                         + (f" {_held(fast)} |" if held else ""))
+                         + (f" {_held(fast)} |" if held else "")
+                         + (f" {(d.get('commit') or '?')[:7]} |" if commits else ""))
     return "\n".join(lines)
 
 
@@ -329,11 +333,20 @@ def modes_table(d: dict) -> str:
     return "\n".join(lines)
 
 
-def speed_report(folder: Path = SPEED) -> str:
+def speed_report(folder: Path = SPEED, *older: Path) -> str:
     """The tables of one run folder: its own JSONs are the headline table (``results/speed/`` itself holds
-    the 682b5fb run; ``results/speed/final_1068640`` the current one), subfolders give forwards and modes."""
+    the 682b5fb run; ``results/speed/final_1068640`` the current one), subfolders give forwards and modes.
+    ``older`` run folders fill in the runs ``folder`` lacks: a result file of theirs (its JSONs, not their
+    subfolders') joins the tables only where no folder before it holds a file of that name, so a check that
+    re-ran some of ``gpu_all.sh``'s runs is reported with the earlier check's other runs, each row naming its
+    commit in the source line."""
     files = _speed_files(folder)
-    final = [d for d in files if d["_final"]]
+    names = {Path(d["_file"]).name for d in files if d["_final"]}
+    for earlier in older:
+        extra = [d for d in _speed_files(earlier) if d["_final"] and Path(d["_file"]).name not in names]
+        names |= {Path(d["_file"]).name for d in extra}
+        files += extra
+    final = sorted((d for d in files if d["_final"]), key=lambda d: Path(d["_file"]).name)  # families together
     parts = [speed_table(final) if final else "", "", forward_table(files)]
     profiled = forward_profile_table(files)
     parts += ["", "Kernel time of the profiled forwards (one eager forward each, ms):", "", profiled] if profiled else []
@@ -375,9 +388,15 @@ if __name__ == "__main__":
         for folder in sys.argv[2:]:
             print(plot_forward_profiles(Path(folder).resolve(), Path(folder).resolve() / "forward_profiles.png"))
         raise SystemExit
-    if sys.argv[1:2] == ["speed"]:  # python experiments/report.py speed [RUN_FOLDER ...]
-        for folder in sys.argv[2:] or [SPEED]:
-            print(speed_report(Path(folder).resolve()), end="\n\n")
+    if sys.argv[1:2] == ["speed"]:  # python experiments/report.py speed [RUN_FOLDER ...] [--fill-from OLDER ...]
+        args = sys.argv[2:]
+        cut = args.index("--fill-from") if "--fill-from" in args else len(args)
+        folders, older = args[:cut], [Path(f).resolve() for f in args[cut + 1:]]
+        if cut < len(args) and (len(folders) != 1 or not older):
+            raise SystemExit("usage: report.py speed NEWER --fill-from OLDER [OLDER ...]: one run folder before "
+                             "--fill-from, at least one after")
+        for folder in folders or [SPEED]:
+            print(speed_report(Path(folder).resolve(), *older), end="\n\n")
         raise SystemExit
     for path in sorted(RESULTS.glob("tiny_*_cpu.json")):
         print(tiny_table(path), end="\n\n")

@@ -85,6 +85,31 @@ def test_report_of_a_run_cut_before_its_last_mode(tmp_path):
     assert len(modes) == 2 and modes[0].count("(") == 3 and modes[1].endswith("| — |")
 
 
+def test_report_fills_a_partial_check_from_an_older_one(tmp_path):
+    """``speed_report(newer, older)``: a check that re-ran some of gpu_all.sh's runs is reported with the older
+    check's other runs; a file of the same name comes from the newer folder only, and the headline table names
+    each row's commit (only when the files' commits differ)."""
+    path = tmp_path / "r.json"
+    _bench().main(["--small", "--device", "cpu", "--repeats", "1", "--forward-repeats", "1", "--prompt-length", "12",
+                   "--gen-length", "8", "--block-length", "4", "--ks", "4", "--caches", "dual",
+                   "--modes", "plain,eager", "--out", str(path)])
+    d = json.loads(path.read_text())
+    for folder, name, commit, batch in (("new", "gpu_llada_b1", "b" * 40, 1), ("old", "gpu_llada_b1", "a" * 40, 1),
+                                        ("old", "gpu_llada_b4", "a" * 40, 4)):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        rows = [{**r, "batch": batch} for r in d["settings"]]
+        (tmp_path / folder / f"{name}.json").write_text(json.dumps({**d, "commit": commit, "settings": rows}))
+    spec = importlib.util.spec_from_file_location("report", SCRIPT.with_name("report.py"))
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    report.RESULTS = tmp_path
+    rows = [line for line in report.speed_report(tmp_path / "new", tmp_path / "old").splitlines()
+            if line.startswith("| llada | ")][:2]  # the headline table's (the forward table's follow)
+    assert [(r.split(" | ")[1], r.split(" | ")[-1]) for r in rows] == [("1", "bbbbbbb |"), ("4", "aaaaaaa |")]
+    alone = report.speed_report(tmp_path / "new").splitlines()
+    assert "commit |" not in alone[2] and sum(line.startswith("| llada | 1 | dual | 4 |") for line in alone) == 1
+
+
 def test_fused_mode_runs_the_fused_projections_on_cpu(tmp_path, monkeypatch):
     """``fused`` (and ``compiled``, on CUDA) run the fused projections; every other mode the separate ones.
     On the CPU the ``fused`` mode runs eagerly, its tokens and logits checked against plain in the run."""
