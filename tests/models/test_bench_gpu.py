@@ -3,16 +3,12 @@ compared in the run itself, and the result file holds what the speed tables read
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-from pathlib import Path
 
 import pytest
 import torch
 from checkpoint_helpers import FAMILIES, experiment_script, single_thread  # noqa: F401
-
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "bench_gpu.py"
 
 
 def _bench():
@@ -50,9 +46,7 @@ def test_report_renders_the_speed_tables(tmp_path):
     _bench().main(["--small", "--device", "cpu", "--repeats", "1", "--forward-repeats", "1", "--prompt-length", "12",
                    "--gen-length", "8", "--block-length", "4", "--ks", "4", "--caches", "dual",
                    "--modes", "plain,eager,graphs", "--out", str(tmp_path / "speed" / "r.json")])
-    spec = importlib.util.spec_from_file_location("report", SCRIPT.with_name("report.py"))
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = experiment_script("report_speed")
     report.RESULTS = tmp_path
     text = report.speed_report(tmp_path / "speed")
     setting = [line for line in text.splitlines() if line.startswith("| llada | 1 | dual | 4 |")]
@@ -73,9 +67,7 @@ def test_report_of_a_run_cut_before_its_last_mode(tmp_path):
     d = json.loads(path.read_text())
     d["settings"] = [r for r in d["settings"] if (r["batch"], r["mode"]) != (2, "fused")]  # cut before it
     path.write_text(json.dumps(d))
-    spec = importlib.util.spec_from_file_location("report", SCRIPT.with_name("report.py"))
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = experiment_script("report_speed")
     report.RESULTS = tmp_path
     lines = report.speed_report(tmp_path / "speed").splitlines()
     speed = {line.split(" | ")[1]: line for line in lines if line.startswith("| llada | ") and " | dual | 4 | " in line}
@@ -83,6 +75,22 @@ def test_report_of_a_run_cut_before_its_last_mode(tmp_path):
     assert "`eager`: the run ended before `fused`" in speed["2"] and "the run ended" not in speed["1"]
     modes = [line for line in lines if line.startswith(("| 1 | dual | 4 |", "| 2 | dual | 4 |"))]
     assert len(modes) == 2 and modes[0].count("(") == 3 and modes[1].endswith("| — |")
+
+
+def test_report_reads_only_bench_gpu_files(tmp_path):
+    """A run folder's subfolders also hold decode_timeline.py's and step_gaps.py's files, which have
+    ``settings`` but are no bench_gpu.py result: the report leaves them out (``report.py`` without arguments
+    once stopped at one with a KeyError)."""
+    _bench().main(["--small", "--device", "cpu", "--repeats", "1", "--forward-repeats", "1", "--prompt-length", "12",
+                   "--gen-length", "8", "--block-length", "4", "--ks", "4", "--caches", "dual",
+                   "--modes", "plain,eager", "--out", str(tmp_path / "speed" / "r.json")])
+    (tmp_path / "speed" / "dev").mkdir()
+    (tmp_path / "speed" / "dev" / "timeline.json").write_text(json.dumps({"settings": {"batch": 1}, "mode": "tuned"}))
+    report = experiment_script("report_speed")
+    report.RESULTS = tmp_path
+    lines = report.speed_report(tmp_path / "speed").splitlines()
+    assert sum(line.startswith("| llada | 1 | dual | 4 |") for line in lines) == 1
+    assert "timeline.json" not in lines[0]
 
 
 def test_report_fills_a_partial_check_from_an_older_one(tmp_path):
@@ -99,9 +107,7 @@ def test_report_fills_a_partial_check_from_an_older_one(tmp_path):
         (tmp_path / folder).mkdir(exist_ok=True)
         rows = [{**r, "batch": batch} for r in d["settings"]]
         (tmp_path / folder / f"{name}.json").write_text(json.dumps({**d, "commit": commit, "settings": rows}))
-    spec = importlib.util.spec_from_file_location("report", SCRIPT.with_name("report.py"))
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = experiment_script("report_speed")
     report.RESULTS = tmp_path
     rows = [line for line in report.speed_report(tmp_path / "new", tmp_path / "old").splitlines()
             if line.startswith("| llada | ")][:2]  # the headline table's (the forward table's follow)
@@ -183,9 +189,7 @@ def test_report_shows_the_fp32_columns(tmp_path):
     _bench().main(["--small", "--device", "cpu", "--repeats", "1", "--forward-repeats", "1", "--prompt-length", "12",
                    "--gen-length", "8", "--block-length", "4", "--ks", "4", "--caches", "none,dual", "--fp32-check", "dual",
                    "--modes", "plain,eager", "--out", str(tmp_path / "speed" / "r.json")])
-    spec = importlib.util.spec_from_file_location("report", SCRIPT.with_name("report.py"))
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = experiment_script("report_speed")
     report.RESULTS = tmp_path
     lines = report.speed_report(tmp_path / "speed").splitlines()
     assert any(line.endswith("| tokens vs plain | tokens vs fp32: plain / optimised |") for line in lines)
@@ -221,9 +225,7 @@ def test_floors_at_the_sustained_rate_and_the_clock_column():
     assert floors.forward_s(1) == floors.forward_s(1, sustained=True) == 2.0  # the weight read: 20 / 10
     assert floors.forward_s(20) == 4.0 and floors.forward_s(20, sustained=True) == 8.0  # 2 · 10 · 20 / rate
     assert Floors(10, 20, ceil).forward_s(20, sustained=True) is None  # not measured: no such floor
-    spec = importlib.util.spec_from_file_location("report", SCRIPT.with_name("report.py"))
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = experiment_script("report_speed")
     row = {"floor_ratio_sustained": 1.234, "clocks": {"samples": 9, "sm_mhz_median": 1652.5, "power_w_median": 688.4,
                                                        "power_capped_share": 1.0}}
     assert report._held(row) == "1.23×; 1652 MHz, 688 W (power-capped 100 %)"
@@ -254,9 +256,7 @@ def test_the_dual_forward_records_its_kv_store_read():
 def test_report_shows_the_kv_read_and_the_profiled_kernels():
     """The forward table gains the work floor and the KV read where a file records them, and the profiled
     forwards get a table of kernel ms by kind with the attention against the KV read."""
-    spec = importlib.util.spec_from_file_location("report", SCRIPT.with_name("report.py"))
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = experiment_script("report_speed")
     profile = {"kernel_us": 9000.0, "by_kind_us": {"gemm": 6000.0, "attention": 2500.0, "other": 500.0}}
     files = [{"family": "llada", "commit": "abcdef0", "forwards": [
         {"batch": 16, "mode": "tuned", "kind": "refresh", "ms": 30.0, "floor_ms": 25.0, "floor_ratio": 1.2},
@@ -274,9 +274,7 @@ def test_report_shows_the_kv_read_and_the_profiled_kernels():
 
 def test_forward_profile_plot_from_a_run_folder(tmp_path):
     """``report.py forward-plot``: a PNG of the profiled dual forwards of a run folder's files; nothing without one."""
-    spec = importlib.util.spec_from_file_location("report", SCRIPT.with_name("report.py"))
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = experiment_script("report_speed")
     report.RESULTS = tmp_path
     folder = tmp_path / "speed" / "run"
     folder.mkdir(parents=True)
