@@ -280,7 +280,7 @@ def test_forward_profile_plot_from_a_run_folder(tmp_path):
     folder.mkdir(parents=True)
     dual = {"batch": 16, "mode": "tuned", "kind": "dual", "ms": 14.0, "floor_ms": 10.0, "floor_ratio": 1.4,
             "kv_read_ms": 2.0, "profile": {"kernel_us": 13000.0, "by_kind_us": {"gemm": 10000.0, "attention": 3000.0}}}
-    run = {"family": "llada", "env": {"gpu": "test"}, "settings": [], "forwards": [dual]}
+    run = {"family": "llada", "env": {"gpu": "test"}, "modes": ["plain", "tuned"], "settings": [], "forwards": [dual]}
     (folder / "a.json").write_text(json.dumps(run))
     assert report.plot_forward_profiles(folder, folder / "p.png") == folder / "p.png"
     assert (folder / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
