@@ -27,7 +27,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fastdllm.kernels import dot_precision, tl, triton
+from fastdllm.kernels import arrival_counters, dot_precision, tl, triton
 
 MAX_QUERY_ROWS = 128  # beyond, SDPA was as fast (prefix-cache windows, round5_dev/prefix_{llada,dream}.json)
 BLOCK_N = 64  # keys per inner iteration
@@ -199,21 +199,6 @@ def _layout(B: int, H: int, H_kv: int, m: int, pack_gqa: bool, block_m: int | No
     return packed, block_m, -(-packed * m // block_m), n_splits, block_n
 
 
-_ARRIVALS: dict[tuple[torch.device, int], torch.Tensor] = {}
-
-
-def _arrival_counters(device: torch.device, n: int) -> torch.Tensor:
-    """Zeroed int32 counters, at least ``n``, for ``device``. Kept for the life of the process and never
-    replaced (a captured CUDA graph holds the address), so a size is rounded up to a power of two ≥ 1024:
-    one buffer serves every shape ``attend`` sends. Each launch leaves them zero again; launches that share a
-    buffer must not run concurrently on two streams."""
-    size = max(1024, triton.next_power_of_2(n))
-    key = (device, size)
-    if key not in _ARRIVALS:
-        _ARRIVALS[key] = torch.zeros(size, dtype=torch.int32, device=device)  # [size]
-    return _ARRIVALS[key]
-
-
 @functools.lru_cache(maxsize=None)
 def _processors(device: torch.device) -> int:
     """SMs of a CUDA device; 8 for the CPU (Triton's interpreter, where only correctness is at stake)."""
@@ -264,7 +249,7 @@ def split_kv_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
             raise ValueError(f"key_mask is {key_mask.dtype} {tuple(key_mask.shape)}; want bool [B, L] = [{B}, {L}]")
         keep = key_mask if key_mask.stride(-1) == 1 else key_mask.contiguous()  # [B, L]
     groups = B * H // packed  # programs per (slice, row tile)
-    arrived = _arrival_counters(q.device, groups * tiles if n_splits > 1 else 1)  # [≥ groups·tiles] int32, zero
+    arrived = arrival_counters(q.device, groups * tiles if n_splits > 1 else 1)  # [≥ groups·tiles] int32, zero
     _split_kv_kernel[(n_splits, tiles, groups)](
         q, keys, values, keep, o_part, lse_part, arrived, out,
         q.stride(0), q.stride(1), q.stride(2), keys.stride(0), keys.stride(1), keys.stride(2),

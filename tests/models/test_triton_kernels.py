@@ -54,7 +54,7 @@ def test_split_kv_attention_equals_sdpa():
                                                   attn_mask=None if keep is None else keep[:, None, None, :])
             diffs.append([list(got.shape), str(got.dtype).removeprefix("torch."), (got.float() - want).abs().max().item(),
                           got.transpose(1, 2).is_contiguous()])
-        from fastdllm.kernels.split_kv_attention import _ARRIVALS
+        from fastdllm.kernels import _ARRIVALS
         print(json.dumps({{"diffs": diffs, "counters_left": sum(int(t.count_nonzero()) for t in _ARRIVALS.values()),
                           "buffers": len(_ARRIVALS)}}))
         """)

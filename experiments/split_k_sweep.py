@@ -1,0 +1,180 @@
+"""The split-K tensor-core GEMM (``fastdllm.kernels.split_k_matmul``) against cuBLAS at a prefix window's rows.
+
+For each projection shape of a family's layer (fused q/k/v, output, fused gate/up, down) and each row count asked
+for, every configuration (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_stages, num_warps) of ``configs`` is checked
+against ``F.linear`` in fp32 on one weight and timed as ``gemm_plan.tune`` times a backend: a CUDA graph of one
+product per weight copy (copies enough to hold ~1 GB, so every weight is read from DRAM), replayed in interleaved
+rounds with ``default`` (what a forward runs without a plan entry) and cuBLASLt. Each time is put against the
+product's floor, max(weight read, matmul time) at the rates measured here (``bench_gpu.ceilings``).
+
+    python experiments/split_k_sweep.py --family llada --rows 96,128,160,192,224,256 --out $OUT/split_k_llada.json
+
+On the CPU (``--small``, under ``TRITON_INTERPRET=1``: what the test runs) the shapes are tiny, every product
+is checked and timed by the wall clock: the flow runs, the times mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_gpu  # noqa: E402
+from gemm_sweep import LAYER_SHAPES  # noqa: E402
+
+from fastdllm.evaluation import torch_info  # noqa: E402
+from fastdllm.kernels import gemm_plan  # noqa: E402
+from fastdllm.kernels.split_k_matmul import split_k_linear  # noqa: E402
+
+SMALL_SHAPES = {"qkv": (96, 64), "o_proj": (32, 64), "gate_up": (128, 64), "down": (32, 160)}
+SHARED_MEMORY_BYTES = 227 * 1024  # an H100/H200 block's shared memory: configurations needing more are skipped
+TILES = ((64, 128, 4), (64, 256, 8), (128, 128, 8), (128, 256, 8), (256, 128, 8))  # (BLOCK_M, BLOCK_N, num_warps)
+
+
+def configs(rows: int, N: int, K: int, processors: int = 132, small: bool = False) -> list[tuple[int, ...]]:
+    """Candidates for a ``rows`` × K · [N, K]ᵀ product: tiles of ``TILES`` whose row side is at most twice the
+    rows, 64-deep K steps, 3 or 4 stages (where shared memory holds them), and two slice counts: the one whose
+    grid comes nearest to one wave of ``processors`` programs from 0.7 waves up, and the one nearest to two
+    (1-8 slices, each at least four K steps). ``small``: 16-32 tiles for the CPU."""
+    if small:
+        return [(16, 32, 32, 1, 2, 4), (32, 16, 16, 3, 2, 4), (16, 16, 32, 2, 1, 4)]
+    out = []
+    for bm, bn, warps in TILES:
+        if bm > 2 * rows:
+            continue
+        tiles = -(-rows // bm) * -(-N // bn)
+        waves = {s: tiles * s / processors for s in range(1, 9) if K // s >= 4 * 64}
+        picks = {min((s for s in waves if waves[s] >= 0.7), key=lambda s: abs(waves[s] - target), default=None)
+                 for target in (1, 2)} - {None}
+        for s, stages in itertools.product(sorted(picks), (3, 4)):
+            if (bm + bn) * 64 * 2 * stages <= SHARED_MEMORY_BYTES:
+                out.append((bm, bn, 64, s, stages, warps))
+    return out
+
+
+def wall_times_us(calls, weights, rounds: int = 3) -> dict[str, float]:
+    """µs per product of each call over the weights, by the wall clock (the CPU's stand-in for ``graph_times_us``)."""
+    times = {}
+    for name, call in calls.items():
+        start = time.perf_counter()
+        for _ in range(rounds):
+            for w in weights:
+                call(w)
+        times[name] = (time.perf_counter() - start) / rounds / len(weights) * 1e6
+    return times
+
+
+def compile_share(args) -> dict:
+    """Run every ``args.compile_only`` = "I/J"-th (shape, configuration) pair once, at the first row count that
+    offers it: Triton compiles it into its disk cache (a kernel's compiled form depends on the configuration, the
+    weight's shape and the bias, not on the row count)."""
+    share, shares = (int(v) for v in args.compile_only.split("/"))
+    device = "cpu" if args.small else "cuda"
+    dtype = torch.float32 if args.small else torch.bfloat16
+    shapes = SMALL_SHAPES if args.small else LAYER_SHAPES[args.family]
+    processors = 8 if args.small else torch.cuda.get_device_properties(0).multi_processor_count
+    pairs = {}
+    for name in args.shapes.split(","):
+        N, K = shapes[name]
+        for M in (int(r) for r in args.rows.split(",")):
+            for config in configs(M, N, K, processors, args.small):
+                pairs.setdefault((name, config), M)
+    done, failed = 0, {}
+    for i, ((name, config), M) in enumerate(sorted(pairs.items())):
+        if i % shares != share:
+            continue
+        N, K = shapes[name]
+        bias = torch.zeros(N, device=device, dtype=dtype) if name == "qkv" and args.family == "dream" else None
+        try:
+            split_k_linear(torch.zeros(M, K, device=device, dtype=dtype), torch.zeros(N, K, device=device, dtype=dtype),
+                           bias, config)
+            done += 1
+        except Exception as err:  # noqa: BLE001 - reported by the timing run too
+            failed[f"{name} {list(config)}"] = f"{type(err).__name__}: {str(err)[:80]}"
+    print(f"compiled {done} of {len(pairs)} pairs (share {share}/{shares}); failed {failed}", flush=True)
+    return {"compiled": done, "failed": failed}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=None)
+    p.add_argument("--family", default="llada", choices=sorted(LAYER_SHAPES))
+    p.add_argument("--rows", default="96,128,160,192,224,256")
+    p.add_argument("--shapes", default="qkv,o_proj,gate_up,down", help="comma-separated subset of the layer's products")
+    p.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (the median is kept)")
+    p.add_argument("--small", action="store_true", help="tiny shapes on the CPU (under TRITON_INTERPRET=1)")
+    p.add_argument("--compile-only", default=None, metavar="I/J",
+                   help="compile (run once) the I-th of J shares of the (shape, configuration) pairs and stop: J "
+                   "processes started side by side fill Triton's disk cache for the timing run")
+    args = p.parse_args(argv)
+    if args.compile_only is not None:
+        return compile_share(args)
+    cuda = not args.small
+    device = "cuda" if cuda else "cpu"
+    dtype = torch.bfloat16 if cuda else torch.float32
+    t0 = time.time()
+    ceil = bench_gpu.ceilings("cuda") if cuda else {"copy_bytes_per_s": 1e10, "matmul_flop_per_s": 1e11}
+    processors = torch.cuda.get_device_properties(0).multi_processor_count if cuda else 8
+    shapes = SMALL_SHAPES if args.small else LAYER_SHAPES[args.family]
+    names = args.shapes.split(",")
+    unknown = [n for n in names if n not in shapes]
+    if unknown:
+        raise SystemExit(f"split_k_sweep: unknown shapes {unknown}; choose among {', '.join(shapes)}")
+    rows_list = [int(r) for r in args.rows.split(",")]
+    gen = torch.Generator(device=device).manual_seed(0)
+    out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/split_k_sweep.py "
+           + " ".join(sys.argv[1:] if argv is None else argv), "ceilings": ceil, "processors": processors, "gemm": []}
+    timer = gemm_plan.graph_times_us if cuda else wall_times_us
+    for name in names:
+        N, K = shapes[name]
+        bias = name == "qkv" and args.family == "dream"  # Dream's q/k/v projections carry biases
+        w = torch.randn(N, K, device=device, dtype=dtype, generator=gen) * 0.02  # [N, K]
+        b = torch.randn(N, device=device, dtype=dtype, generator=gen) if bias else None  # [N]
+        copies = [w] + [w.clone() for _ in range(min(31, max(3, int(1e9 // (N * K * 2)))) if cuda else 1)]
+        for M in rows_list:
+            x = torch.randn(M, K, device=device, dtype=dtype, generator=gen)  # [M, K]
+            ref = F.linear(x.float(), w.float(), None if b is None else b.float())  # [M, N]
+            scale = ref.abs().max().item()
+            calls = {"default": lambda v: gemm_plan.run("default", x, v, b),
+                     "cublaslt": lambda v: gemm_plan.run("cublaslt", x, v, b)}
+            errors, failed = {}, {}
+            for config in configs(M, N, K, processors, args.small):
+                try:
+                    y = split_k_linear(x, w, b, config)
+                    errors[str(list(config))] = (y.float() - ref).abs().max().item() / scale
+                    calls[str(list(config))] = lambda v, c=config: split_k_linear(x, v, b, c)
+                except Exception as err:  # noqa: BLE001 - e.g. out of shared memory or registers: not a candidate
+                    failed[str(list(config))] = f"{type(err).__name__}: {str(err)[:80]}"
+            us = timer(calls, copies) if not cuda else timer(calls, copies, rounds=args.rounds)
+            floor = max(N * K * 2 / ceil["copy_bytes_per_s"], 2 * M * N * K / ceil["matmul_flop_per_s"]) * 1e6
+            ranked = sorted((t, c) for c, t in us.items() if c not in ("default", "cublaslt"))
+            row = {"gemm": name, "rows": M, "N": N, "K": K, "bias": bias, "floor_us": floor, "us": us,
+                   "rel_error": errors, "failed": failed,
+                   "best": ranked[0][1] if ranked else None, "best_us": ranked[0][0] if ranked else None}
+            if ranked:
+                row["best_vs_default"] = ranked[0][0] / us["default"]
+                row["best_floor_ratio"] = ranked[0][0] / floor
+            row["default_floor_ratio"] = us["default"] / floor
+            out["gemm"].append(row)
+            print(f"{name} {M}: default {us['default']:.1f} lt {us['cublaslt']:.1f} floor {floor:.1f} best "
+                  + ", ".join(f"{c} {t:.1f}" for t, c in ranked[:3]) + f" ({len(ranked)} ok, {len(failed)} failed, "
+                  f"max rel err {max(errors.values(), default=0):.2e})", flush=True)
+            bench_gpu.save(out, args.out)
+        del copies
+    from fastdllm.kernels import _ARRIVALS
+    out["counters_left"] = sum(int(t.count_nonzero()) for t in _ARRIVALS.values())
+    out["seconds"] = time.time() - t0
+    bench_gpu.save(out, args.out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
