@@ -449,3 +449,87 @@ def test_packed_split_kv_on_cuda_is_as_near_fp32_as_sdpa(batch):
     assert use_split_kv(q, k)
     got = attend(q, k, v, keep, split_kv=True)
     assert (got.float() - want).abs().max().item() <= 1.5 * (sdpa.float() - want).abs().max().item() + 1e-4
+
+
+SPLIT_K_CASES = [
+    # rows, N, K, bias, dtype, config (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_stages, num_warps)
+    (37, 48, 100, True, "float32", (16, 32, 32, 3, 2, 4)),  # K not whole steps; 3 asked, 2 slices of 64 run
+    (70, 64, 128, False, "float32", (32, 16, 16, 4, 2, 4)),  # rows straddle three row tiles, 4 even slices
+    (5, 40, 64, True, "float32", (16, 16, 16, 1, 2, 4)),  # one slice: written directly, no counter
+    (20, 32, 96, True, "float16", (16, 16, 32, 2, 1, 4)),  # half precision, columns a multiple of the tile
+    (1, 24, 64, False, "float32", (16, 16, 16, 8, 2, 4)),  # one row; 8 asked, 4 slices (K has 4 steps)
+]
+
+
+@pytest.mark.slow
+def test_split_k_matmul_equals_linear():
+    """The split-K GEMM is ``F.linear`` (fp32 reference) over the cases where a slip would show (rows, columns and
+    K not multiples of the tiles, fewer slices than asked, one slice, bias or none) and in every configuration
+    ``gemm_plan`` offers (``CANDIDATES``, at a prefix window's shape scaled down); the same call twice gives the
+    same bits, and every arrival counter is left zero."""
+    out = interpret(f"""
+        import json, torch
+        from fastdllm.kernels import _ARRIVALS
+        from fastdllm.kernels.split_k_matmul import CANDIDATES, split_k_linear
+        torch.manual_seed(0)
+        cases = {SPLIT_K_CASES!r} + [(100, 256, 512, i % 2 == 0, "float16", c) for i, c in enumerate(CANDIDATES)]
+        results = []
+        for M, N, K, bias, dtype, config in cases:
+            dt = getattr(torch, dtype)
+            x, w = torch.randn(3, M, K).to(dt)[1], torch.randn(N, K).to(dt)  # x: a view with an offset
+            b = torch.randn(N).to(dt) if bias else None
+            y = split_k_linear(x.view(1, M, K), w, b, config)
+            want = torch.nn.functional.linear(x.float(), w.float(), None if b is None else b.float())
+            again = split_k_linear(x.view(1, M, K), w, b, config)
+            results.append([list(y.shape) == [1, M, N] and y.dtype == dt,
+                            ((y[0].float() - want).abs().max() / want.abs().max()).item(), torch.equal(y, again)])
+        print(json.dumps({{"results": results,
+                          "counters_left": sum(int(t.count_nonzero()) for t in _ARRIVALS.values())}}))
+        """)
+    tolerance = {"float32": 1e-5, "float16": 2e-3}  # fp16, not bf16: the interpreter's bf16 products are wrong
+    from fastdllm.kernels.split_k_matmul import CANDIDATES  # (the few-row kernel's too); the GPU test runs bf16
+
+    dtypes = [case[4] for case in SPLIT_K_CASES] + ["float16"] * len(CANDIDATES)
+    for (shape_ok, rel, same), dtype in zip(out["results"], dtypes, strict=True):
+        assert shape_ok and same and rel < tolerance[dtype], (shape_ok, rel, same, dtype)
+    assert out["counters_left"] == 0
+
+
+def test_split_k_matmul_refuses_bad_input():
+    from fastdllm.kernels.split_k_matmul import split_k_linear
+
+    x, w = torch.randn(4, 32), torch.randn(16, 32)
+    with pytest.raises(ValueError, match="powers of two"):
+        split_k_linear(x, w, config=(48, 16, 16, 1, 2, 4))
+    with pytest.raises(ValueError, match=r"\(BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K"):
+        split_k_linear(x, w, config=(16, 16, 16, 1))
+    with pytest.raises(ValueError, match="in x's dtype"):
+        split_k_linear(x, w.half())
+    with pytest.raises(ValueError, match="weight \\[N, K\\]"):
+        split_k_linear(x, torch.randn(16, 31))
+    with pytest.raises(ValueError, match="unit stride over K"):
+        split_k_linear(x, torch.randn(32, 16).t())
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_split_k_candidates_compile_for_hopper_within_its_shared_memory(index):
+    """Each configuration ``gemm_plan`` offers, compiled for sm_90 (no GPU needed) at LLaDA-8B's output projection
+    (4096 × 4096, bf16): tensor-core dots, at most the shared memory an H100/H200 block may use (a candidate over it
+    would fail at its first launch, inside a decode), and the arrival counter exactly where K is split."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from fastdllm.kernels import split_k_matmul as skm
+
+    block_m, block_n, block_k, split_k, stages, warps = skm.CANDIDATES[index]
+    per, n_slices = skm.slices(4096, block_k, split_k)
+    pointers = {"X": "*bf16", "W": "*bf16", "BIAS": "*bf16", "Y": "*bf16", "PART": "*fp32", "ARRIVED": "*i32"}
+    constants = {"HAS_BIAS": False, "SPLIT_K": n_slices, "EVEN_K": True, "BLOCK_M": block_m, "BLOCK_N": block_n,
+                 "BLOCK_K": block_k, "PRECISION": "tf32"}
+    kernel = skm._split_k_kernel
+    signature = {name: pointers.get(name, "constexpr" if name in constants else "i32") for name in kernel.arg_names}
+    compiled = skm.triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
+                                  target=GPUTarget("cuda", 90, 32), options={"num_stages": stages, "num_warps": warps})
+    ptx = compiled.asm["ptx"]
+    assert compiled.metadata.shared <= HOPPER_SHARED_BYTES, skm.CANDIDATES[index]
+    assert "wgmma" in ptx and ("atom" in ptx) == (n_slices > 1)
