@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import sys
 import time
@@ -98,8 +99,9 @@ def compile_share(args) -> dict:
             done += 1
         except Exception as err:  # noqa: BLE001 - reported by the timing run too
             failed[f"{name} {list(config)}"] = f"{type(err).__name__}: {str(err)[:80]}"
-    print(f"compiled {done} of {len(pairs)} pairs (share {share}/{shares}); failed {failed}", flush=True)
-    return {"compiled": done, "failed": failed}
+    result = {"share": share, "shares": shares, "compiled": done, "pairs": len(pairs), "failed": failed}
+    print(json.dumps(result), flush=True)
+    return result
 
 
 def main(argv=None) -> dict:
