@@ -104,6 +104,26 @@ def compile_share(args) -> dict:
     return result
 
 
+def pick(records: list[dict], n: int) -> list[dict]:
+    """Greedily, ``n`` configurations that together take the least time over ``records`` (sweep rows of any
+    families), each (shape, rows) running the fastest of the picked ones or its ``default``, whichever is faster;
+    each pick with the total µs after it and the rows it wins."""
+    def total(chosen):
+        return sum(min([r["us"]["default"]] + [r["us"][c] for c in chosen if c in r["us"]]) for r in records)
+    names = sorted({c for r in records for c in r["us"]} - {"default", "cublaslt"})
+    chosen, out = [], []
+    for _ in range(min(n, len(names))):
+        best = min((c for c in names if c not in chosen), key=lambda c: total(chosen + [c]))
+        if total(chosen + [best]) >= total(chosen):
+            break
+        chosen.append(best)
+        wins = [f"{r['gemm']} {r['rows']}" for r in records
+                if r["us"].get(best, float("inf")) == min([r["us"]["default"]] + [r["us"][c] for c in chosen if c in r["us"]])
+                and r["us"][best] < r["us"]["default"]]
+        out.append({"config": best, "total_us": total(chosen), "wins": wins})
+    return out
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=None)
@@ -115,7 +135,16 @@ def main(argv=None) -> dict:
     p.add_argument("--compile-only", default=None, metavar="I/J",
                    help="compile (run once) the I-th of J shares of the (shape, configuration) pairs and stop: J "
                    "processes started side by side fill Triton's disk cache for the timing run")
+    p.add_argument("--pick", type=int, default=None, metavar="N",
+                   help="read the sweeps named by --from and print N configurations that together save the most")
+    p.add_argument("--from", dest="sources", default="", help="comma-separated sweep JSON files (with --pick)")
     args = p.parse_args(argv)
+    if args.pick is not None:
+        records = [r for f in args.sources.split(",") if f for r in json.loads(Path(f).read_text())["gemm"]]
+        before = sum(r["us"]["default"] for r in records)
+        picks = pick(records, args.pick)
+        print(json.dumps({"default_total_us": before, "picks": picks}, indent=1))
+        return {"default_total_us": before, "picks": picks}
     if args.compile_only is not None:
         return compile_share(args)
     cuda = not args.small

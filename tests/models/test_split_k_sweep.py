@@ -55,3 +55,16 @@ def test_the_grid_fits_shared_memory_and_fills_the_gpu():
             assert (bm + bn) * bk * 2 * stages <= sweep.SHARED_MEMORY_BYTES and bm <= 2 * rows
             waves = -(-rows // bm) * -(-N // bn) * s / 132
             assert 0.7 <= waves and K // s >= 4 * bk, (rows, N, K, bm, bn, s)
+
+
+def test_pick_takes_the_configurations_that_save_the_most_together(tmp_path):
+    sweep = experiment_script("split_k_sweep")
+    records = [{"gemm": "o", "rows": 96, "us": {"default": 10.0, "cublaslt": 9.0, "A": 6.0, "B": 7.0, "C": 11.0}},
+               {"gemm": "o", "rows": 256, "us": {"default": 20.0, "cublaslt": 19.0, "A": 21.0, "B": 15.0, "C": 11.0}},
+               {"gemm": "d", "rows": 96, "us": {"default": 5.0, "cublaslt": 5.0, "A": 9.0, "B": 6.0, "C": 6.0}}]
+    picks = sweep.pick(records, 3)
+    # C alone saves 9 (B 8, A 4); after C, A saves 4 (B 3); then B saves nothing and is not taken
+    assert [p["config"] for p in picks] == ["C", "A"] and [p["total_us"] for p in picks] == [26.0, 22.0]
+    assert picks[0]["wins"] == ["o 256"] and picks[1]["wins"] == ["o 96"]
+    (tmp_path / "s.json").write_text(json.dumps({"gemm": records}))
+    assert sweep.main(["--pick", "1", "--from", str(tmp_path / "s.json")])["picks"] == picks[:1]
