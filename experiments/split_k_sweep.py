@@ -41,22 +41,22 @@ TILES = ((64, 128, 4), (64, 256, 8), (128, 128, 8), (128, 256, 8), (256, 128, 8)
 
 def configs(rows: int, N: int, K: int, processors: int = 132, small: bool = False) -> list[tuple[int, ...]]:
     """Candidates for a ``rows`` × K · [N, K]ᵀ product: tiles of ``TILES`` whose row side is at most twice the
-    rows, 64-deep K steps, 3 or 4 stages (where shared memory holds them), and two slice counts: the one whose
-    grid comes nearest to one wave of ``processors`` programs from 0.7 waves up, and the one nearest to two
-    (1-8 slices, each at least four K steps). ``small``: 16-32 tiles for the CPU."""
+    rows, 64- or 128-deep K steps, 2-4 stages (those shared memory holds, at most two: the deepest), and two slice
+    counts: the one whose grid comes nearest to one wave of ``processors`` programs from 0.7 waves up, and the
+    one nearest to two (1-8 slices, each at least four K steps). ``small``: 16-32 tiles for the CPU."""
     if small:
         return [(16, 32, 32, 1, 2, 4), (32, 16, 16, 3, 2, 4), (16, 16, 32, 2, 1, 4)]
     out = []
-    for bm, bn, warps in TILES:
+    for (bm, bn, warps), bk in itertools.product(TILES, (64, 128)):
         if bm > 2 * rows:
             continue
         tiles = -(-rows // bm) * -(-N // bn)
-        waves = {s: tiles * s / processors for s in range(1, 9) if K // s >= 4 * 64}
+        waves = {s: tiles * s / processors for s in range(1, 9) if K // s >= 4 * bk}
         picks = {min((s for s in waves if waves[s] >= 0.7), key=lambda s: abs(waves[s] - target), default=None)
                  for target in (1, 2)} - {None}
-        for s, stages in itertools.product(sorted(picks), (3, 4)):
-            if (bm + bn) * 64 * 2 * stages <= SHARED_MEMORY_BYTES:
-                out.append((bm, bn, 64, s, stages, warps))
+        stages = [n for n in (2, 3, 4) if (bm + bn) * bk * 2 * n <= SHARED_MEMORY_BYTES][-2:]
+        for s, n in itertools.product(sorted(picks), stages):
+            out.append((bm, bn, bk, s, n, warps))
     return out
 
 
