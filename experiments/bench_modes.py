@@ -12,10 +12,8 @@
 - ``kernels``: ``split-kv`` with the few-row Triton GEMMs for products of at most 32 rows (``use_skinny_matmul()``);
 - ``tuned``: ``kernels`` with each projection shape's GEMM backend chosen by timing (``model.tune_gemms`` at the
   row counts of the setting's forwards, after the warm-up decode; the choices are in the setting's ``gemm_plan``)
-  among PyTorch's cuBLAS and cuBLASLt paths, the few-row kernel, cuBLASLt's ranked candidates (``lt0``, …) and
-  the split-K kernel's configurations (``sk0``, …);
-- ``tuned-round12``: ``tuned`` without the split-K kernel (the plan as it was before it was added);
-- ``tuned-torch``: ``tuned-round12`` without cuBLASLt's ranked candidates (the plan before those were added);
+  among PyTorch's cuBLAS and cuBLASLt paths, the few-row kernel and cuBLASLt's ranked candidates (``lt0``, …);
+- ``tuned-torch``: ``tuned`` without cuBLASLt's ranked candidates (the plan as it was before they were added);
 - ``fp8``: ``kernels`` with fp8 copies of the wide weights for products of at most 32 rows (``use_fp8_weights()``;
   not exact: the weights are rounded to e4m3);
 - ``kernels-unfused-rope``: ``kernels`` with RoPE in the compiled layer function, as before ``use_rope_write``;
@@ -33,11 +31,9 @@ from __future__ import annotations
 
 from fastdllm.kernels import gemm_plan
 
-MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned",
-         "tuned-round12", "tuned-torch", "fp8", "kernels-unfused-rope", "kernels-round7", "kernels-unpacked")
-TUNED_MODES = {"tuned": None,  # mode -> tune_gemms' backends (None: all)
-               "tuned-round12": (*gemm_plan.BACKENDS, *(f"{gemm_plan.LT}{i}" for i in range(gemm_plan.MAX_LT))),
-               "tuned-torch": gemm_plan.BACKENDS}
+MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "tuned-torch",
+         "fp8", "kernels-unfused-rope", "kernels-round7", "kernels-unpacked")
+TUNED_MODES = {"tuned": None, "tuned-torch": gemm_plan.BACKENDS}  # mode -> tune_gemms' backends (None: all)
 ROPE_WRITE_MODES = ("kernels", *TUNED_MODES, "fp8", "kernels-unpacked")  # RoPE applied in the KV write (use_rope_write)
 KERNEL_MODES = (*ROPE_WRITE_MODES, "kernels-unfused-rope", "kernels-round7")
 CUDA_MODES = ("graphs", "compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)  # dropped on the CPU

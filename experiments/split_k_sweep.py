@@ -1,4 +1,4 @@
-"""The split-K tensor-core GEMM (``fastdllm.kernels.split_k_matmul``) against cuBLAS at a prefix window's rows.
+"""The split-K tensor-core GEMM (``split_k_gemm.py`` here) against cuBLAS at a prefix window's rows.
 
 For each projection shape of a family's layer (fused q/k/v, output, fused gate/up, down) and each row count asked
 for, every configuration (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_stages, num_warps) of ``configs`` is checked
@@ -29,10 +29,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_gpu  # noqa: E402
 from gemm_sweep import LAYER_SHAPES  # noqa: E402
+from split_k_gemm import split_k_linear  # noqa: E402
 
 from fastdllm.evaluation import torch_info  # noqa: E402
 from fastdllm.kernels import gemm_plan  # noqa: E402
-from fastdllm.kernels.split_k_matmul import split_k_linear  # noqa: E402
 
 SMALL_SHAPES = {"qkv": (96, 64), "o_proj": (32, 64), "gate_up": (128, 64), "down": (32, 160)}
 SHARED_MEMORY_BYTES = 227 * 1024  # an H100/H200 block's shared memory: configurations needing more are skipped

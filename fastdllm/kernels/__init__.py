@@ -2,7 +2,6 @@
 
 - ``split_kv_attention``: attention of few query rows over a long key range, the keys split across SMs.
 - ``skinny_matmul``: ``x @ weight.T`` for few rows and wide weights (projections and LM head of cached steps).
-- ``split_k_matmul``: ``x @ weight.T`` for a prefix-cache window's rows, large tiles with K split across programs.
 - ``kv_write``: the keys and values of a forward written into the KV store in one launch.
 - ``rope_kv_write``: RoPE of the queries and keys in that same launch (``KVStore.update_rotating``).
 - ``greedy_proposal``: the argmax token and its probability in one pass over the logits.
@@ -33,7 +32,7 @@ _ARRIVALS: dict[tuple[torch.device, int], torch.Tensor] = {}
 
 def arrival_counters(device: torch.device, n: int) -> torch.Tensor:
     """Zeroed int32 counters, at least ``n``, for ``device``: the arrival counters of the kernels whose last
-    program of a tile combines the others' partials (``split_kv_attention``, ``split_k_matmul``). Kept for the life
+    program of a tile combines the others' partials (``split_kv_attention``; ``experiments/split_k_gemm.py``). Kept for the life
     of the process and never replaced (a captured CUDA graph holds the address), so a size is rounded up to a
     power of two ≥ 1024: one buffer serves every shape. Each launch leaves them zero again; launches that share
     a buffer must not run concurrently on two streams."""

@@ -32,12 +32,11 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from fastdllm.kernels import lt_algos, skinny_matmul, split_k_matmul
+from fastdllm.kernels import lt_algos, skinny_matmul
 
 BACKENDS = ("default", "cublas", "cublaslt", "few_row")  # default: what skinny_matmul.linear runs
 LT = "lt"  # "lt3": cuBLASLt's candidate of rank 3 for the product's shape (lt_algos.LtGemm), CUDA bf16/fp16 only
 MAX_LT = lt_algos.MAX_ALGOS  # the most ranked cuBLASLt candidates a shape offers
-SK = "sk"  # "sk2": split_k_matmul.CANDIDATES[2], the split-K tensor-core kernel in that configuration (Triton, CUDA)
 LT_MAX_ROWS = 128  # beyond, the candidates timed alone mislead: on an H200 the ones chosen for LLaDA-8B's 192- and
 # 224-row products made those prefix windows' forwards 1.6-4.3 % slower than the plan without them, in two runs,
 # while at 32-128 rows they made them 0-2.2 % faster (experiments/results/speed/round7_dev/)
@@ -93,43 +92,24 @@ def _few_row_config(N: int, K: int):
     return skinny_matmul.CANDIDATES[0] if config == skinny_matmul.CUBLAS else config
 
 
-def _numbered(backend: str, prefix: str, count: int) -> int | None:
-    """3 for ``prefix`` + "3" when 3 < ``count``; None for any other name."""
-    number = backend[len(prefix):] if isinstance(backend, str) and backend.startswith(prefix) else ""
-    return int(number) if number.isdigit() and int(number) < count and str(int(number)) == number else None
-
-
 def _lt_rank(backend: str) -> int | None:
     """3 for "lt3"; None for a name that is not a cuBLASLt candidate."""
-    return _numbered(backend, LT, MAX_LT)
-
-
-def _sk_index(backend: str) -> int | None:
-    """2 for "sk2"; None for a name that is not one of ``split_k_matmul.CANDIDATES``."""
-    return _numbered(backend, SK, len(split_k_matmul.CANDIDATES))
-
-
-def split_k_backends() -> list[str]:
-    """The split-K kernel's backends: ``sk0``, ``sk1``, … one per ``split_k_matmul.CANDIDATES`` entry."""
-    return [f"{SK}{i}" for i in range(len(split_k_matmul.CANDIDATES))]
+    rank = backend[len(LT):] if isinstance(backend, str) and backend.startswith(LT) else ""
+    return int(rank) if rank.isdigit() and int(rank) < MAX_LT and str(int(rank)) == rank else None
 
 
 def _check_name(backend: str) -> None:
-    if backend not in BACKENDS and _lt_rank(backend) is None and _sk_index(backend) is None:
-        raise ValueError(f"unknown GEMM backend {backend!r}; choose one of {', '.join(BACKENDS)}, "
-                         f"{LT}0..{LT}{MAX_LT - 1} (cuBLASLt's ranked candidates) or {SK}0..{SK}"
-                         f"{len(split_k_matmul.CANDIDATES) - 1} (the split-K kernel's configurations)")
+    if backend not in BACKENDS and _lt_rank(backend) is None:
+        raise ValueError(f"unknown GEMM backend {backend!r}; choose one of {', '.join(BACKENDS)} or "
+                         f"{LT}0..{LT}{MAX_LT - 1} (cuBLASLt's ranked candidates)")
 
 
 def available(backend: str, rows: int) -> bool:
     """Whether ``backend`` can run a product of ``rows`` rows (the few-row kernel holds one row tile; cuBLASLt's
-    candidates are offered up to ``LT_MAX_ROWS`` rows, and how many a shape has is ``lt_candidates``' answer; the
-    split-K kernel from ``split_k_matmul.MIN_ROWS`` rows, with Triton)."""
+    candidates are offered up to ``LT_MAX_ROWS`` rows, and how many a shape has is ``lt_candidates``' answer)."""
     _check_name(backend)
     if _lt_rank(backend) is not None:
         return rows <= LT_MAX_ROWS
-    if _sk_index(backend) is not None:
-        return split_k_matmul.triton is not None and rows >= split_k_matmul.MIN_ROWS
     return backend != "few_row" or (skinny_matmul.triton is not None and rows <= skinny_matmul.ONE_TILE_ROWS)
 
 
@@ -167,10 +147,9 @@ def _lt_config(gemm, rank: int) -> dict:
 
 
 def run(backend: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)`` through ``backend`` (one of ``BACKENDS``, ``lt<rank>`` or ``sk<index>``); on
-    the CPU every backend is ``F.linear`` (the choices are among CUDA kernels). A cuBLASLt candidate needs
-    contiguous, 256-byte aligned operands (``LtGemm.fits``), the split-K kernel operands of one dtype within its
-    32-bit offsets (``split_k_matmul.fits``); a product that is not runs the default."""
+    """``F.linear(x, weight, bias)`` through ``backend`` (one of ``BACKENDS``, or ``lt<rank>``); on the CPU every
+    backend is ``F.linear`` (the choices are among CUDA kernels). A cuBLASLt candidate needs contiguous,
+    256-byte aligned operands (``LtGemm.fits``); a product that is not runs the default."""
     _check_name(backend)
     if not x.is_cuda:
         return F.linear(x, weight, bias)
@@ -179,12 +158,6 @@ def run(backend: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
         gemm = _lt_gemm(x, weight, bias)
         if gemm is not None and rank < len(gemm) and gemm.fits(x, weight, bias):
             return gemm(rank, x, weight, bias, fitted=True)
-        backend = "default"
-    index = _sk_index(backend)
-    if index is not None:
-        config = split_k_matmul.CANDIDATES[index]
-        if split_k_matmul.fits(x, weight, config):
-            return split_k_matmul.split_k_linear(x, weight, bias, config)
         backend = "default"
     if backend == "default":
         if skinny_matmul.use_skinny_matmul(x, weight):
@@ -256,9 +229,8 @@ def tune(groups: Mapping[str, Sequence[torch.Tensor]], rows: Iterable[int], *, m
     layers' down projections) at each row count, record the fastest in the plan when it beats ``default``
     by more than ``margin`` (else record nothing: the default runs), and return one record per (group, rows):
     ``{"group", "rows", "N", "K", "bias", "us": {backend: µs}, "tune_s": seconds it took, "choice"}``.
-    ``backends``: the candidates besides ``default`` (by default ``BACKENDS``, from ``split_k_matmul.MIN_ROWS``
-    rows the split-K kernel's configurations ``sk0``, ``sk1``, …, and up to ``LT_MAX_ROWS`` rows every cuBLASLt
-    candidate of the shape, ``lt_candidates``). ``timer(calls, weights)`` gives µs per product of each backend's call (CUDA graphs over the weights,
+    ``backends``: the candidates besides ``default`` (by default ``BACKENDS`` and, up to ``LT_MAX_ROWS`` rows,
+    every cuBLASLt candidate of the shape, ``lt_candidates``). ``timer(calls, weights)`` gives µs per product of each backend's call (CUDA graphs over the weights,
     interleaved, by default; tests pass a fake)."""
     rows = sorted(set(int(r) for r in rows))
     if any(r <= 0 for r in rows):
@@ -280,8 +252,7 @@ def tune(groups: Mapping[str, Sequence[torch.Tensor]], rows: Iterable[int], *, m
             pairs = dict(zip((id(w) for w in weights), bias_list))
             started = time.perf_counter()  # the candidates' set-up (cuBLASLt's heuristic) and timing
             wants_lt = m <= LT_MAX_ROWS and (backends is None or any(_lt_rank(b) is not None for b in backends))
-            names = ([b for b in BACKENDS + tuple(split_k_backends()) if available(b, m)]
-                     + (lt_candidates(x, weights[0], bias_list[0]) if wants_lt else []))
+            names = [b for b in BACKENDS if available(b, m)] + (lt_candidates(x, weights[0], bias_list[0]) if wants_lt else [])
             if backends is not None:
                 names = [b for b in names if b == "default" or b in backends]
             calls = {b: (lambda w, b=b: run(b, x, w, pairs[id(w)])) for b in names}
@@ -296,8 +267,6 @@ def tune(groups: Mapping[str, Sequence[torch.Tensor]], rows: Iterable[int], *, m
             gemm = _lt_gemm_for(key) if _lt_rank(choice) is not None else None
             if gemm is not None:  # the candidate's configuration, which install() checks
                 records[-1]["lt_config"] = _lt_config(gemm, _lt_rank(choice))
-            if _sk_index(choice) is not None:
-                records[-1]["sk_config"] = list(split_k_matmul.CANDIDATES[_sk_index(choice)])
     return records
 
 
@@ -327,11 +296,6 @@ def install(records: Iterable[Mapping], device: torch.device | str, dtype: torch
                 raise ValueError(f"gemm plan record {i}: {choice!r} {record.get('lt_config', '')} at {rows} × {K} · "
                                  f"[{N}, {K}] is not cuBLASLt's candidate of that rank here ({here}; {len(gemm)} "
                                  "offered): another cuBLAS version or GPU made this plan; tune again")
-        index = _sk_index(choice)
-        if index is not None and "sk_config" in record and tuple(record["sk_config"]) != split_k_matmul.CANDIDATES[index]:
-            raise ValueError(f"gemm plan record {i}: {choice!r} was the split-K configuration {record['sk_config']}, "
-                             f"here it is {list(split_k_matmul.CANDIDATES[index])} (another version of "
-                             "split_k_matmul.CANDIDATES made this plan); tune again")
         entries[key] = choice
     for key, choice in entries.items():
         _choose(key, choice)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import fastdllm
-from fastdllm.kernels import gemm_plan, split_k_matmul
+from fastdllm.kernels import gemm_plan
 
 
 @pytest.fixture(autouse=True)
@@ -54,40 +54,11 @@ def test_the_fastest_backend_is_planned_only_beyond_the_margin(ran):
 
 
 def test_the_few_row_kernel_is_a_candidate_only_for_one_row_tile(ran):
-    times = {"default": 5.0, "cublas": 5.0, "cublaslt": 5.0, "few_row": 1.0,
-             **{b: 5.0 for b in gemm_plan.split_k_backends()}}
+    times = {"default": 5.0, "cublas": 5.0, "cublaslt": 5.0, "few_row": 1.0}
     records = gemm_plan.tune({"w": _weights()}, [70, 8], timer=fake_timer(times, ran))
     by_rows = {r["rows"]: r for r in records}
     assert "few_row" not in by_rows[70]["us"] and by_rows[70]["choice"] == "default"
     assert by_rows[8]["choice"] == "few_row"
-
-
-@pytest.mark.skipif(split_k_matmul.triton is None, reason="the split-K kernel needs Triton")
-def test_the_split_k_kernel_is_offered_from_its_min_rows_and_its_configuration_travels_with_the_plan(ran):
-    """``sk<i>`` (``split_k_matmul.CANDIDATES[i]``) is timed from ``MIN_ROWS`` rows, planned when fastest, and its
-    record names the configuration: a saved plan whose ``sk_config`` is not this version's candidate of that
-    index is refused (the index alone would silently run another configuration)."""
-    ws, low = _weights(), split_k_matmul.MIN_ROWS
-    times = {"default": 10.0, "cublas": 10.0, "cublaslt": 10.0, "few_row": 10.0,
-             **{b: 9.0 for b in gemm_plan.split_k_backends()}, "sk1": 4.0}
-    records = gemm_plan.tune({"w": ws}, [low - 1, low], timer=fake_timer(times, ran))
-    by_rows = {r["rows"]: r for r in records}
-    assert not any(b.startswith("sk") for b in by_rows[low - 1]["us"]) and by_rows[low - 1]["choice"] == "default"
-    assert set(gemm_plan.split_k_backends()) <= set(by_rows[low]["us"]) and by_rows[low]["choice"] == "sk1"
-    assert by_rows[low]["sk_config"] == list(split_k_matmul.CANDIDATES[1]) and "sk_config" not in by_rows[low - 1]
-    x = torch.randn(low, 16)
-    planned = gemm_plan.plan()
-    assert planned == {gemm_plan.plan_key(x, ws[0], None): "sk1"}
-    gemm_plan.clear()
-    gemm_plan.install(records, "cpu", torch.float32)
-    assert gemm_plan.plan() == planned
-    moved = [{**r, "sk_config": [8, 8, 8, 1, 1, 1]} if "sk_config" in r else r for r in records]
-    gemm_plan.clear()
-    with pytest.raises(ValueError, match="another version of split_k_matmul.CANDIDATES"):
-        gemm_plan.install(moved, "cpu", torch.float32)
-    assert gemm_plan.plan() == {}
-    with pytest.raises(ValueError, match="unknown GEMM backend 'sk99'"):
-        gemm_plan.run("sk99", x, ws[0])
 
 
 def test_the_planned_op_runs_the_plan_of_its_own_key(ran):
@@ -175,33 +146,6 @@ def test_on_the_gpu_every_backend_computes_the_product_and_the_plan_is_followed(
     assert all(t > 0 for t in records[0]["us"].values())
     assert gemm_plan.plan().get(gemm_plan.plan_key(x, ws[0], None), "default") == records[0]["choice"]
     torch.testing.assert_close(gemm_plan.linear(x, ws[1]).float(), F.linear(x.float(), ws[1].float()), atol=0.1, rtol=0.02)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available() or split_k_matmul.triton is None, reason="runs the Triton kernel")
-@pytest.mark.parametrize("rows, bias", [(97, True), (160, False), (528, True)])
-def test_on_the_gpu_the_split_k_backends_compute_the_product_eagerly_and_in_graphs(rows, bias):
-    """Every ``sk<i>`` in bf16 is ``F.linear`` in fp32 within bf16's rounding, gives the same bits eagerly, again,
-    and replayed from a CUDA graph (the arrival counters left zero by each launch), at a prefix window's rows,
-    Dream's 97 with a bias, and batch 16's 528."""
-    from fastdllm.kernels import _ARRIVALS
-
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    w = torch.randn(1024, 2048, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.02
-    b = torch.randn(1024, device="cuda", dtype=torch.bfloat16, generator=gen) if bias else None
-    x = torch.randn(rows, 2048, device="cuda", dtype=torch.bfloat16, generator=gen)
-    ref = F.linear(x.float(), w.float(), None if b is None else b.float())
-    for backend in gemm_plan.split_k_backends():
-        y = gemm_plan.run(backend, x, w, b)
-        torch.testing.assert_close(y.float(), ref, atol=0.02, rtol=0.02)
-        assert torch.equal(gemm_plan.run(backend, x, w, b), y)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            replayed = gemm_plan.run(backend, x, w, b)
-        for _ in range(3):
-            graph.replay()
-            torch.cuda.synchronize()
-            assert torch.equal(replayed, y), backend
-    assert sum(int(t.count_nonzero()) for t in _ARRIVALS.values()) == 0
 
 
 @pytest.mark.parametrize("family, cfg_scale, want", [

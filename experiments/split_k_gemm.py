@@ -1,21 +1,26 @@
-"""``x @ weight.T`` for a prefix-cache window's rows (96-257 at batch 1): large tensor-core tiles, split over K.
+"""A split-K tensor-core GEMM for a prefix window's rows (a Triton kernel, CUDA): an experiment, not in the library.
 
 A prefix-cache step recomputes the block and everything after it, 32-256 rows at batch 1, and at 128-256 rows a
 product of an 8B model's weight sits near the GPU's ridge point: its floor is the larger of the weight read and
-the matmul time, and reaching it needs the tensor cores busy on every SM while the weight streams. cuBLAS runs
-the narrow products there (4096 output columns: LLaDA-8B's output and down projections) with 64 × 96 tiles at
-~58 % of the matmul rate on an H200 (docs/speed.md, round 9): small tiles read each operand many times from L2.
-Larger tiles leave too few of them to fill the SMs (4096 columns in 128-column tiles are 32 tiles), so here
-the reduction is split too (split-K): program (row tile, column tile, slice) multiplies ``BLOCK_M`` rows by
-``BLOCK_N`` weight rows over one slice of K, and writes its fp32 partial product; the last program of a tile to
-arrive (an atomic arrival counter per tile, the pattern of ``split_kv_attention``'s combine) adds the slices'
-partials in slice order, adds the bias, rounds once to the output dtype and resets the counter. The sum's order
-does not depend on which program arrives last, so the output is the same on every run.
+the matmul time. cuBLAS runs the narrow products there (4096 output columns: LLaDA-8B's output and down
+projections) with 64 × 96 tiles at ~58 % of the matmul rate on an H200 (docs/speed.md, round 9). This kernel
+tried larger tiles with the reduction split across programs (split-K), so that few large tiles still fill the
+SMs: program (row tile, column tile, slice) multiplies ``BLOCK_M`` rows by ``BLOCK_N`` weight rows over one slice
+of K and writes its fp32 partial product; the last program of a tile to arrive (an atomic arrival counter per
+tile, as in ``fastdllm.kernels.split_kv_attention``'s combine) adds the slices' partials in slice order, adds the
+bias, rounds once to the output dtype and resets the counter. The sum's order does not depend on which program
+arrives last, so the output is the same on every run.
+
+Measured on an H200 (``experiments/split_k_sweep.py``, docs/speed.md round 13,
+``experiments/results/speed/round13_dev/split_k_d8184a6/``): 14-34 configurations per product shape and row count
+of both families' prefix windows. The fastest configuration beat PyTorch's default path at 4 of the 52 (shape,
+rows) points, by 0.3-15 %, and the faster of the two cuBLAS paths by at most 1.1 % (LLaDA-8B's output projection
+at 256 rows), under the 3 % margin ``fastdllm.kernels.gemm_plan.tune`` asks of a backend; elsewhere it took
+1.03-2.3× the default's time. So it is not a ``gemm_plan`` backend: it stays here with its sweep, the record of
+that measurement.
 
 Same mathematics as ``torch.nn.functional.linear`` (fp32 accumulation, one rounding), another summation order:
-``tests/models/test_triton_kernels.py`` compares the two on the CPU through Triton's interpreter. Which
-configuration runs where is not fixed here: ``gemm_plan`` offers ``CANDIDATES`` to ``tune`` (backends ``sk0``,
-``sk1``, …), which plans one only where it beats cuBLAS on the model's own weights.
+``tests/models/test_split_k_gemm.py`` compares the two on the CPU through Triton's interpreter.
 """
 
 from __future__ import annotations
@@ -24,16 +29,8 @@ import torch
 
 from fastdllm.kernels import arrival_counters, dot_precision, tl, triton
 
-# (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_stages, num_warps): the configurations ``gemm_plan.tune`` times
-CANDIDATES = (
-    (128, 128, 64, 2, 4, 8),
-    (256, 128, 64, 4, 3, 8),
-    (128, 256, 64, 2, 3, 8),
-    (64, 128, 64, 2, 4, 4),
-    (128, 128, 64, 4, 4, 8),
-    (256, 128, 64, 2, 3, 8),
-)
-MIN_ROWS = 33  # fewer rows: the few-row kernel or cuBLAS (a row tile of 64 would be mostly padding)
+# (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_stages, num_warps): the default, the sweep's fastest overall
+DEFAULT_CONFIG = (64, 128, 128, 1, 4, 4)
 
 
 if triton is not None:
@@ -123,7 +120,7 @@ def fits(x: torch.Tensor, weight: torch.Tensor, config) -> bool:
 
 
 def split_k_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                   config=CANDIDATES[0]) -> torch.Tensor:
+                   config=DEFAULT_CONFIG) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` for x ``[..., K]``, weight ``[N, K]`` (unit stride over K), bias ``[N]``:
     ``[..., N]`` in x's dtype, by the kernel with ``config`` = (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_stages,
     num_warps). Any number of rows; operands of one dtype."""
