@@ -16,7 +16,7 @@ Measured on an H200 (``experiments/split_k_sweep.py``, docs/speed.md round 13,
 of both families' prefix windows. The fastest configuration beat PyTorch's default path at 4 of the 52 (shape,
 rows) points, by 0.3-15 %, and the faster of the two cuBLAS paths by at most 1.1 % (LLaDA-8B's output projection
 at 256 rows), under the 3 % margin ``fastdllm.kernels.gemm_plan.tune`` asks of a backend; elsewhere it took
-1.03-2.3× the default's time. So it is not a ``gemm_plan`` backend: it stays here with its sweep, the record of
+1.01-2.3× the default's time. So it is not a ``gemm_plan`` backend: it stays here with its sweep, the record of
 that measurement.
 
 Same mathematics as ``torch.nn.functional.linear`` (fp32 accumulation, one rounding), another summation order:
@@ -29,7 +29,7 @@ import torch
 
 from fastdllm.kernels import arrival_counters, dot_precision, tl, triton
 
-# (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_stages, num_warps): the default, the sweep's fastest overall
+# (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_stages, num_warps): the first configuration the sweep's --pick chose
 DEFAULT_CONFIG = (64, 128, 128, 1, 4, 4)
 
 

@@ -7,7 +7,13 @@ product per weight copy (copies enough to hold ~1 GB, so every weight is read fr
 rounds with ``default`` (what a forward runs without a plan entry) and cuBLASLt. Each time is put against the
 product's floor, max(weight read, matmul time) at the rates measured here (``bench_gpu.ceilings``).
 
+    for i in $(seq 0 7); do python experiments/split_k_sweep.py --family llada --compile-only $i/8 & done; wait
     python experiments/split_k_sweep.py --family llada --rows 96,128,160,192,224,256 --out $OUT/split_k_llada.json
+    python experiments/split_k_sweep.py --pick 6 --from $OUT/split_k_llada.json,$OUT/split_k_dream.json
+
+``--compile-only I/J`` compiles a share of the configurations into Triton's disk cache (processes side by side, so
+the timing run, one process, finds them compiled); ``--pick N`` names the configurations that together save the
+most over the sweeps' rows. Results and what they showed: docs/speed.md, round 13.
 
 On the CPU (``--small``, under ``TRITON_INTERPRET=1``: what the test runs) the shapes are tiny, every product
 is checked and timed by the wall clock: the flow runs, the times mean nothing.
