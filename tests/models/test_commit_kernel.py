@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from triton_helpers import interpret
+from triton_helpers import compile_for_hopper, interpret
 
 pytest.importorskip("triton")
 
@@ -139,18 +139,13 @@ def test_counters_are_written_after_every_thread_read_them():
     NFE counters twice, in two thread layouts (the row vector and its broadcast over the block); a thread that
     wrote its incremented counter before another thread's read would make that thread stamp nfe + 1. Every read of
     the counters must come before a barrier that comes before their writes."""
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     from fastdllm.kernels import commit_step as cs
 
     kernel = cs._commit_kernel
     pointers = {"CHOSEN": "*u8", "MASKED": "*u8", "PMASKED": "*u8", "CONF": "*fp32", "TOKENS": "*i64", "CANVAS": "*i64",
                 "NFE": "*i64", "REFRESHES": "*i64", "STAMPS": "*i64", "FORCED": "*i64", "FLUSHES": "*i64", "COMMIT": "*u8"}
     constants = {"REFRESH": True, "LAST": True, "COPIES": 2, "ROWS": 64, "BLOCK": 16}
-    signature = {name: pointers.get(name, "constexpr" if name in constants else "i32") for name in kernel.arg_names}
-    compiled = cs.triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
-                                 target=GPUTarget("cuda", 90, 32))
+    compiled = compile_for_hopper(kernel, pointers, constants)
     lines = compiled.asm["ttgir"].splitlines()
     barriers = [i for i, line in enumerate(lines) if "barrier" in line]
     assert len(barriers) >= 2 and compiled.asm["ptx"].count("bar.sync") >= 2

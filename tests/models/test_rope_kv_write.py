@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import tiny_llada
 
-from triton_helpers import interpret
+from triton_helpers import compile_for_hopper, interpret
 
 pytest.importorskip("triton")
 
@@ -191,9 +191,6 @@ def test_rope_kv_write_compiles_for_hopper_without_fused_multiply_adds():
     """The interpreter runs the kernel as Python, so it misses what only the compiler checks (a name bound to a
     pointer in one branch and an offset in the other once broke the GPU build): compile it for sm_90 here, as
     the launch does (no GPU needed), and check the PTX rounds each product (no ``fma``), as PyTorch's RoPE."""
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     from fastdllm.kernels import rope_kv_write as rk
 
     if rk.triton is None:
@@ -202,9 +199,6 @@ def test_rope_kv_write_compiles_for_hopper_without_fused_multiply_adds():
                 "COS": "*fp32", "SIN": "*fp32", "Q_COS": "*fp32", "Q_SIN": "*fp32", "INDEX": "*i64"}
     constants = {"HALF": 64, "BLOCK_H": 64, "ROWS": rk.ROWS, "SAME_HALVES": False}
     kernel = rk._rope_kv_write_kernel
-    signature = {name: pointers.get(name, "constexpr" if name in constants else "i32") for name in kernel.arg_names}
-    compiled = {fusion: rk.triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
-                                          target=GPUTarget("cuda", 90, 32), options={"enable_fp_fusion": fusion})
-                for fusion in (False, True)}
+    compiled = {fusion: compile_for_hopper(kernel, pointers, constants, enable_fp_fusion=fusion) for fusion in (False, True)}
     assert "fma.rn.f32" not in compiled[False].asm["ptx"]
     assert "fma.rn.f32" in compiled[True].asm["ptx"]  # the check can see a contraction where one is allowed

@@ -17,11 +17,10 @@ import sys
 import pytest
 import torch
 from checkpoint_helpers import experiment_script
-from triton_helpers import ROOT, interpret
+from triton_helpers import HOPPER_SHARED_BYTES, ROOT, compile_for_hopper, interpret
 
 pytest.importorskip("triton")
 
-HOPPER_SHARED_BYTES = 232448  # an H100's / H200's shared memory per block (opt-in), what a launch may use
 HOPPER_CONFIGS = [  # (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_stages, num_warps): each kind of tile the sweep ran
     (64, 128, 128, 1, 4, 4), (64, 256, 64, 3, 4, 8), (128, 128, 128, 2, 3, 8), (128, 256, 64, 4, 4, 8),
     (256, 128, 64, 4, 3, 8), (128, 256, 128, 2, 2, 8)]
@@ -146,19 +145,14 @@ def test_split_k_configurations_compile_for_hopper_within_its_shared_memory(conf
     """Configurations of the sweep's kinds, compiled for sm_90 (no GPU needed) at LLaDA-8B's output projection
     (4096 × 4096, bf16): tensor-core dots, at most the shared memory an H100/H200 block may use, and the arrival
     counter exactly where K is split."""
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     skm = experiment_script("split_k_gemm")
     block_m, block_n, block_k, split_k, stages, warps = config
     per, n_slices = skm.slices(4096, block_k, split_k)
     pointers = {"X": "*bf16", "W": "*bf16", "BIAS": "*bf16", "Y": "*bf16", "PART": "*fp32", "ARRIVED": "*i32"}
     constants = {"HAS_BIAS": False, "SPLIT_K": n_slices, "EVEN_K": True, "BLOCK_M": block_m, "BLOCK_N": block_n,
                  "BLOCK_K": block_k, "PRECISION": "tf32"}
-    kernel = skm._split_k_kernel
-    signature = {name: pointers.get(name, "constexpr" if name in constants else "i32") for name in kernel.arg_names}
-    compiled = skm.triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
-                                  target=GPUTarget("cuda", 90, 32), options={"num_stages": stages, "num_warps": warps})
+    compiled = compile_for_hopper(skm._split_k_kernel, pointers, constants, num_stages=stages, num_warps=warps,
+                                  divisible=("N", "K", "sx_m", "sw_n", "sy_m", "k_per_split"))  # as at 4096 × 4096
     ptx = compiled.asm["ptx"]
     assert compiled.metadata.shared <= HOPPER_SHARED_BYTES, config
     assert "wgmma" in ptx and ("atom" in ptx) == (n_slices > 1)

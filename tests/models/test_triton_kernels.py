@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from triton_helpers import interpret
+from triton_helpers import HOPPER_SHARED_BYTES, compile_for_hopper, interpret
 
 pytest.importorskip("triton")
 
@@ -313,24 +313,15 @@ def test_split_kv_kernel_compiles_for_hopper(packed, splits):
     """The interpreter runs the kernel as Python and misses what only the compiler checks: compile it for sm_90
     here (no GPU needed), unpacked and with Dream's seven query heads per key/value head stacked, with key slices
     combined through the arrival counter and with one slice written directly (no atomics left)."""
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     from fastdllm.kernels import split_kv_attention as skv
 
     pointers = {"Q": "*bf16", "K": "*bf16", "V": "*bf16", "KEEP": "*i1", "O_PART": "*fp32", "LSE_PART": "*fp32",
                 "ARRIVED": "*i32", "OUT": "*bf16", "scale_log2": "fp32"}
     constants = {"PACKED": packed, "N_SPLITS": splits, "KEYS_PER_SPLIT": 1024 // splits, "HAS_MASK": True, "BLOCK_M": 32,
                  "BLOCK_N": 64, "D": 128, "PRECISION": "tf32"}
-    kernel = skv._split_kv_kernel
-    signature = {name: pointers.get(name, "constexpr" if name in constants else "i32") for name in kernel.arg_names}
-    compiled = skv.triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
-                                  target=GPUTarget("cuda", 90, 32))
+    compiled = compile_for_hopper(skv._split_kv_kernel, pointers, constants)
     ptx = compiled.asm["ptx"]
     assert ("atom" in ptx) == (splits > 1) and ("mma" in ptx or "wgmma" in ptx)  # the arrival counter, the dots
-
-
-HOPPER_SHARED_BYTES = 232448  # an H100's / H200's shared memory per block (opt-in), what a launch may use
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp32"])
@@ -340,9 +331,6 @@ def test_default_split_kv_tiles_fit_hopper_and_fp32_multiplies_in_fp32(dtype, B,
     """The tiles ``split_kv_attention`` picks by default, compiled for sm_90, need at most the shared memory an
     H100 has (fp32 with bf16's tiles needed 295 KB at Dream's dual step and failed at launch); in fp32 the dots
     multiply in fp32, not TF32 (Triton's default, which the interpreter does not emulate)."""
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     from fastdllm.kernels import split_kv_attention as skv
 
     q = torch.empty(B, H, m, D, dtype={"bf16": torch.bfloat16, "fp32": torch.float32}[dtype], device="meta")
@@ -352,10 +340,7 @@ def test_default_split_kv_tiles_fit_hopper_and_fp32_multiplies_in_fp32(dtype, B,
                 "LSE_PART": "*fp32", "ARRIVED": "*i32", "OUT": f"*{dtype}", "scale_log2": "fp32"}
     constants = {"PACKED": packed, "N_SPLITS": splits, "KEYS_PER_SPLIT": 1024 // splits, "HAS_MASK": True,
                  "BLOCK_M": block_m, "BLOCK_N": block_n, "D": D, "PRECISION": skv.dot_precision(q.dtype)}
-    kernel = skv._split_kv_kernel
-    signature = {name: pointers.get(name, "constexpr" if name in constants else "i32") for name in kernel.arg_names}
-    compiled = skv.triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
-                                  target=GPUTarget("cuda", 90, 32))
+    compiled = compile_for_hopper(skv._split_kv_kernel, pointers, constants)
     assert compiled.metadata.shared <= HOPPER_SHARED_BYTES, (packed, block_m, splits, block_n)
     assert ("tf32" in compiled.asm["ptx"]) is False
 
