@@ -12,7 +12,7 @@ bias, rounds once to the output dtype and resets the counter. The sum's order do
 arrives last, so the output is the same on every run.
 
 Measured on an H200 (``experiments/split_k_sweep.py``, docs/speed.md round 13,
-``experiments/results/speed/round13_dev/split_k_d8184a6/``): 14-34 configurations per product shape and row count
+``experiments/results/speed/round13_dev/split_k_d8184a6/``): 17-34 configurations per product shape and row count
 of both families' prefix windows. The fastest configuration beat PyTorch's default path at 4 of the 52 (shape,
 rows) points, by 0.3-15 %, and the faster of the two cuBLAS paths by at most 1.1 % (LLaDA-8B's output projection
 at 256 rows), under the 3 % margin ``fastdllm.kernels.gemm_plan.tune`` asks of a backend; elsewhere it took
@@ -107,18 +107,6 @@ def slices(K: int, block_k: int, split_k: int) -> tuple[int, int]:
     return per, triton.cdiv(K, per)
 
 
-def fits(x: torch.Tensor, weight: torch.Tensor, config) -> bool:
-    """Whether ``split_k_linear`` takes ``F.linear(x, weight)`` in ``config``: Triton present, operands of one
-    dtype, the weight with unit stride over K, every offset (rows of x, the weight, the slices' partials) under
-    2³¹ (the kernel's offsets are 32-bit)."""
-    K = x.shape[-1]
-    M = x.numel() // max(K, 1)
-    _, _, block_k, split_k, _, _ = check_config(config)
-    n_slices = slices(K, block_k, split_k)[1] if triton is not None and K > 0 else 1
-    return (triton is not None and x.dtype == weight.dtype and weight.dim() == 2 and weight.stride(-1) == 1
-            and max(weight.numel(), n_slices * M * weight.shape[0], M * K) < 2 ** 31)
-
-
 def split_k_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                    config=DEFAULT_CONFIG) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` for x ``[..., K]``, weight ``[N, K]`` (unit stride over K), bias ``[N]``:
@@ -133,19 +121,19 @@ def split_k_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
         raise ValueError(f"split_k_linear: x {tuple(x.shape)} {x.dtype}, weight {tuple(weight.shape)} {weight.dtype}, "
                          f"bias {None if bias is None else tuple(bias.shape)}: want weight [N, K] and bias [N] in "
                          "x's dtype")
-    if not fits(x, weight, config):
-        raise ValueError(f"split_k_linear: x {tuple(x.shape)}, weight {tuple(weight.shape)} with strides "
-                         f"{weight.stride()} in config {config}: the weight needs unit stride over K, and the "
-                         "rows, the weight and the slices' partials must fit 32-bit offsets; use "
-                         "torch.nn.functional.linear")
     x2 = x.reshape(-1, K)
     if x2.stride(-1) != 1:
         x2 = x2.contiguous()
     M = x2.shape[0]
+    per, n_slices = slices(K, block_k, split_k)
+    if weight.stride(-1) != 1 or max(weight.numel(), n_slices * M * N, M * x2.stride(0)) >= 2 ** 31:
+        raise ValueError(f"split_k_linear: x {tuple(x.shape)}, weight {tuple(weight.shape)} with strides "
+                         f"{weight.stride()} in config {config}: the weight needs unit stride over K, and the "
+                         "rows, the weight and the slices' partials must fit 32-bit offsets; use "
+                         "torch.nn.functional.linear")
     y = torch.empty(M, N, dtype=x.dtype, device=x.device)  # [M, N]
     if M == 0:
         return y.view(*x.shape[:-1], N)
-    per, n_slices = slices(K, block_k, split_k)
     grid = (triton.cdiv(M, block_m), triton.cdiv(N, block_n), n_slices)
     part = torch.empty(n_slices, M, N, dtype=torch.float32, device=x.device) if n_slices > 1 else y  # [S, M, N]
     arrived = arrival_counters(x.device, grid[0] * grid[1]) if n_slices > 1 else y

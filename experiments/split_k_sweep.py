@@ -66,6 +66,11 @@ def configs(rows: int, N: int, K: int, processors: int = 132, small: bool = Fals
     return out
 
 
+def has_bias(name: str, family: str) -> bool:
+    """Dream's q/k/v projections carry biases; no other product does."""
+    return name == "qkv" and family == "dream"
+
+
 def wall_times_us(calls, weights, rounds: int = 3) -> dict[str, float]:
     """µs per product of each call over the weights, by the wall clock (the CPU's stand-in for ``graph_times_us``)."""
     times = {}
@@ -98,7 +103,7 @@ def compile_share(args) -> dict:
         if i % shares != share:
             continue
         N, K = shapes[name]
-        bias = torch.zeros(N, device=device, dtype=dtype) if name == "qkv" and args.family == "dream" else None
+        bias = torch.zeros(N, device=device, dtype=dtype) if has_bias(name, args.family) else None
         try:
             split_k_linear(torch.zeros(M, K, device=device, dtype=dtype), torch.zeros(N, K, device=device, dtype=dtype),
                            bias, config)
@@ -172,7 +177,7 @@ def main(argv=None) -> dict:
     timer = gemm_plan.graph_times_us if cuda else wall_times_us
     for name in names:
         N, K = shapes[name]
-        bias = name == "qkv" and args.family == "dream"  # Dream's q/k/v projections carry biases
+        bias = has_bias(name, args.family)
         w = torch.randn(N, K, device=device, dtype=dtype, generator=gen) * 0.02  # [N, K]
         b = torch.randn(N, device=device, dtype=dtype, generator=gen) if bias else None  # [N]
         copies = [w] + [w.clone() for _ in range(min(31, max(3, int(1e9 // (N * K * 2)))) if cuda else 1)]
@@ -190,7 +195,7 @@ def main(argv=None) -> dict:
                     calls[str(list(config))] = lambda v, c=config: split_k_linear(x, v, b, c)
                 except Exception as err:  # noqa: BLE001 - e.g. out of shared memory or registers: not a candidate
                     failed[str(list(config))] = f"{type(err).__name__}: {str(err)[:80]}"
-            us = timer(calls, copies) if not cuda else timer(calls, copies, rounds=args.rounds)
+            us = timer(calls, copies, rounds=args.rounds)
             floor = max(N * K * 2 / ceil["copy_bytes_per_s"], 2 * M * N * K / ceil["matmul_flop_per_s"]) * 1e6
             ranked = sorted((t, c) for c, t in us.items() if c not in ("default", "cublaslt"))
             row = {"gemm": name, "rows": M, "N": N, "K": K, "bias": bias, "floor_us": floor, "us": us,
