@@ -32,10 +32,16 @@ ENUMS = {"CUBLAS_COMPUTE_32F": 68, "CUDA_R_32F": 0, "CUDA_R_16F": 2, "CUDA_R_16B
          "CUBLASLT_MATMUL_DESC_BIAS_POINTER": 8, "CUBLASLT_EPILOGUE_BIAS": 4, "CUBLASLT_EPILOGUE_DEFAULT": 1,
          "CUBLAS_OP_N": 0, "CUBLAS_OP_T": 1, "CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES": 1,
          "CUBLASLT_ALGO_CONFIG_ID": 0, "CUBLASLT_ALGO_CONFIG_TILE_ID": 1, "CUBLASLT_ALGO_CONFIG_SPLITK_NUM": 2,
-         "CUBLASLT_ALGO_CONFIG_STAGES_ID": 6, "CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME": 3}
+         "CUBLASLT_ALGO_CONFIG_STAGES_ID": 6, "CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME": 3,
+         "CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING": 4, "CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID": 8,
+         "CUBLASLT_ALGO_CAP_SPLITK_SUPPORT": 0, "CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK": 1,
+         "CUBLASLT_ALGO_CAP_CTA_SWIZZLING_SUPPORT": 2, "CUBLASLT_ALGO_CAP_TILE_IDS": 6, "CUBLASLT_ALGO_CAP_STAGES_IDS": 13}
 HEADERS = ("cublasLt.h", "cublas_api.h", "library_types.h")
 NOT_SUPPORTED = 15  # CUBLAS_STATUS_NOT_SUPPORTED: the heuristic has no candidate under these preferences
-MAX_ALGOS = 16  # the most candidates a shape offers (the union over the workspace caps)
+MAX_ALGOS = 16  # the most candidates the heuristic gives a shape (the union over the workspace caps)
+SPLITS = (1, 2, 3, 4, 6, 8, 12, 16)  # the split-K counts ``add_configurations`` tries
+REDUCTION_SCHEMES = (1, 2, 4)  # in place, in the compute type (fp32), in the output type: each split-K count tries those
+# the algorithm supports
 _DTYPES = {torch.bfloat16: "CUDA_R_16BF", torch.float16: "CUDA_R_16F"}
 WORKSPACE_BYTES = 32 * 1024 * 1024  # the most workspace a candidate may use (split-K partials)
 WORKSPACE_CAPS = (WORKSPACE_BYTES, 4 * 1024 * 1024, 1024 * 1024, 0)  # the heuristic is asked once per cap
@@ -128,6 +134,25 @@ def _layout(dtype: str, rows: int, cols: int, ld: int) -> ctypes.c_void_p:
     return layout
 
 
+def _cap_int(algo, name: str) -> int:
+    """An int32 capability of an initialised algorithm (``CUBLASLT_ALGO_CAP_<name>``); 0 where it has none."""
+    value, written = ctypes.c_int32(0), ctypes.c_size_t(0)
+    status = _lib().cublasLtMatmulAlgoCapGetAttribute(ctypes.byref(algo), ENUMS[f"CUBLASLT_ALGO_CAP_{name}"],
+                                                      ctypes.byref(value), ctypes.sizeof(value), ctypes.byref(written))
+    return int(value.value) if status == 0 else 0
+
+
+def _cap_list(algo, name: str) -> list[int]:
+    """A uint32-array capability (tile or stage ids): its size asked first, as cublasLt.h describes."""
+    lib, attr, size = _lib(), ENUMS[f"CUBLASLT_ALGO_CAP_{name}"], ctypes.c_size_t(0)
+    if lib.cublasLtMatmulAlgoCapGetAttribute(ctypes.byref(algo), attr, None, 0, ctypes.byref(size)) != 0 or size.value < 4:
+        return []
+    values = (ctypes.c_uint32 * (size.value // 4))()
+    _check(lib.cublasLtMatmulAlgoCapGetAttribute(ctypes.byref(algo), attr, values, ctypes.sizeof(values), ctypes.byref(size)),
+           f"cap {name}")
+    return list(values)
+
+
 class LtGemm:
     """``F.linear`` for one shape — ``rows`` × ``K`` inputs, an ``[N, K]`` weight, with or without a bias — on
     one CUDA device, through any of cuBLASLt's ranked candidates (``describe(rank)``: its configuration).
@@ -188,6 +213,57 @@ class LtGemm:
             lib.cublasLtMatmulPreferenceDestroy(pref)
         return [results[i] for i in range(found.value) if results[i].state == 0]
 
+    def add_configurations(self, splits: tuple[int, ...] = SPLITS, max_checks: int = 50_000) -> dict:
+        """Append the configurations cuBLASLt accepts beyond its heuristic's ranking: for every algorithm id it
+        has for this dtype, every tile and stage count the algorithm lists, each split-K count of ``splits`` (where
+        the algorithm can split K) with each reduction scheme it supports, each configuration checked by
+        ``cublasLtMatmulAlgoCheck`` for this shape (at most ``max_checks`` checks) and kept when it passes within
+        ``WORKSPACE_BYTES`` of workspace and is not already a candidate. New candidates take the ranks after the
+        heuristic's (``len(self)`` grows). Returns ``{"ids", "checked", "added"}``."""
+        if any(int(s) < 1 for s in splits) or max_checks < 1:
+            raise ValueError(f"add_configurations: split-K counts must be >= 1 and max_checks positive, got {splits}, {max_checks}")
+        with torch.cuda.device(self.device):
+            return self._add_configurations(tuple(int(s) for s in splits), max_checks)
+
+    def _add_configurations(self, splits: tuple[int, ...], max_checks: int) -> dict:
+        lib, dtype = _lib(), ENUMS[_DTYPES[self.dtype]]
+        types = (ENUMS["CUBLAS_COMPUTE_32F"], ENUMS["CUDA_R_32F"], dtype, dtype, dtype, dtype)
+        ids, count = (ctypes.c_int * 1024)(), ctypes.c_int(0)
+        _check(lib.cublasLtMatmulAlgoGetIds(self._handle, *types, 1024, ids, ctypes.byref(count)), "cublasLtMatmulAlgoGetIds")
+        seen = {bytes(result.algo) for result in self._algos}
+        checked = added = 0
+        for algo_id in ids[:count.value]:
+            base = (ctypes.c_uint64 * 8)()
+            if lib.cublasLtMatmulAlgoInit(self._handle, *types, algo_id, ctypes.byref(base)) != 0:
+                continue  # not for these types on this device
+            tiles = _cap_list(base, "TILE_IDS") or [0]
+            stages = _cap_list(base, "STAGES_IDS") or [0]
+            split_ok = _cap_int(base, "SPLITK_SUPPORT") != 0
+            schemes = [r for r in REDUCTION_SCHEMES if _cap_int(base, "REDUCTION_SCHEME_MASK") & r]
+            for tile in tiles:
+                for stage in stages:
+                    for split in (splits if split_ok else (1,)):
+                        for scheme in ((0,) if split == 1 else schemes):
+                            if checked >= max_checks:
+                                return {"ids": list(ids[:count.value]), "checked": checked, "added": added}
+                            algo = (ctypes.c_uint64 * 8)(*base)
+                            for name, value in (("TILE_ID", ctypes.c_uint32(tile)), ("STAGES_ID", ctypes.c_uint32(stage)),
+                                                ("SPLITK_NUM", ctypes.c_int32(split)),
+                                                ("REDUCTION_SCHEME", ctypes.c_uint32(scheme))):
+                                _check(lib.cublasLtMatmulAlgoConfigSetAttribute(
+                                    ctypes.byref(algo), ENUMS[f"CUBLASLT_ALGO_CONFIG_{name}"], ctypes.byref(value),
+                                    ctypes.sizeof(value)), f"set {name}")
+                            result = _HeuristicResult()
+                            status = lib.cublasLtMatmulAlgoCheck(self._handle, self._desc, self._a, self._b, self._d,
+                                                                 self._d, ctypes.byref(algo), ctypes.byref(result))
+                            checked += 1
+                            if status == 0 and result.workspace_size <= WORKSPACE_BYTES and bytes(algo) not in seen:
+                                result.algo = algo
+                                seen.add(bytes(algo))
+                                self._algos.append(result)
+                                added += 1
+        return {"ids": list(ids[:count.value]), "checked": checked, "added": added}
+
     def __len__(self) -> int:
         return len(self._algos)
 
@@ -196,8 +272,9 @@ class LtGemm:
         workspace and estimated waves."""
         algo = self._algos[rank]
         info = {"workspace_bytes": int(algo.workspace_size), "waves": round(float(algo.waves_count), 3)}
-        for key in ("ID", "TILE_ID", "SPLITK_NUM", "STAGES_ID", "REDUCTION_SCHEME"):
-            value, written = ctypes.c_int32(0), ctypes.c_size_t(0)
+        for key in ("ID", "TILE_ID", "SPLITK_NUM", "STAGES_ID", "REDUCTION_SCHEME", "CTA_SWIZZLING", "CLUSTER_SHAPE_ID"):
+            value = ctypes.c_uint16(0) if key == "CLUSTER_SHAPE_ID" else ctypes.c_int32(0)  # the sizes cublasLt.h gives
+            written = ctypes.c_size_t(0)
             status = _lib().cublasLtMatmulAlgoConfigGetAttribute(ctypes.byref(algo.algo), ENUMS[f"CUBLASLT_ALGO_CONFIG_{key}"],
                                                                  ctypes.byref(value), ctypes.sizeof(value), ctypes.byref(written))
             info[key.lower()] = int(value.value) if status == 0 else None

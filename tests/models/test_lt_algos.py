@@ -152,3 +152,30 @@ def test_the_headers_next_to_the_library_are_found(tmp_path):
         (tmp_path / "include" / name).write_text("CUBLAS_OP_T = 1,")
     assert lt_algos.header_paths(str(tmp_path / "lib" / "libcublasLt.so.13")) == [
         str(tmp_path / "include" / "cublasLt.h"), str(tmp_path / "include" / "library_types.h")]
+
+
+def test_add_configurations_refuses_bad_arguments_before_touching_cuda():
+    gemm = lt_algos.LtGemm.__new__(lt_algos.LtGemm)  # no descriptors: the check must come first
+    with pytest.raises(ValueError, match=r"split-K counts must be >= 1 and max_checks positive, got \(1, 0\), 10"):
+        gemm.add_configurations(splits=(1, 0), max_checks=10)
+    with pytest.raises(ValueError, match="got .*, 0"):
+        gemm.add_configurations(max_checks=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="runs cuBLASLt")
+def test_on_the_gpu_the_enumerated_configurations_compute_the_product():
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    for bias in (False, True):
+        w = torch.randn(512, 1024, device="cuda", dtype=torch.bfloat16, generator=gen)  # [N, K]
+        b = torch.randn(512, device="cuda", dtype=torch.bfloat16, generator=gen) if bias else None  # [N]
+        x = torch.randn(96, 1024, device="cuda", dtype=torch.bfloat16, generator=gen)  # [96, K]
+        ref = F.linear(x.float(), w.float(), None if b is None else b.float())
+        gemm = lt_algos.LtGemm(96, 512, 1024, torch.bfloat16, bias)
+        heuristic = len(gemm)
+        info = gemm.add_configurations(splits=(1, 4), max_checks=3000)
+        assert info["added"] == len(gemm) - heuristic > 0 and info["checked"] <= 3000
+        configs = [gemm.describe(r) for r in range(len(gemm))]
+        assert len({bytes(result.algo) for result in gemm._algos}) == len(gemm)  # no configuration twice
+        assert {c["splitk_num"] for c in configs[heuristic:]} >= {1, 4}  # both split counts asked were accepted
+        for rank in range(heuristic, len(gemm), max(1, (len(gemm) - heuristic) // 40)):  # a spread of up to ~40
+            torch.testing.assert_close(gemm(rank, x, w, b).float(), ref, atol=0.5, rtol=0.02)
