@@ -64,7 +64,8 @@ def prescreen_us(lt: lt_algos.LtGemm, ranks, x, copies, b, calls: int = 6) -> di
 def sweep_shape(family: str, name: str, rows: str, max_algos: int, ceil: dict, gen: torch.Generator, enumerate_keep: int = 0,
                 prescreen_max: int = 1500, stop_at: float = float("inf")):
     """One record per row count for projection ``name``: every candidate checked and graph-timed. With
-    ``enumerate_keep``, the configurations beyond the heuristic's (``LtGemm.add_configurations``) are prescreened
+    ``enumerate_keep``, the configurations beyond the heuristic's (``LtGemm.add_configurations``, over the algorithm
+    ids, stage ids and cluster shapes the heuristic's own candidates use, every tile and split-K count) are prescreened
     (``prescreen_us``; at most ``prescreen_max`` of them, evenly spread over the enumeration order) and the
     ``enumerate_keep`` fastest join the heuristic's candidates in the graph timing. No row starts after ``stop_at``
     (``time.time()``)."""
@@ -85,7 +86,10 @@ def sweep_shape(family: str, name: str, rows: str, max_algos: int, ceil: dict, g
         ranks, screen = list(range(heuristic)), {}
         if enumerate_keep:
             t_enum = time.time()
-            screen["enumeration"] = lt.add_configurations()
+            used = [lt.describe(r) for r in range(heuristic)]  # the heuristic's algorithm ids, stages and clusters
+            screen["enumeration"] = lt.add_configurations(
+                ids=sorted({c["id"] for c in used}), stages=sorted({c["stages_id"] for c in used}),
+                clusters=sorted({c["cluster_shape_id"] for c in used} | {0, 2}))  # 2: one block per cluster
             screen["enumeration"]["seconds"] = time.time() - t_enum
             enumerated = range(heuristic, len(lt))
             step = max(1, -(-len(enumerated) // prescreen_max))  # ceil: at most prescreen_max of them

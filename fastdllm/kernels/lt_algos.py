@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import itertools
 import os
 import re
+from collections.abc import Sequence
 
 import torch
 
@@ -213,56 +215,62 @@ class LtGemm:
             lib.cublasLtMatmulPreferenceDestroy(pref)
         return [results[i] for i in range(found.value) if results[i].state == 0]
 
-    def add_configurations(self, splits: tuple[int, ...] = SPLITS, max_checks: int = 50_000) -> dict:
-        """Append the configurations cuBLASLt accepts beyond its heuristic's ranking: for every algorithm id it
-        has for this dtype, every tile and stage count the algorithm lists, each split-K count of ``splits`` (where
-        the algorithm can split K) with each reduction scheme it supports, each configuration checked by
-        ``cublasLtMatmulAlgoCheck`` for this shape (at most ``max_checks`` checks) and kept when it passes within
-        ``WORKSPACE_BYTES`` of workspace and is not already a candidate. New candidates take the ranks after the
-        heuristic's (``len(self)`` grows). Returns ``{"ids", "checked", "added"}``."""
+    def add_configurations(self, splits: Sequence[int] = SPLITS, *, ids: Sequence[int] | None = None,
+                           stages: Sequence[int] | None = None, clusters: Sequence[int] = (0,),
+                           max_checks: int = 200_000) -> dict:
+        """Append the configurations cuBLASLt accepts beyond its heuristic's ranking: for each algorithm id
+        (``ids``, default every id it has for this dtype), every tile the algorithm lists, each stage id
+        (``stages``, default every one it lists), each split-K count of ``splits`` (where the algorithm can split
+        K) with each reduction scheme it supports, and each thread-block cluster shape id of ``clusters``
+        (``CUBLASLT_CLUSTER_SHAPE_*``, 0: automatic); each configuration checked by ``cublasLtMatmulAlgoCheck``
+        for this shape (at most ``max_checks`` checks) and kept when it passes within ``WORKSPACE_BYTES`` of
+        workspace and is not already a candidate. New candidates take the ranks after the heuristic's
+        (``len(self)`` grows). Returns ``{"ids", "checked", "added"}``."""
         if any(int(s) < 1 for s in splits) or max_checks < 1:
-            raise ValueError(f"add_configurations: split-K counts must be >= 1 and max_checks positive, got {splits}, {max_checks}")
+            raise ValueError(f"add_configurations: split-K counts must be >= 1 and max_checks positive, got {tuple(splits)}, "
+                             f"{max_checks}")
         with torch.cuda.device(self.device):
-            return self._add_configurations(tuple(int(s) for s in splits), max_checks)
+            return self._add_configurations([int(s) for s in splits], ids, stages, [int(c) for c in clusters], max_checks)
 
-    def _add_configurations(self, splits: tuple[int, ...], max_checks: int) -> dict:
+    def _add_configurations(self, splits, ids, stages, clusters, max_checks) -> dict:
         lib, dtype = _lib(), ENUMS[_DTYPES[self.dtype]]
         types = (ENUMS["CUBLAS_COMPUTE_32F"], ENUMS["CUDA_R_32F"], dtype, dtype, dtype, dtype)
-        ids, count = (ctypes.c_int * 1024)(), ctypes.c_int(0)
-        _check(lib.cublasLtMatmulAlgoGetIds(self._handle, *types, 1024, ids, ctypes.byref(count)), "cublasLtMatmulAlgoGetIds")
+        if ids is None:
+            found, count = (ctypes.c_int * 1024)(), ctypes.c_int(0)
+            _check(lib.cublasLtMatmulAlgoGetIds(self._handle, *types, 1024, found, ctypes.byref(count)),
+                   "cublasLtMatmulAlgoGetIds")
+            ids = list(found[:count.value])
         seen = {bytes(result.algo) for result in self._algos}
         checked = added = 0
-        for algo_id in ids[:count.value]:
+        for algo_id in ids:
             base = (ctypes.c_uint64 * 8)()
-            if lib.cublasLtMatmulAlgoInit(self._handle, *types, algo_id, ctypes.byref(base)) != 0:
+            if lib.cublasLtMatmulAlgoInit(self._handle, *types, int(algo_id), ctypes.byref(base)) != 0:
                 continue  # not for these types on this device
-            tiles = _cap_list(base, "TILE_IDS") or [0]
-            stages = _cap_list(base, "STAGES_IDS") or [0]
             split_ok = _cap_int(base, "SPLITK_SUPPORT") != 0
             schemes = [r for r in REDUCTION_SCHEMES if _cap_int(base, "REDUCTION_SCHEME_MASK") & r]
-            for tile in tiles:
-                for stage in stages:
-                    for split in (splits if split_ok else (1,)):
-                        for scheme in ((0,) if split == 1 else schemes):
-                            if checked >= max_checks:
-                                return {"ids": list(ids[:count.value]), "checked": checked, "added": added}
-                            algo = (ctypes.c_uint64 * 8)(*base)
-                            for name, value in (("TILE_ID", ctypes.c_uint32(tile)), ("STAGES_ID", ctypes.c_uint32(stage)),
-                                                ("SPLITK_NUM", ctypes.c_int32(split)),
-                                                ("REDUCTION_SCHEME", ctypes.c_uint32(scheme))):
-                                _check(lib.cublasLtMatmulAlgoConfigSetAttribute(
-                                    ctypes.byref(algo), ENUMS[f"CUBLASLT_ALGO_CONFIG_{name}"], ctypes.byref(value),
-                                    ctypes.sizeof(value)), f"set {name}")
-                            result = _HeuristicResult()
-                            status = lib.cublasLtMatmulAlgoCheck(self._handle, self._desc, self._a, self._b, self._d,
-                                                                 self._d, ctypes.byref(algo), ctypes.byref(result))
-                            checked += 1
-                            if status == 0 and result.workspace_size <= WORKSPACE_BYTES and bytes(algo) not in seen:
-                                result.algo = algo
-                                seen.add(bytes(algo))
-                                self._algos.append(result)
-                                added += 1
-        return {"ids": list(ids[:count.value]), "checked": checked, "added": added}
+            options = itertools.product(_cap_list(base, "TILE_IDS") or [0],
+                                        stages if stages is not None else (_cap_list(base, "STAGES_IDS") or [0]),
+                                        [(s, r) for s in (splits if split_ok else [1]) for r in ((0,) if s == 1 else schemes)],
+                                        clusters)
+            for tile, stage, (split, scheme), cluster in options:
+                if checked >= max_checks:
+                    return {"ids": list(ids), "checked": checked, "added": added}
+                algo = (ctypes.c_uint64 * 8)(*base)
+                for name, value in (("TILE_ID", ctypes.c_uint32(tile)), ("STAGES_ID", ctypes.c_uint32(stage)),
+                                    ("SPLITK_NUM", ctypes.c_int32(split)), ("REDUCTION_SCHEME", ctypes.c_uint32(scheme)),
+                                    ("CLUSTER_SHAPE_ID", ctypes.c_uint16(cluster))):  # the sizes cublasLt.h gives
+                    _check(lib.cublasLtMatmulAlgoConfigSetAttribute(ctypes.byref(algo), ENUMS[f"CUBLASLT_ALGO_CONFIG_{name}"],
+                                                                    ctypes.byref(value), ctypes.sizeof(value)), f"set {name}")
+                result = _HeuristicResult()
+                status = lib.cublasLtMatmulAlgoCheck(self._handle, self._desc, self._a, self._b, self._d, self._d,
+                                                     ctypes.byref(algo), ctypes.byref(result))
+                checked += 1
+                if status == 0 and result.workspace_size <= WORKSPACE_BYTES and bytes(algo) not in seen:
+                    result.algo = algo
+                    seen.add(bytes(algo))
+                    self._algos.append(result)
+                    added += 1
+        return {"ids": list(ids), "checked": checked, "added": added}
 
     def __len__(self) -> int:
         return len(self._algos)
