@@ -8,6 +8,10 @@ The heuristic ranks more candidates than it is asked for (other tile shapes, spl
 ``LtGemm`` asks for them for one (rows, N, K, dtype, bias) shape — once per workspace cap, as the ranking
 changes with the workspace a candidate may use; the union, first ranking first, at most ``max_algos`` — and runs
 ``F.linear(x, weight, bias)`` with the candidate of a given rank, so a caller can time them all.
+``add_configurations`` appends the configurations beyond that ranking (every tile, split-K count, reduction scheme
+and cluster shape ``cublasLtMatmulAlgoCheck`` accepts for the shape); on an H200 none of them was faster than the
+ranked ones by more than 0.1 ms of a prefix window (``experiments/results/speed/round14_dev/``), so ``gemm_plan``
+offers only the ranked candidates and the sweep (``experiments/lt_algo_sweep.py --enumerate``) the rest.
 
 Bound through ctypes to the ``libcublasLt`` that PyTorch has loaded (no compilation). Every candidate
 accumulates in fp32, in its own summation order; a split-K candidate adds its partial sums in fp32 or, with
