@@ -103,14 +103,19 @@ def test_a_saved_lt_choice_must_name_the_same_candidate_here(monkeypatch):
     assert "lt_config" not in records[0]  # a CPU plan names no cuBLASLt candidate
 
 
+def _cuda_product(rows: int, N: int, K: int, bias: bool, gen: torch.Generator):
+    """bf16 operands on the GPU — weight [N, K], bias [N] or None, x [rows, K] — and their product in fp32."""
+    w = torch.randn(N, K, device="cuda", dtype=torch.bfloat16, generator=gen)  # [N, K]
+    b = torch.randn(N, device="cuda", dtype=torch.bfloat16, generator=gen) if bias else None  # [N]
+    x = torch.randn(rows, K, device="cuda", dtype=torch.bfloat16, generator=gen)  # [rows, K]
+    return w, b, x, F.linear(x.float(), w.float(), None if b is None else b.float())
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="runs cuBLASLt")
 def test_on_the_gpu_every_candidate_computes_the_product_and_unfit_operands_fall_back():
     gen = torch.Generator(device="cuda").manual_seed(0)
     for bias in (False, True):
-        w = torch.randn(512, 256, device="cuda", dtype=torch.bfloat16, generator=gen)  # [N, K]
-        b = torch.randn(512, device="cuda", dtype=torch.bfloat16, generator=gen) if bias else None  # [N]
-        x = torch.randn(48, 256, device="cuda", dtype=torch.bfloat16, generator=gen)  # [48, K]
-        ref = F.linear(x.float(), w.float(), None if b is None else b.float())
+        w, b, x, ref = _cuda_product(48, 512, 256, bias, gen)
         names = gemm_plan.lt_candidates(x, w, b)
         assert names and names[0] == "lt0"
         for name in names:
@@ -166,10 +171,7 @@ def test_add_configurations_refuses_bad_arguments_before_touching_cuda():
 def test_on_the_gpu_the_enumerated_configurations_compute_the_product():
     gen = torch.Generator(device="cuda").manual_seed(0)
     for bias in (False, True):
-        w = torch.randn(512, 1024, device="cuda", dtype=torch.bfloat16, generator=gen)  # [N, K]
-        b = torch.randn(512, device="cuda", dtype=torch.bfloat16, generator=gen) if bias else None  # [N]
-        x = torch.randn(96, 1024, device="cuda", dtype=torch.bfloat16, generator=gen)  # [96, K]
-        ref = F.linear(x.float(), w.float(), None if b is None else b.float())
+        w, b, x, ref = _cuda_product(96, 512, 1024, bias, gen)
         gemm = lt_algos.LtGemm(96, 512, 1024, torch.bfloat16, bias)
         heuristic = len(gemm)
         info = gemm.add_configurations(splits=(1, 4), max_checks=3000)
