@@ -8,7 +8,9 @@ logits are shifted, as Dream's). If every one of those products ran at its floor
 2·N·K·rows / matmul rate), the rates measured in the same run, the matmul rate the one held under load where the
 file has it — the decode would save, per forward, the layers times the sum over the shapes of (the chosen
 backend's time − that floor). This script prints, per prefix decode, the wall time, the floor sum, the saving and
-the ratio the decode would reach. It reads only the file: no GPU. The LM head and the last layer's products on the
+the ratio the decode would reach. It reads only the file: no GPU. The plan's times were taken by ``tune_gemms``
+before the decodes, at the clock the GPU ran then, and the floors use the rate held over a 6 s load: a product
+timed under its floor (the large refreshes can be) counts as no saving. The LM head and the last layer's products on the
 logit rows are left as measured (they are not in the plan's row counts of a window).
 
     python experiments/gemm_headroom.py experiments/results/speed/h200_346a220/gpu_llada_b1.json

@@ -70,6 +70,10 @@ def sweep_shape(family: str, name: str, rows: str, max_algos: int, ceil: dict, g
     ``enumerate_keep`` fastest join the heuristic's candidates in the graph timing. No row starts after ``stop_at``
     (``time.time()``)."""
     N, K = LAYER_SHAPES[family][name]
+    if time.time() > stop_at:  # before the ~400 MB of weight copies
+        print(f"deadline: {name} not swept", flush=True)
+        yield {"gemm": name, "not_swept": rows}
+        return
     w = torch.randn(N, K, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.02  # [N, K]
     copies = [w] + [w.clone() for _ in range(max(2, int(4e8 // (N * K * 2))))]
     has_bias = name in BIASED.get(family, ())
@@ -78,6 +82,7 @@ def sweep_shape(family: str, name: str, rows: str, max_algos: int, ceil: dict, g
     for M in (int(r) for r in rows.split(",")):
         if time.time() > stop_at:
             print(f"deadline: {name} from {M} rows on not swept", flush=True)
+            yield {"gemm": name, "not_swept": ",".join(r for r in rows.split(",") if int(r) >= M)}
             return
         x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16, generator=gen)  # [M, K]
         ref = F.linear(x.float(), w.float(), None if b is None else b.float())  # [M, N]
@@ -87,9 +92,11 @@ def sweep_shape(family: str, name: str, rows: str, max_algos: int, ceil: dict, g
         if enumerate_keep:
             t_enum = time.time()
             used = [lt.describe(r) for r in range(heuristic)]  # the heuristic's algorithm ids, stages and clusters
-            screen["enumeration"] = lt.add_configurations(
-                ids=sorted({c["id"] for c in used}), stages=sorted({c["stages_id"] for c in used}),
-                clusters=sorted({c["cluster_shape_id"] for c in used} | {0, 2}))  # 2: one block per cluster
+            def known(key: str) -> list[int]:  # the values the heuristic's candidates have (None: no such attribute)
+                return sorted({c[key] for c in used if c[key] is not None})
+
+            screen["enumeration"] = lt.add_configurations(ids=known("id"), stages=known("stages_id") or None,
+                                                          clusters=sorted(set(known("cluster_shape_id")) | {0, 2}))  # 2: 1x1x1
             screen["enumeration"]["seconds"] = time.time() - t_enum
             enumerated = range(heuristic, len(lt))
             step = max(1, -(-len(enumerated) // prescreen_max))  # ceil: at most prescreen_max of them
@@ -155,6 +162,10 @@ def main() -> None:
     for name in args.shapes.split(","):
         for row in sweep_shape(args.family, name, args.rows, args.max_algos, ceil, gen, args.enumerate,
                                args.prescreen_max, stop_at):
+            if "not_swept" in row:  # the deadline passed: recorded, nothing to print
+                out.setdefault("not_swept", []).append(row)
+                bench_gpu.save(out, args.out)
+                continue
             out["gemm"].append(row)
             us = row["us"]
             print(f"{name} {row['rows']}: floor {row['floor_us']:.1f} default {us['default']:.1f} cublaslt "

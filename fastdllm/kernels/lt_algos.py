@@ -39,13 +39,17 @@ ENUMS = {"CUBLAS_COMPUTE_32F": 68, "CUDA_R_32F": 0, "CUDA_R_16F": 2, "CUDA_R_16B
          "CUBLAS_OP_N": 0, "CUBLAS_OP_T": 1, "CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES": 1,
          "CUBLASLT_ALGO_CONFIG_ID": 0, "CUBLASLT_ALGO_CONFIG_TILE_ID": 1, "CUBLASLT_ALGO_CONFIG_SPLITK_NUM": 2,
          "CUBLASLT_ALGO_CONFIG_STAGES_ID": 6, "CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME": 3,
-         "CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING": 4, "CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID": 8,
+         "CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING": 4, "CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION": 5,
+         "CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID": 7, "CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID": 8,
          "CUBLASLT_ALGO_CAP_SPLITK_SUPPORT": 0, "CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK": 1,
          "CUBLASLT_ALGO_CAP_CTA_SWIZZLING_SUPPORT": 2, "CUBLASLT_ALGO_CAP_TILE_IDS": 6, "CUBLASLT_ALGO_CAP_STAGES_IDS": 13}
 HEADERS = ("cublasLt.h", "cublas_api.h", "library_types.h")
 NOT_SUPPORTED = 15  # CUBLAS_STATUS_NOT_SUPPORTED: the heuristic has no candidate under these preferences
 MAX_ALGOS = 16  # the most candidates the heuristic gives a shape (the union over the workspace caps)
 SPLITS = (1, 2, 3, 4, 6, 8, 12, 16)  # the split-K counts ``add_configurations`` tries
+CONFIG_TYPES = {"ID": ctypes.c_int32, "TILE_ID": ctypes.c_uint32, "SPLITK_NUM": ctypes.c_int32,  # as cublasLt.h types
+                "STAGES_ID": ctypes.c_uint32, "REDUCTION_SCHEME": ctypes.c_uint32, "CTA_SWIZZLING": ctypes.c_uint32,  # them
+                "CUSTOM_OPTION": ctypes.c_uint32, "INNER_SHAPE_ID": ctypes.c_uint16, "CLUSTER_SHAPE_ID": ctypes.c_uint16}
 REDUCTION_SCHEMES = (1, 2, 4)  # in place, in the compute type (fp32), in the output type: each split-K count tries those
 # the algorithm supports
 _DTYPES = {torch.bfloat16: "CUDA_R_16BF", torch.float16: "CUDA_R_16F"}
@@ -159,6 +163,17 @@ def _cap_list(algo, name: str) -> list[int]:
     return list(values)
 
 
+def _config(algo) -> dict[str, int | None]:
+    """Every ``CONFIG_TYPES`` attribute of a configured algorithm, lower-case names; None where it has none."""
+    info = {}
+    for key, kind in CONFIG_TYPES.items():
+        value, written = kind(0), ctypes.c_size_t(0)
+        status = _lib().cublasLtMatmulAlgoConfigGetAttribute(ctypes.byref(algo), ENUMS[f"CUBLASLT_ALGO_CONFIG_{key}"],
+                                                             ctypes.byref(value), ctypes.sizeof(value), ctypes.byref(written))
+        info[key.lower()] = int(value.value) if status == 0 else None
+    return info
+
+
 class LtGemm:
     """``F.linear`` for one shape — ``rows`` × ``K`` inputs, an ``[N, K]`` weight, with or without a bias — on
     one CUDA device, through any of cuBLASLt's ranked candidates (``describe(rank)``: its configuration).
@@ -228,11 +243,16 @@ class LtGemm:
         K) with each reduction scheme it supports, and each thread-block cluster shape id of ``clusters``
         (``CUBLASLT_CLUSTER_SHAPE_*``, 0: automatic); each configuration checked by ``cublasLtMatmulAlgoCheck``
         for this shape (at most ``max_checks`` checks) and kept when it passes within ``WORKSPACE_BYTES`` of
-        workspace and is not already a candidate. New candidates take the ranks after the heuristic's
-        (``len(self)`` grows). Returns ``{"ids", "checked", "added"}``."""
+        workspace and is not a candidate already (compared by every attribute ``describe`` reads back: the raw bytes
+        of two equal configurations can differ). Swizzling, custom options and inner shapes stay at their defaults.
+        New candidates take the ranks after the heuristic's (``len(self)`` grows). Returns ``{"ids", "checked",
+        "added"}``."""
         if any(int(s) < 1 for s in splits) or max_checks < 1:
             raise ValueError(f"add_configurations: split-K counts must be >= 1 and max_checks positive, got {tuple(splits)}, "
                              f"{max_checks}")
+        for name, values, top in (("ids", ids or (), 2**31 - 1), ("stages", stages or (), 2**32 - 1), ("clusters", clusters, 2**16 - 1)):
+            if any(not 0 <= int(v) <= top for v in values):  # ctypes would wrap them silently
+                raise ValueError(f"add_configurations: {name} must lie in 0..{top} (the attribute's C type), got {tuple(values)}")
         with torch.cuda.device(self.device):
             return self._add_configurations([int(s) for s in splits], ids, stages, [int(c) for c in clusters], max_checks)
 
@@ -244,7 +264,7 @@ class LtGemm:
             _check(lib.cublasLtMatmulAlgoGetIds(self._handle, *types, 1024, found, ctypes.byref(count)),
                    "cublasLtMatmulAlgoGetIds")
             ids = list(found[:count.value])
-        seen = {bytes(result.algo) for result in self._algos}
+        seen = {tuple(_config(result.algo).values()) for result in self._algos}  # the bytes alone let repeats through
         checked = added = 0
         for algo_id in ids:
             base = (ctypes.c_uint64 * 8)()
@@ -269,9 +289,10 @@ class LtGemm:
                 status = lib.cublasLtMatmulAlgoCheck(self._handle, self._desc, self._a, self._b, self._d, self._d,
                                                      ctypes.byref(algo), ctypes.byref(result))
                 checked += 1
-                if status == 0 and result.workspace_size <= WORKSPACE_BYTES and bytes(algo) not in seen:
+                key = tuple(_config(algo).values()) if status == 0 else None
+                if status == 0 and result.workspace_size <= WORKSPACE_BYTES and key not in seen:
                     result.algo = algo
-                    seen.add(bytes(algo))
+                    seen.add(key)
                     self._algos.append(result)
                     added += 1
         return {"ids": list(ids), "checked": checked, "added": added}
@@ -280,17 +301,11 @@ class LtGemm:
         return len(self._algos)
 
     def describe(self, rank: int) -> dict:
-        """The candidate's configuration as cuBLASLt reports it (algorithm id, tile, split-K, stages) and its
-        workspace and estimated waves."""
+        """The candidate's configuration as cuBLASLt reports it (algorithm id, tile, split-K, stages, reduction
+        scheme, swizzling, custom option, inner and cluster shape; None where this cuBLAS has no such attribute) and
+        its workspace and estimated waves."""
         algo = self._algos[rank]
-        info = {"workspace_bytes": int(algo.workspace_size), "waves": round(float(algo.waves_count), 3)}
-        for key in ("ID", "TILE_ID", "SPLITK_NUM", "STAGES_ID", "REDUCTION_SCHEME", "CTA_SWIZZLING", "CLUSTER_SHAPE_ID"):
-            value = ctypes.c_uint16(0) if key == "CLUSTER_SHAPE_ID" else ctypes.c_int32(0)  # the sizes cublasLt.h gives
-            written = ctypes.c_size_t(0)
-            status = _lib().cublasLtMatmulAlgoConfigGetAttribute(ctypes.byref(algo.algo), ENUMS[f"CUBLASLT_ALGO_CONFIG_{key}"],
-                                                                 ctypes.byref(value), ctypes.sizeof(value), ctypes.byref(written))
-            info[key.lower()] = int(value.value) if status == 0 else None
-        return info
+        return {"workspace_bytes": int(algo.workspace_size), "waves": round(float(algo.waves_count), 3), **_config(algo.algo)}
 
     def fits(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
         """Whether the operands are the shape, dtype and device this object was made for, contiguous and 256-byte

@@ -165,6 +165,9 @@ def test_add_configurations_refuses_bad_arguments_before_touching_cuda():
         gemm.add_configurations(splits=(1, 0), max_checks=10)
     with pytest.raises(ValueError, match="got .*, 0"):
         gemm.add_configurations(max_checks=0)
+    for kwargs, name in (({"clusters": (0, 70000)}, "clusters"), ({"stages": (-1,)}, "stages"), ({"ids": (2**31,)}, "ids")):
+        with pytest.raises(ValueError, match=f"{name} must lie in 0.."):  # ctypes would wrap 70000 to 4464
+            gemm.add_configurations(**kwargs)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="runs cuBLASLt")
@@ -174,10 +177,15 @@ def test_on_the_gpu_the_enumerated_configurations_compute_the_product():
         w, b, x, ref = _cuda_product(96, 512, 1024, bias, gen)
         gemm = lt_algos.LtGemm(96, 512, 1024, torch.bfloat16, bias)
         heuristic = len(gemm)
-        info = gemm.add_configurations(splits=(1, 4), max_checks=3000)
-        assert info["added"] == len(gemm) - heuristic > 0 and info["checked"] <= 3000
+        ranked = [gemm.describe(r) for r in range(heuristic)]
+        ids = sorted({c["id"] for c in ranked})
+        info = gemm.add_configurations(splits=(1, 4), ids=ids, clusters=(0, 2), max_checks=20_000)
+        assert info["added"] == len(gemm) - heuristic > 0 and info["checked"] <= 20_000
         configs = [gemm.describe(r) for r in range(len(gemm))]
-        assert len({bytes(result.algo) for result in gemm._algos}) == len(gemm)  # no configuration twice
-        assert {c["splitk_num"] for c in configs[heuristic:]} >= {1, 4}  # both split counts asked were accepted
+        keys = [tuple((k, v) for k, v in c.items() if k not in ("workspace_bytes", "waves")) for c in configs]
+        assert len(set(keys)) == len(keys)  # no configuration twice, the heuristic's included
+        added = configs[heuristic:]
+        assert {c["id"] for c in added} <= set(ids) and {c["cluster_shape_id"] for c in added} <= {0, 2}
+        assert {c["splitk_num"] for c in added} == {1, 4}  # both split counts asked were accepted, no other
         for rank in range(heuristic, len(gemm), max(1, (len(gemm) - heuristic) // 40)):  # a spread of up to ~40
             torch.testing.assert_close(gemm(rank, x, w, b).float(), ref, atol=0.5, rtol=0.02)
