@@ -96,7 +96,8 @@ def sweep_shape(family: str, name: str, rows: str, max_algos: int, ceil: dict, g
                 return sorted({c[key] for c in used if c[key] is not None})
 
             screen["enumeration"] = lt.add_configurations(ids=known("id"), stages=known("stages_id") or None,
-                                                          clusters=sorted(set(known("cluster_shape_id")) | {0, 2}))  # 2: 1x1x1
+                                                          clusters=sorted(set(known("cluster_shape_id")) | {0, 2}),  # 2: 1x1x1
+                                                          customs=sorted(set(known("custom_option")) | {0}))
             screen["enumeration"]["seconds"] = time.time() - t_enum
             enumerated = range(heuristic, len(lt))
             step = max(1, -(-len(enumerated) // prescreen_max))  # ceil: at most prescreen_max of them

@@ -42,7 +42,8 @@ ENUMS = {"CUBLAS_COMPUTE_32F": 68, "CUDA_R_32F": 0, "CUDA_R_16F": 2, "CUDA_R_16B
          "CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING": 4, "CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION": 5,
          "CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID": 7, "CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID": 8,
          "CUBLASLT_ALGO_CAP_SPLITK_SUPPORT": 0, "CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK": 1,
-         "CUBLASLT_ALGO_CAP_CTA_SWIZZLING_SUPPORT": 2, "CUBLASLT_ALGO_CAP_TILE_IDS": 6, "CUBLASLT_ALGO_CAP_STAGES_IDS": 13}
+         "CUBLASLT_ALGO_CAP_CTA_SWIZZLING_SUPPORT": 2, "CUBLASLT_ALGO_CAP_TILE_IDS": 6, "CUBLASLT_ALGO_CAP_STAGES_IDS": 13,
+         "CUBLASLT_ALGO_CAP_CUSTOM_OPTION_MAX": 7}
 HEADERS = ("cublasLt.h", "cublas_api.h", "library_types.h")
 NOT_SUPPORTED = 15  # CUBLAS_STATUS_NOT_SUPPORTED: the heuristic has no candidate under these preferences
 MAX_ALGOS = 16  # the most candidates the heuristic gives a shape (the union over the workspace caps)
@@ -236,27 +237,30 @@ class LtGemm:
 
     def add_configurations(self, splits: Sequence[int] = SPLITS, *, ids: Sequence[int] | None = None,
                            stages: Sequence[int] | None = None, clusters: Sequence[int] = (0,),
-                           max_checks: int = 200_000) -> dict:
+                           customs: Sequence[int] = (0,), max_checks: int = 200_000) -> dict:
         """Append the configurations cuBLASLt accepts beyond its heuristic's ranking: for each algorithm id
         (``ids``, default every id it has for this dtype), every tile the algorithm lists, each stage id
         (``stages``, default every one it lists), each split-K count of ``splits`` (where the algorithm can split
         K) with each reduction scheme it supports, and each thread-block cluster shape id of ``clusters``
-        (``CUBLASLT_CLUSTER_SHAPE_*``, 0: automatic); each configuration checked by ``cublasLtMatmulAlgoCheck``
+        (``CUBLASLT_CLUSTER_SHAPE_*``, 0: automatic) and custom option of ``customs`` (those up to the algorithm's
+        ``CUSTOM_OPTION_MAX``); each configuration checked by ``cublasLtMatmulAlgoCheck``
         for this shape (at most ``max_checks`` checks) and kept when it passes within ``WORKSPACE_BYTES`` of
         workspace and is not a candidate already (compared by every attribute ``describe`` reads back: the raw bytes
-        of two equal configurations can differ). Swizzling, custom options and inner shapes stay at their defaults.
+        of two equal configurations can differ). Swizzling and inner shapes stay at their defaults.
         New candidates take the ranks after the heuristic's (``len(self)`` grows). Returns ``{"ids", "checked",
         "added"}``."""
         if any(int(s) < 1 for s in splits) or max_checks < 1:
             raise ValueError(f"add_configurations: split-K counts must be >= 1 and max_checks positive, got {tuple(splits)}, "
                              f"{max_checks}")
-        for name, values, top in (("ids", ids or (), 2**31 - 1), ("stages", stages or (), 2**32 - 1), ("clusters", clusters, 2**16 - 1)):
+        for name, values, top in (("ids", ids or (), 2**31 - 1), ("stages", stages or (), 2**32 - 1), ("clusters", clusters, 2**16 - 1),
+                                  ("customs", customs, 2**32 - 1)):
             if any(not 0 <= int(v) <= top for v in values):  # ctypes would wrap them silently
                 raise ValueError(f"add_configurations: {name} must lie in 0..{top} (the attribute's C type), got {tuple(values)}")
         with torch.cuda.device(self.device):
-            return self._add_configurations([int(s) for s in splits], ids, stages, [int(c) for c in clusters], max_checks)
+            return self._add_configurations([int(s) for s in splits], ids, stages, [int(c) for c in clusters],
+                                            [int(c) for c in customs], max_checks)
 
-    def _add_configurations(self, splits, ids, stages, clusters, max_checks) -> dict:
+    def _add_configurations(self, splits, ids, stages, clusters, customs, max_checks) -> dict:
         lib, dtype = _lib(), ENUMS[_DTYPES[self.dtype]]
         types = (ENUMS["CUBLAS_COMPUTE_32F"], ENUMS["CUDA_R_32F"], dtype, dtype, dtype, dtype)
         if ids is None:
@@ -275,14 +279,14 @@ class LtGemm:
             options = itertools.product(_cap_list(base, "TILE_IDS") or [0],
                                         stages if stages is not None else (_cap_list(base, "STAGES_IDS") or [0]),
                                         [(s, r) for s in (splits if split_ok else [1]) for r in ((0,) if s == 1 else schemes)],
-                                        clusters)
-            for tile, stage, (split, scheme), cluster in options:
+                                        clusters, [c for c in customs if c <= _cap_int(base, "CUSTOM_OPTION_MAX")])
+            for tile, stage, (split, scheme), cluster, custom in options:
                 if checked >= max_checks:
                     return {"ids": list(ids), "checked": checked, "added": added}
                 algo = (ctypes.c_uint64 * 8)(*base)
                 for name, value in (("TILE_ID", ctypes.c_uint32(tile)), ("STAGES_ID", ctypes.c_uint32(stage)),
                                     ("SPLITK_NUM", ctypes.c_int32(split)), ("REDUCTION_SCHEME", ctypes.c_uint32(scheme)),
-                                    ("CLUSTER_SHAPE_ID", ctypes.c_uint16(cluster))):  # the sizes cublasLt.h gives
+                                    ("CLUSTER_SHAPE_ID", ctypes.c_uint16(cluster)), ("CUSTOM_OPTION", ctypes.c_uint32(custom))):
                     _check(lib.cublasLtMatmulAlgoConfigSetAttribute(ctypes.byref(algo), ENUMS[f"CUBLASLT_ALGO_CONFIG_{name}"],
                                                                     ctypes.byref(value), ctypes.sizeof(value)), f"set {name}")
                 result = _HeuristicResult()
