@@ -8,10 +8,11 @@ The heuristic ranks more candidates than it is asked for (other tile shapes, spl
 ``LtGemm`` asks for them for one (rows, N, K, dtype, bias) shape — once per workspace cap, as the ranking
 changes with the workspace a candidate may use; the union, first ranking first, at most ``max_algos`` — and runs
 ``F.linear(x, weight, bias)`` with the candidate of a given rank, so a caller can time them all.
-``add_configurations`` appends the configurations beyond that ranking (every tile, split-K count, reduction scheme
-and cluster shape ``cublasLtMatmulAlgoCheck`` accepts for the shape); on an H200 none of them was faster than the
-ranked ones by more than 0.1 ms of a prefix window (``experiments/results/speed/round14_dev/``), so ``gemm_plan``
-offers only the ranked candidates and the sweep (``experiments/lt_algo_sweep.py --enumerate``) the rest.
+``add_configurations`` appends the configurations beyond that ranking (every tile, split-K count, reduction scheme,
+cluster shape and custom option ``cublasLtMatmulAlgoCheck`` accepts for the shape); on an H200, timed alone, the best
+of them took at most 0.32 ms off a prefix window's products (``experiments/results/speed/round14_dev/``), unchecked
+inside the windows, so ``gemm_plan`` offers only the ranked candidates and the sweep
+(``experiments/lt_algo_sweep.py --enumerate``) the rest.
 
 Bound through ctypes to the ``libcublasLt`` that PyTorch has loaded (no compilation). Every candidate
 accumulates in fp32, in its own summation order; a split-K candidate adds its partial sums in fp32 or, with
@@ -245,8 +246,8 @@ class LtGemm:
         (``CUBLASLT_CLUSTER_SHAPE_*``, 0: automatic) and custom option of ``customs`` (those up to the algorithm's
         ``CUSTOM_OPTION_MAX``); each configuration checked by ``cublasLtMatmulAlgoCheck``
         for this shape (at most ``max_checks`` checks) and kept when it passes within ``WORKSPACE_BYTES`` of
-        workspace and is not a candidate already (compared by every attribute ``describe`` reads back: the raw bytes
-        of two equal configurations can differ). Swizzling and inner shapes stay at their defaults.
+        workspace and is not a candidate already (compared by every attribute ``describe`` reads back). Swizzling
+        and inner shapes stay at their defaults.
         New candidates take the ranks after the heuristic's (``len(self)`` grows). Returns ``{"ids", "checked",
         "added"}``."""
         if any(int(s) < 1 for s in splits) or max_checks < 1:
