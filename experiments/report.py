@@ -152,20 +152,25 @@ def plot_tiny(path: Path) -> Path | None:
     return path.with_suffix(".png")
 
 
+def speed_args(args: list[str], root: Path = Path(".")) -> tuple[list[Path], list[Path]]:
+    """``report.py speed``'s arguments as (run folders, older folders to fill from), resolved against ``root``."""
+    cut = args.index("--fill-from") if "--fill-from" in args else len(args)
+    folders, older = [(root / f).resolve() for f in args[:cut]], [(root / f).resolve() for f in args[cut + 1:]]
+    if cut < len(args) and (len(folders) != 1 or not older):
+        raise SystemExit("usage: report.py speed NEWER --fill-from OLDER [OLDER ...]: one run folder before "
+                         "--fill-from, at least one after")
+    return folders, older
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["forward-plot"]:  # python experiments/report.py forward-plot RUN_FOLDER: a PNG beside its files
         for folder in sys.argv[2:]:
             print(plot_forward_profiles(Path(folder).resolve(), Path(folder).resolve() / "forward_profiles.png"))
         raise SystemExit
     if sys.argv[1:2] == ["speed"]:  # python experiments/report.py speed [RUN_FOLDER ...] [--fill-from OLDER ...]
-        args = sys.argv[2:]
-        cut = args.index("--fill-from") if "--fill-from" in args else len(args)
-        folders, older = args[:cut], [Path(f).resolve() for f in args[cut + 1:]]
-        if cut < len(args) and (len(folders) != 1 or not older):
-            raise SystemExit("usage: report.py speed NEWER --fill-from OLDER [OLDER ...]: one run folder before "
-                             "--fill-from, at least one after")
+        folders, older = speed_args(sys.argv[2:])
         for folder in folders or [SPEED]:
-            print(speed_report(Path(folder).resolve(), *older), end="\n\n")
+            print(speed_report(Path(folder), *older), end="\n\n")
         raise SystemExit
     for path in sorted(RESULTS.glob("tiny_*_cpu.json")):
         print(tiny_table(path), end="\n\n")

@@ -13,26 +13,19 @@ CHOSEN_US = {("A", 16): 0.8, ("A", 8): 1.5, ("A", 4): 0.4,  # 0.4: under its flo
 
 
 def _run(family: str = "llada") -> dict:
-    """A batch-1 prefix decode (prompt 8, 8 generated, block 4, k=1: forwards of 16, 8, 8, 8, 16, 4, 4, 4 rows)
-    whose plan holds ``CHOSEN_US``; B at 4 rows runs a chosen cuBLASLt candidate, its default 10x slower."""
+    """A batch-1 prefix decode (prompt 8, 8 generated, block 4, k=1: the decoder's forwards recompute 16, 8, 8, 8, 16,
+    4, 4, 4 rows; Dream's windows one more) whose plan holds ``CHOSEN_US``; B at 4 rows runs a chosen cuBLASLt
+    candidate, its default 10x slower."""
     plan = []
     for (shape, rows), us in CHOSEN_US.items():
         n, k = SHAPES[shape]
         times, choice = ({"default": 10 * us, "lt3": us}, "lt3") if (shape, rows) == ("B", 4) else ({"default": us}, None)
         plan.append({"group": shape, "rows": rows, "N": n, "K": k, "bias": False, "us": times, "choice": choice})
-    setting = {"batch": 1, "cache": "prefix", "tokens_per_step": 1, "mode": "tuned", "wall_s": 1.0, "floor_sum_s": 0.5,
-               "gemm_plan": plan}
+    setting = {"batch": 1, "cache": "prefix", "tokens_per_step": 1, "mode": "tuned", "nfe": 8, "wall_s": 1.0,
+               "floor_sum_s": 0.5, "gemm_plan": plan}
     return {"family": family, "prompt_length": 8, "gen_length": 8, "block_length": 4,
             "ceilings": {"copy_bytes_per_s": COPY, "matmul_flop_per_s": BURST, "matmul_flop_per_s_sustained": HELD},
             "settings": [setting, {**setting, "cache": "dual"}]}
-
-
-def test_forward_rows_are_the_refresh_then_block_and_suffix():
-    gh = experiment_script("gemm_headroom")
-    llada, dream = _run(), _run("dream")
-    assert gh.forward_rows(llada["settings"][0], llada) == [16, 8, 8, 8, 16, 4, 4, 4]
-    assert gh.forward_rows(dream["settings"][0], dream) == [16, 9, 9, 9, 16, 5, 5, 5]  # the shifted position
-    assert gh.forward_rows({**llada["settings"][0], "tokens_per_step": 2}, llada) == [16, 8, 16, 4]
 
 
 def test_the_saving_is_the_chosen_backends_time_above_the_floors():
@@ -47,3 +40,7 @@ def test_the_saving_is_the_chosen_backends_time_above_the_floors():
     assert burst["saving_ms"] == pytest.approx(0.0384) and burst["rate"] == "burst"
     with pytest.raises(ValueError, match=r"no entry for \[5, 9\] rows"):
         gh.headroom(_run("dream"), layers=3)  # Dream's windows are a row longer than this plan's
+    bad = _run()
+    bad["settings"][0]["nfe"] = 9
+    with pytest.raises(ValueError, match="8 forwards rebuilt for prefix k=1, the file records 9"):
+        gh.headroom(bad, layers=3)
