@@ -1,4 +1,4 @@
-"""The split-K tensor-core GEMM (``split_k_gemm.py`` here) against cuBLAS at a prefix window's rows.
+"""The split-K tensor-core GEMMs (``split_k_gemm.py``, ``hopper_gemm.py`` here) against cuBLAS at a prefix window's rows.
 
 For each projection shape of a family's layer (fused q/k/v, output, fused gate/up, down) and each row count asked
 for, every configuration (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_stages, num_warps) of ``configs`` is checked
@@ -11,7 +11,8 @@ product's floor, max(weight read, matmul time) at the rates measured here (``ben
     python experiments/split_k_sweep.py --family llada --rows 96,128,160,192,224,256 --out $OUT/split_k_llada.json
     python experiments/split_k_sweep.py --pick 6 --from $OUT/split_k_llada.json,$OUT/split_k_dream.json
 
-``--compile-only I/J`` compiles a share of the configurations into Triton's disk cache (processes side by side, so
+``--kernel hopper`` sweeps the Gluon kernel of ``hopper_gemm.py`` (TMA, wgmma, optional loader warp; Triton >= 3.6,
+a Hopper GPU, ``hopper_gemm.sweep_configs``) instead of the Triton one (round 13). ``--compile-only I/J`` compiles a share of the configurations into Triton's disk cache (processes side by side, so
 the timing run, one process, finds them compiled); ``--pick N`` names the configurations that together save the
 most over the sweeps' rows. Results and what they showed: docs/speed.md, round 13.
 
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_gpu  # noqa: E402
 from gemm_sweep import LAYER_SHAPES  # noqa: E402
+import hopper_gemm  # noqa: E402
 from split_k_gemm import split_k_linear  # noqa: E402
 
 from fastdllm.evaluation import torch_info  # noqa: E402
@@ -66,6 +68,21 @@ def configs(rows: int, N: int, K: int, processors: int = 132, small: bool = Fals
     return out
 
 
+def kernel_for(name: str, small: bool = False, ws=(0, 1)):
+    """(configurations for (rows, N, K, processors, small), the product x · weightᵀ + bias with a configuration) of
+    the kernel ``name``: "split_k" (``split_k_gemm.py``) or "hopper" (``hopper_gemm.py``, no CPU form; ``ws``: with
+    and/or without its loader warp)."""
+    if name == "split_k":
+        return configs, split_k_linear
+    if name == "hopper":
+        if small:
+            raise SystemExit("split_k_sweep: --kernel hopper needs a Hopper GPU (Gluon has no interpreter); "
+                             "drop --small")
+        return (lambda rows, N, K, processors, small=False: hopper_gemm.sweep_configs(rows, N, K, processors, ws),
+                hopper_gemm.hopper_linear)
+    raise SystemExit(f"split_k_sweep: unknown kernel {name!r}; choose split_k or hopper")
+
+
 def has_bias(name: str, family: str) -> bool:
     """Dream's q/k/v projections carry biases; no other product does."""
     return name == "qkv" and family == "dream"
@@ -92,11 +109,12 @@ def compile_share(args) -> dict:
     dtype = torch.float32 if args.small else torch.bfloat16
     shapes = SMALL_SHAPES if args.small else LAYER_SHAPES[args.family]
     processors = 8 if args.small else torch.cuda.get_device_properties(0).multi_processor_count
+    make_configs, linear = kernel_for(args.kernel, args.small, tuple(int(v) for v in args.ws.split(",")))
     pairs = {}
     for name in args.shapes.split(","):
         N, K = shapes[name]
         for M in (int(r) for r in args.rows.split(",")):
-            for config in configs(M, N, K, processors, args.small):
+            for config in make_configs(M, N, K, processors, args.small):
                 pairs.setdefault((name, config), M)
     done, failed = 0, {}
     for i, ((name, config), M) in enumerate(sorted(pairs.items())):
@@ -105,8 +123,8 @@ def compile_share(args) -> dict:
         N, K = shapes[name]
         bias = torch.zeros(N, device=device, dtype=dtype) if has_bias(name, args.family) else None
         try:
-            split_k_linear(torch.zeros(M, K, device=device, dtype=dtype), torch.zeros(N, K, device=device, dtype=dtype),
-                           bias, config)
+            linear(torch.zeros(M, K, device=device, dtype=dtype), torch.zeros(N, K, device=device, dtype=dtype),
+                   bias, config)
             done += 1
         except Exception as err:  # noqa: BLE001 - reported by the timing run too
             failed[f"{name} {list(config)}"] = f"{type(err).__name__}: {str(err)[:80]}"
@@ -141,6 +159,9 @@ def main(argv=None) -> dict:
     p.add_argument("--family", default="llada", choices=sorted(LAYER_SHAPES))
     p.add_argument("--rows", default="96,128,160,192,224,256")
     p.add_argument("--shapes", default="qkv,o_proj,gate_up,down", help="comma-separated subset of the layer's products")
+    p.add_argument("--kernel", default="split_k", choices=("split_k", "hopper"),
+                   help="split_k: the Triton kernel of split_k_gemm.py; hopper: the Gluon kernel of hopper_gemm.py")
+    p.add_argument("--ws", default="0,1", help="--kernel hopper: the WS values (loader warp or not) to sweep")
     p.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (the median is kept)")
     p.add_argument("--small", action="store_true", help="tiny shapes on the CPU (under TRITON_INTERPRET=1)")
     p.add_argument("--compile-only", default=None, metavar="I/J",
@@ -175,6 +196,8 @@ def main(argv=None) -> dict:
            "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/split_k_sweep.py "
            + " ".join(sys.argv[1:] if argv is None else argv), "ceilings": ceil, "processors": processors, "gemm": []}
     timer = gemm_plan.graph_times_us if cuda else wall_times_us
+    make_configs, linear = kernel_for(args.kernel, args.small, tuple(int(v) for v in args.ws.split(",")))
+    out["kernel"] = args.kernel
     for name in names:
         N, K = shapes[name]
         bias = has_bias(name, args.family)
@@ -188,11 +211,11 @@ def main(argv=None) -> dict:
             calls = {"default": lambda v: gemm_plan.run("default", x, v, b),
                      "cublaslt": lambda v: gemm_plan.run("cublaslt", x, v, b)}
             errors, failed = {}, {}
-            for config in configs(M, N, K, processors, args.small):
+            for config in make_configs(M, N, K, processors, args.small):
                 try:
-                    y = split_k_linear(x, w, b, config)
+                    y = linear(x, w, b, config)
                     errors[str(list(config))] = (y.float() - ref).abs().max().item() / scale
-                    calls[str(list(config))] = lambda v, c=config: split_k_linear(x, v, b, c)
+                    calls[str(list(config))] = lambda v, c=config: linear(x, v, b, c)
                 except Exception as err:  # noqa: BLE001 - e.g. out of shared memory or registers: not a candidate
                     failed[str(list(config))] = f"{type(err).__name__}: {str(err)[:80]}"
             us = timer(calls, copies, rounds=args.rounds)

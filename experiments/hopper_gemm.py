@@ -1,0 +1,334 @@
+"""A Hopper GEMM for a prefix window's rows, written in Gluon (Triton 3.6+): TMA loads, wgmma, split-K. Experiment.
+
+Why: at 96-256 rows an 8B model's products sit near the H200's ridge point, and cuBLAS runs the narrow ones (4096
+output columns: LLaDA-8B's output and down projections) with 64 × 96 tiles at ~58 % of the matmul rate
+(docs/speed.md, rounds 5-14). Rounds 12-13 tried Triton GEMMs whose loads are what Triton's pipeliner makes of
+pointer loads (cp.async); none beat cuBLAS there. This kernel is the Hopper-specific form those lacked: the
+tensor memory accelerator (TMA) fills a ring of shared-memory stages behind ``mbarrier`` arrivals, asynchronous
+warpgroup MMAs (wgmma) read the operands from shared memory, and optionally one warp does nothing but issue the
+loads (warp specialisation), so the loads never wait behind the MMAs' issue.
+
+The product is computed transposed ("swap AB"): a program multiplies ``BW`` weight rows (the wgmma M side, 64 per
+warpgroup of 4 warps) by ``BX`` rows of x (the wgmma N side, any power of two up to 256) over one slice of K, so a
+window of 224 rows is one 256-wide tile and the weight, the large operand, is read once per column of programs.
+Rows of x past the end are zero-filled by the TMA and never stored. With ``SPLIT`` > 1 slices each program writes
+its fp32 partial; the tile's last program to arrive (an arrival counter, as in ``split_k_gemm.py``) adds the
+partials in slice order, adds the bias, rounds once and resets the counter, so the output does not depend on the
+arrival order.
+
+Gluon has no CPU interpreter: on the CPU ``compile_for`` compiles the kernel for sm_90 without a GPU (what the
+test does where Triton ≥ 3.6 is installed) and ``check_config`` / ``plan_launch`` check the host-side arithmetic;
+the results on the GPU are compared with ``F.linear`` by ``tests/models/test_hopper_gemm.py`` and timed by
+``experiments/split_k_sweep.py --kernel hopper``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+try:  # Gluon (Triton >= 3.6) and its Hopper modules; absent on the CPU wheel and on older Triton
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+    _tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared  # renamed after Triton 3.6
+    _cta_barrier = getattr(gl, "thread_barrier", None) or gl.barrier  # renamed after Triton 3.6
+    _PUBLIC_REINTERPRET = gl.constexpr(hasattr(gl.shared_memory_descriptor, "reinterpret"))  # 3.6: _reinterpret
+except ImportError:  # pragma: no cover - depends on the installed Triton
+    gluon = gl = None
+
+# (BW, BX, BK, SPLIT, STAGES, WS): weight rows and x rows per program, K step, K slices, shared-memory stages,
+# warp specialisation (1: one extra warp issues the TMA loads)
+DEFAULT_CONFIG = (128, 128, 64, 2, 4, 0)
+SHARED_MEMORY_BYTES = 227 * 1024  # an H100/H200 block's shared memory
+CONFIG_FIELDS = ("BW", "BX", "BK", "SPLIT", "STAGES", "WS")
+
+
+def check_config(config) -> tuple[int, ...]:
+    """``config`` as a tuple (BW, BX, BK, SPLIT, STAGES, WS), or a ValueError naming what is wrong: BW 64 or 128
+    (one or two warpgroups), BX a power of two 16-256 (wgmma's N), BK 32-128, 1-16 slices, 2-8 stages whose
+    operand tiles fit shared memory, WS 0 or 1."""
+    config = tuple(int(c) for c in config)
+    if len(config) != len(CONFIG_FIELDS):
+        raise ValueError(f"hopper_linear: config {config} must be {CONFIG_FIELDS}")
+    bw, bx, bk, split, stages, ws = config
+    if bw not in (64, 128) or bx not in (16, 32, 64, 128, 256) or bk not in (32, 64, 128) \
+            or not 1 <= split <= 16 or not 2 <= stages <= 8 or ws not in (0, 1):
+        raise ValueError(f"hopper_linear: config {config}: want BW in (64, 128), BX a power of two 16-256, BK in "
+                         "(32, 64, 128), SPLIT 1-16, STAGES 2-8, WS 0 or 1")
+    if bw * 4 > stages * bk * 2:
+        raise ValueError(f"hopper_linear: config {config}: the fp32 tile (BW × BX × 4 bytes) goes out through the x "
+                         "stages (STAGES × BX × BK × 2 bytes), so BW · 2 must be at most STAGES · BK")
+    if stage_bytes(config) * stages > SHARED_MEMORY_BYTES - 4096:
+        raise ValueError(f"hopper_linear: config {config}: {stages} stages of {stage_bytes(config)} bytes exceed the "
+                         f"{SHARED_MEMORY_BYTES} bytes of shared memory; use fewer stages or smaller tiles")
+    return config
+
+
+def stage_bytes(config) -> int:
+    """Shared memory one pipeline stage holds: a BW × BK weight tile and a BX × BK tile of x, 2-byte elements."""
+    bw, bx, bk = config[:3]
+    return (bw + bx) * bk * 2
+
+
+def plan_launch(M: int, N: int, K: int, config) -> dict:
+    """The launch of ``config`` for an ``M`` × ``K`` · [``N``, ``K``]ᵀ product: the grid (weight tiles, x tiles,
+    slices), K steps per slice (each slice whole ``BK`` steps, so fewer slices run when K is short) and the warps."""
+    bw, bx, bk, split, stages, ws = check_config(config)
+    k_steps = -(-K // bk)
+    per = -(-k_steps // split)
+    slices = -(-k_steps // per)
+    return {"grid": (-(-N // bw), -(-M // bx), slices), "k_steps_per_slice": per, "slices": slices,
+            "num_warps": 4 * bw // 64, "worker_warps": ws}
+
+
+def sweep_configs(rows: int, N: int, K: int, processors: int = 132, ws=(0, 1)) -> list[tuple[int, ...]]:
+    """Candidates for a ``rows`` × K · [N, K]ᵀ product (``experiments/split_k_sweep.py --kernel hopper``): BW 64
+    or 128, BX 32-256 (not twice the rows or more, nor under an eighth of them), 64- or 128-deep K steps, with and
+    without the loader warp, the deepest stage count (at most 6) that shared memory holds, and the slice count
+    whose grid comes nearest one wave of ``processors`` programs from 0.7 waves up (1-8 slices of at least four
+    K steps each). ``ws``: the WS values to offer."""
+    out = []
+    for bw, bx, bk, ws in itertools.product((64, 128), (32, 64, 128, 256), (64, 128), ws):
+        if bx >= 2 * rows and bx > 32 or bx * 8 < rows:
+            continue
+        tiles = -(-N // bw) * -(-rows // bx)
+        waves = {s: tiles * s / processors for s in range(1, 9) if K // s >= 4 * bk}
+        split = min((s for s in waves if waves[s] >= 0.7), key=lambda s: abs(waves[s] - 1), default=None)
+        if split is None:
+            continue
+        for stages in range(6, 1, -1):
+            try:
+                out.append(check_config((bw, bx, bk, split, stages, ws)))
+                break
+            except ValueError:
+                continue
+    return out
+
+
+if gl is not None:
+
+    @gluon.jit
+    def _issue_load(w_desc, x_desc, w_bufs, x_bufs, ready, stage, off_w, off_x, k, pred):
+        """TMA loads of one K step's weight and x tiles into ``stage``; ``ready[stage]`` completes with their bytes."""
+        nbytes: gl.constexpr = w_desc.block_type.nbytes + x_desc.block_type.nbytes
+        bar = ready.index(stage)
+        mbarrier.expect(bar, nbytes, pred=pred)
+        _tma_load(w_desc, [off_w, k], bar, w_bufs.index(stage), pred=pred)
+        _tma_load(x_desc, [off_x, k], bar, x_bufs.index(stage), pred=pred)
+
+    @gluon.jit
+    def _loader(w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k):
+        """Warp-specialised producer (one warp): fill stage i % STAGES once the MMAs have released it."""
+        STAGES: gl.constexpr = w_bufs.type.shape[0]
+        BK: gl.constexpr = w_desc.block_type.shape[1]
+        for i in range(n_k):
+            stage = i % STAGES
+            mbarrier.wait(empty.index(stage), ((i // STAGES) & 1) ^ 1)  # a fresh barrier passes phase 1 at once
+            _issue_load(w_desc, x_desc, w_bufs, x_bufs, ready, stage, off_w, off_x, (k_first + i) * BK, True)
+
+    @gluon.jit
+    def _mma_loop(w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k,
+                  WS: gl.constexpr, layout: gl.constexpr):
+        """The K loop of one program: wgmma on stage i while the loads of the next stages are in flight. Without
+        WS the loads are issued here, STAGES - 1 ahead, into the stage the previous MMA has released; with WS the
+        release is an ``empty`` arrival for the loader warp. Returns the fp32 ``[BW, BX]`` accumulator."""
+        STAGES: gl.constexpr = w_bufs.type.shape[0]
+        BW: gl.constexpr = w_desc.block_type.shape[0]
+        BK: gl.constexpr = w_desc.block_type.shape[1]
+        BX: gl.constexpr = x_desc.block_type.shape[0]
+        if not WS:
+            for i in gl.static_range(STAGES - 1):
+                _issue_load(w_desc, x_desc, w_bufs, x_bufs, ready, i, off_w, off_x, (k_first + i) * BK, i < n_k)
+        acc = gl.zeros([BW, BX], gl.float32, layout)  # [BW, BX] weight rows × x rows
+        for i in range(n_k):
+            stage = i % STAGES
+            mbarrier.wait(ready.index(stage), (i // STAGES) & 1)
+            acc = warpgroup_mma(w_bufs.index(stage), x_bufs.index(stage).permute((1, 0)), acc, is_async=True)
+            # at most this MMA in flight: the previous one has read its stage, which can be refilled
+            acc, _, _ = warpgroup_mma_wait(num_outstanding=1, deps=(acc, w_bufs.index(stage), x_bufs.index(stage)))
+            if WS:
+                mbarrier.arrive(empty.index((i + STAGES - 1) % STAGES), pred=i > 0)
+            else:
+                ahead = i + STAGES - 1
+                _issue_load(w_desc, x_desc, w_bufs, x_bufs, ready, ahead % STAGES, off_w, off_x,
+                            (k_first + ahead) * BK, ahead < n_k)
+        acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+        return acc
+
+    @gluon.jit
+    def _store_rows(total, rows, cols, dest, M, N):
+        """Store a ``[CH, BW]`` chunk (x rows × weight rows) at ``dest`` (y or a slice's partial, both ``[M, N]``)."""
+        inside = (rows < M)[:, None] & (cols < N)[None, :]  # [CH, BW]
+        gl.store(dest + rows[:, None] * N + cols[None, :], total.to(dest.dtype.element_ty), mask=inside)
+
+    @gluon.jit
+    def _epilogue(acc, x_bufs, bias_ptr, y_ptr, part_ptr, arrived_ptr, off_w, off_x, M, N,
+                  HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, num_warps: gl.constexpr):
+        """Store ``acc`` (weight rows × x rows) transposed into y ``[M, N]`` (+ bias), or, with slices, into this
+        slice's partial; the tile's last slice to arrive sums the partials in slice order into y. The tile goes
+        through shared memory (the x stages, free once the MMAs are done) and out in chunks of 32 x rows, each
+        thread writing 8 consecutive columns, so few registers hold addresses at a time."""
+        BW: gl.constexpr = acc.type.shape[0]
+        BX: gl.constexpr = acc.type.shape[1]
+        CH: gl.constexpr = 32 if BX > 32 else BX
+        out_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])  # 64 columns a warp row
+        plain: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
+        if _PUBLIC_REINTERPRET:
+            scratch = x_bufs.reinterpret(gl.float32, [BW, BX], plain)  # [BW, BX] fp32 over the x stages
+        else:
+            scratch = x_bufs._reinterpret(gl.float32, [BW, BX], plain)
+        _cta_barrier()  # every warpgroup's MMAs have finished reading the x stages
+        scratch.store(acc)
+        _cta_barrier()
+        cols = off_w + gl.arange(0, BW, layout=gl.SliceLayout(0, out_layout))  # [BW]
+        if HAS_BIAS:
+            bias = gl.load(bias_ptr + cols, mask=cols < N, other=0.0).to(gl.float32)  # [BW]
+        if SPLIT > 1:
+            split = gl.program_id(2)
+            for c in gl.static_range(BX // CH):
+                rows = off_x + c * CH + gl.arange(0, CH, layout=gl.SliceLayout(1, out_layout))  # [CH]
+                chunk = scratch.slice(c * CH, CH, dim=1).permute((1, 0)).load(out_layout)  # [CH, BW]
+                _store_rows(chunk, rows, cols, part_ptr + split * M * N, M, N)
+            # every thread's stores before the counter's release; the last arrival reads the partials from L2
+            _cta_barrier()
+            counter = arrived_ptr + gl.program_id(1) * gl.num_programs(0) + gl.program_id(0)
+            if gl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") == SPLIT - 1:
+                _cta_barrier()
+                for c in gl.static_range(BX // CH):
+                    rows = off_x + c * CH + gl.arange(0, CH, layout=gl.SliceLayout(1, out_layout))  # [CH]
+                    at = rows[:, None] * N + cols[None, :]  # [CH, BW]
+                    inside = (rows < M)[:, None] & (cols < N)[None, :]
+                    total = gl.load(part_ptr + at, mask=inside, other=0.0, cache_modifier=".cg")
+                    for j in gl.static_range(1, SPLIT):
+                        total += gl.load(part_ptr + j * M * N + at, mask=inside, other=0.0, cache_modifier=".cg")
+                    if HAS_BIAS:
+                        total += bias[None, :]
+                    _store_rows(total, rows, cols, y_ptr, M, N)
+                gl.atomic_xchg(counter, 0)  # zero for the next launch (graph replays included)
+        else:
+            for c in gl.static_range(BX // CH):
+                rows = off_x + c * CH + gl.arange(0, CH, layout=gl.SliceLayout(1, out_layout))  # [CH]
+                chunk = scratch.slice(c * CH, CH, dim=1).permute((1, 0)).load(out_layout)  # [CH, BW]
+                if HAS_BIAS:
+                    chunk += bias[None, :]
+                _store_rows(chunk, rows, cols, y_ptr, M, N)
+
+    @gluon.jit
+    def _consumer(w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k, bias_ptr, y_ptr, part_ptr,
+                  arrived_ptr, M, N, HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, WS: gl.constexpr,
+                  layout: gl.constexpr, num_warps: gl.constexpr):
+        """The K loop and the epilogue (Gluon 3.6's warp_specialize returns nothing from its default partition)."""
+        acc = _mma_loop(w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k, WS, layout)
+        _epilogue(acc, x_bufs, bias_ptr, y_ptr, part_ptr, arrived_ptr, off_w, off_x, M, N, HAS_BIAS, SPLIT, num_warps)
+
+    @gluon.jit
+    def _hopper_linear_kernel(w_desc, x_desc, bias_ptr, y_ptr, part_ptr, arrived_ptr, M, N, k_steps, k_per_slice,
+                              HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, STAGES: gl.constexpr, WS: gl.constexpr,
+                              num_warps: gl.constexpr):
+        """Program (weight tile, x tile, slice): y[x tile, weight tile] over K steps [slice · k_per_slice, ...)."""
+        BW: gl.constexpr = w_desc.block_type.shape[0]
+        BK: gl.constexpr = w_desc.block_type.shape[1]
+        BX: gl.constexpr = x_desc.block_type.shape[0]
+        off_w = gl.program_id(0) * BW
+        off_x = gl.program_id(1) * BX
+        k_first = gl.program_id(2) * k_per_slice
+        n_k = gl.minimum(k_per_slice, k_steps - k_first)
+        w_bufs = gl.allocate_shared_memory(w_desc.dtype, [STAGES, BW, BK], w_desc.layout)  # [STAGES, BW, BK]
+        x_bufs = gl.allocate_shared_memory(x_desc.dtype, [STAGES, BX, BK], x_desc.layout)  # [STAGES, BX, BK]
+        ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())  # loads landed
+        empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())  # stage released (WS)
+        for s in gl.static_range(STAGES):
+            mbarrier.init(ready.index(s), count=1)
+            mbarrier.init(empty.index(s), count=1)
+        # wgmma: 16 × BX × 16 instructions, the warps stacked along the weight rows (4 per 64 rows)
+        layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
+                                                         instr_shape=[16, BX, 16])
+        if WS:  # the default partition (num_warps) runs the MMAs and the epilogue, one worker warp the loads
+            gl.warp_specialize([
+                (_consumer, (w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k, bias_ptr, y_ptr,
+                             part_ptr, arrived_ptr, M, N, HAS_BIAS, SPLIT, WS, layout, num_warps)),
+                (_loader, (w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k)),
+            ], [1], [24])
+        else:
+            _consumer(w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k, bias_ptr, y_ptr,
+                      part_ptr, arrived_ptr, M, N, HAS_BIAS, SPLIT, WS, layout, num_warps)
+
+
+def _descriptors(x2: torch.Tensor, weight: torch.Tensor, config) -> tuple:
+    """TMA descriptors of the weight ``[N, K]`` (BW × BK boxes) and x ``[M, K]`` (BX × BK boxes, rows past M
+    read as zeros), 128-byte swizzled as wgmma reads them."""
+    bw, bx, bk = config[:3]
+    element = gl.bfloat16 if weight.dtype == torch.bfloat16 else gl.float16
+    w_layout = gl.NVMMASharedLayout.get_default_for([bw, bk], element)
+    x_layout = gl.NVMMASharedLayout.get_default_for([bx, bk], element)
+    return (TensorDescriptor.from_tensor(weight, [bw, bk], w_layout),
+            TensorDescriptor.from_tensor(x2, [bx, bk], x_layout))
+
+
+def hopper_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                  config=DEFAULT_CONFIG) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` for bf16/fp16 x ``[..., K]``, weight ``[N, K]``, bias ``[N]`` on a Hopper GPU,
+    by the kernel with ``config`` = (BW, BX, BK, SPLIT, STAGES, WS): ``[..., N]`` in x's dtype."""
+    if gl is None:
+        raise RuntimeError("hopper_linear needs Triton >= 3.6 (Gluon); use torch.nn.functional.linear")
+    config = check_config(config)
+    K = x.shape[-1]
+    N = weight.shape[0]
+    if (x.device.type != "cuda" or x.dtype not in (torch.bfloat16, torch.float16) or weight.dtype != x.dtype
+            or weight.shape != (N, K) or (bias is not None and bias.shape != (N,)) or K % 8):
+        raise ValueError(f"hopper_linear: x {tuple(x.shape)} {x.dtype} on {x.device}, weight {tuple(weight.shape)} "
+                         f"{weight.dtype}, bias {None if bias is None else tuple(bias.shape)}: want CUDA bf16/fp16 "
+                         "operands of one dtype, weight [N, K], bias [N], K a multiple of 8 (16-byte TMA rows)")
+    x2 = x.reshape(-1, K)
+    if x2.stride(-1) != 1 or x2.stride(0) != K:
+        x2 = x2.contiguous()
+    weight = weight if weight.stride() == (K, 1) else weight.contiguous()
+    M = x2.shape[0]
+    y = torch.empty(M, N, dtype=x.dtype, device=x.device)  # [M, N]
+    if M == 0:
+        return y.view(*x.shape[:-1], N)
+    launch = plan_launch(M, N, K, config)
+    slices = launch["slices"]
+    grid = launch["grid"]
+    part = torch.empty(slices, M, N, dtype=torch.float32, device=x.device) if slices > 1 else y  # [S, M, N]
+    from fastdllm.kernels import arrival_counters
+    arrived = arrival_counters(x.device, grid[0] * grid[1]) if slices > 1 else y
+    w_desc, x_desc = _descriptors(x2, weight, config)
+    bias_arg = weight if bias is None else bias
+    _hopper_linear_kernel[grid](w_desc, x_desc, bias_arg, y, part, arrived, M, N, -(-K // config[2]),
+                                launch["k_steps_per_slice"], HAS_BIAS=bias is not None, SPLIT=slices,
+                                STAGES=config[4], WS=config[5], num_warps=launch["num_warps"],
+                                **({"maxnreg": 168} if config[5] and launch["num_warps"] == 8 else {}))
+    return y.view(*x.shape[:-1], N)
+
+
+def compile_for(M: int, N: int, K: int, config=DEFAULT_CONFIG, bias: bool = False, capability: int = 90):
+    """Compile the kernel for ``config`` and a product's shape for sm_``capability`` without a GPU (no launch):
+    Triton's compiled kernel (``.asm`` holds its PTX and cubin, ``.metadata.shared`` its shared memory)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.experimental.gluon._runtime import GluonASTSource
+    from triton.runtime.jit import mangle_type
+
+    config = check_config(config)
+    launch = plan_launch(M, N, K, config)
+    x2 = torch.empty(M, K, dtype=torch.bfloat16)  # host tensors only give the descriptors' shapes and dtypes
+    weight = torch.empty(N, K, dtype=torch.bfloat16)
+    w_desc, x_desc = _descriptors(x2, weight, config)
+    args = {"w_desc": w_desc, "x_desc": x_desc, "bias_ptr": weight, "y_ptr": weight,
+            "part_ptr": torch.empty(1, dtype=torch.float32), "arrived_ptr": torch.empty(1, dtype=torch.int32),
+            "M": M, "N": N, "k_steps": -(-K // config[2]), "k_per_slice": launch["k_steps_per_slice"]}
+    signature = {name: mangle_type(value) for name, value in args.items()}
+    constants = {"HAS_BIAS": bias, "SPLIT": launch["slices"], "STAGES": config[4], "WS": config[5],
+                 "num_warps": launch["num_warps"]}
+    names = list(_hopper_linear_kernel.arg_names)
+    signature.update({name: "constexpr" for name in constants})
+    source = GluonASTSource(_hopper_linear_kernel, {n: signature[n] for n in names},
+                            constexprs={(names.index(n),): v for n, v in constants.items()})
+    options = {"num_warps": launch["num_warps"]}
+    if config[5] and launch["num_warps"] == 8:
+        options["maxnreg"] = 168
+    return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=options)
