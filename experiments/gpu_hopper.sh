@@ -12,7 +12,7 @@ mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 WS=""
 for ws in 0 1; do
-  if timeout 120 python - "$ws" >> "$OUT/smoke.json" 2>> "$OUT/smoke.err" <<'EOF'; then WS="$WS,$ws"; fi
+  if timeout 60 python - "$ws" >> "$OUT/smoke.json" 2>> "$OUT/smoke.err" <<'EOF'; then WS="$WS,$ws"; fi
 import json, sys, torch, torch.nn.functional as F
 sys.path.insert(0, "experiments")
 import hopper_gemm
