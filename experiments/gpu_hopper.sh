@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Round 15 on a Hopper GPU (docs/speed.md): the Gluon GEMM of experiments/hopper_gemm.py checked, then swept beside
 # cuBLAS at the prefix windows' rows. Each step runs under a timeout, so a kernel that deadlocks cannot stall the run.
-#   bash experiments/gpu_hopper.sh OUT [FAMILIES] [SECONDS_PER_FAMILY]
+#   bash experiments/gpu_hopper.sh OUT [FAMILIES] [SECONDS_PER_FAMILY] [SHAPES]
 # OUT gets: smoke.json (one launch with and one without the loader warp, each in its own process), tests.log,
 # compile.log (the 16 compile shares' results per family), hopper_FAMILY.json / .log (split_k_sweep.py --kernel hopper).
 set -u
 OUT=${1:?usage: gpu_hopper.sh OUT [FAMILIES] [SECONDS_PER_FAMILY]}
 FAMILIES=${2:-llada,dream}
 SECONDS_PER_FAMILY=${3:-200}
+SHAPES=${4:-qkv,o_proj,gate_up,down}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 WS=""
@@ -41,11 +42,11 @@ for fam in ${FAMILIES//,/ }; do
   if [ "$fam" = llada ]; then rows=96,128,160,192,224,256; else rows=97,129,161,193,225,257; fi
   for i in $(seq 0 15); do
     timeout 150 python experiments/split_k_sweep.py --kernel hopper --ws "$WS" --family "$fam" --rows "$rows" \
-      --compile-only "$i/16" > "/tmp/compile_${fam}_$i.log" 2>&1 &
+      --shapes "$SHAPES" --compile-only "$i/16" > "/tmp/compile_${fam}_$i.log" 2>&1 &
   done
   wait
   for i in $(seq 0 15); do echo "== $fam share $i"; tail -3 "/tmp/compile_${fam}_$i.log"; done >> "$OUT/compile.log"
   timeout "$SECONDS_PER_FAMILY" python experiments/split_k_sweep.py --kernel hopper --ws "$WS" --family "$fam" \
-    --rows "$rows" --out "$OUT/hopper_$fam.json" > "$OUT/hopper_$fam.log" 2>&1
+    --rows "$rows" --shapes "$SHAPES" --out "$OUT/hopper_$fam.json" > "$OUT/hopper_$fam.log" 2>&1
   echo "sweep exit $?" >> "$OUT/hopper_$fam.log"
 done

@@ -87,24 +87,27 @@ def plan_launch(M: int, N: int, K: int, config) -> dict:
 def sweep_configs(rows: int, N: int, K: int, processors: int = 132, ws=(0, 1)) -> list[tuple[int, ...]]:
     """Candidates for a ``rows`` × K · [N, K]ᵀ product (``experiments/split_k_sweep.py --kernel hopper``): BW 64
     or 128, BX 32-256 (not twice the rows or more, nor under an eighth of them), 64- or 128-deep K steps, with and
-    without the loader warp, the deepest stage count (at most 6) that shared memory holds, and the slice count
-    whose grid comes nearest one wave of ``processors`` programs from 0.7 waves up (1-8 slices of at least four
-    K steps each). ``ws``: the WS values to offer."""
+    without the loader warp (``ws``: the values offered); the slice counts whose grids come nearest one and two
+    waves of ``processors`` programs from 0.7 waves up (1-8 slices of at least four K steps each), each with the
+    deepest stage count (at most 6) shared memory holds and the deepest that leaves room for two programs per
+    SM (at most ``SHARED_MEMORY_BYTES`` / 2 each, where the two differ)."""
     out = []
-    for bw, bx, bk, ws in itertools.product((64, 128), (32, 64, 128, 256), (64, 128), ws):
+    for bw, bx, bk, ws_ in itertools.product((64, 128), (32, 64, 128, 256), (64, 128), ws):
         if bx >= 2 * rows and bx > 32 or bx * 8 < rows:
             continue
         tiles = -(-N // bw) * -(-rows // bx)
         waves = {s: tiles * s / processors for s in range(1, 9) if K // s >= 4 * bk}
-        split = min((s for s in waves if waves[s] >= 0.7), key=lambda s: abs(waves[s] - 1), default=None)
-        if split is None:
-            continue
-        for stages in range(6, 1, -1):
-            try:
-                out.append(check_config((bw, bx, bk, split, stages, ws)))
-                break
-            except ValueError:
-                continue
+        splits = {min((s for s in waves if waves[s] >= 0.7), key=lambda s: abs(waves[s] - target), default=None)
+                  for target in (1, 2)} - {None}
+        for split in sorted(splits):
+            fitting = []
+            for stages in range(6, 1, -1):
+                try:
+                    fitting.append(check_config((bw, bx, bk, split, stages, ws_)))
+                except ValueError:
+                    continue
+            half = [c for c in fitting if stage_bytes(c) * c[4] <= SHARED_MEMORY_BYTES // 2 - 4096]
+            out += sorted(set(fitting[:1] + half[:1]), key=fitting.index)
     return out
 
 
@@ -177,11 +180,13 @@ if gl is not None:
         out_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])  # 64 columns a warp row
         plain: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
         if _PUBLIC_REINTERPRET:
-            scratch = x_bufs.reinterpret(gl.float32, [BW, BX], plain)  # [BW, BX] fp32 over the x stages
+            scratch = x_bufs.reinterpret(gl.float32, [BX, BW], plain)  # [BX, BW] fp32 over the x stages
         else:
-            scratch = x_bufs._reinterpret(gl.float32, [BW, BX], plain)
+            scratch = x_bufs._reinterpret(gl.float32, [BX, BW], plain)
         _cta_barrier()  # every warpgroup's MMAs have finished reading the x stages
-        scratch.store(acc)
+        # stored transposed (x rows × weight rows): a warp's lanes hold 8 consecutive weight rows, so the stores
+        # meet few bank conflicts, and each chunk is read back row by row, 8 consecutive columns a thread
+        scratch.store(gl.permute(acc, (1, 0)))
         _cta_barrier()
         cols = off_w + gl.arange(0, BW, layout=gl.SliceLayout(0, out_layout))  # [BW]
         if HAS_BIAS:
@@ -190,7 +195,7 @@ if gl is not None:
             split = gl.program_id(2)
             for c in gl.static_range(BX // CH):
                 rows = off_x + c * CH + gl.arange(0, CH, layout=gl.SliceLayout(1, out_layout))  # [CH]
-                chunk = scratch.slice(c * CH, CH, dim=1).permute((1, 0)).load(out_layout)  # [CH, BW]
+                chunk = scratch.slice(c * CH, CH, dim=0).load(out_layout)  # [CH, BW]
                 _store_rows(chunk, rows, cols, part_ptr + split * M * N, M, N)
             # every thread's stores before the counter's release; the last arrival reads the partials from L2
             _cta_barrier()
@@ -211,7 +216,7 @@ if gl is not None:
         else:
             for c in gl.static_range(BX // CH):
                 rows = off_x + c * CH + gl.arange(0, CH, layout=gl.SliceLayout(1, out_layout))  # [CH]
-                chunk = scratch.slice(c * CH, CH, dim=1).permute((1, 0)).load(out_layout)  # [CH, BW]
+                chunk = scratch.slice(c * CH, CH, dim=0).load(out_layout)  # [CH, BW]
                 if HAS_BIAS:
                     chunk += bias[None, :]
                 _store_rows(chunk, rows, cols, y_ptr, M, N)
