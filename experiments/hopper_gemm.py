@@ -134,10 +134,11 @@ if gl is not None:
 
     @gluon.jit
     def _mma_loop(w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k,
-                  WS: gl.constexpr, layout: gl.constexpr):
+                  WS: gl.constexpr, MMA: gl.constexpr, layout: gl.constexpr):
         """The K loop of one program: wgmma on stage i while the loads of the next stages are in flight. Without
         WS the loads are issued here, STAGES - 1 ahead, into the stage the previous MMA has released; with WS the
-        release is an ``empty`` arrival for the loader warp. Returns the fp32 ``[BW, BX]`` accumulator."""
+        release is an ``empty`` arrival for the loader warp. Returns the fp32 ``[BW, BX]`` accumulator. ``MMA``
+        False (a probe of the load path, ``hopper_gemm_probe.py``): the loads and waits only, the result zero."""
         STAGES: gl.constexpr = w_bufs.type.shape[0]
         BW: gl.constexpr = w_desc.block_type.shape[0]
         BK: gl.constexpr = w_desc.block_type.shape[1]
@@ -149,9 +150,11 @@ if gl is not None:
         for i in range(n_k):
             stage = i % STAGES
             mbarrier.wait(ready.index(stage), (i // STAGES) & 1)
-            acc = warpgroup_mma(w_bufs.index(stage), x_bufs.index(stage).permute((1, 0)), acc, is_async=True)
-            # at most this MMA in flight: the previous one has read its stage, which can be refilled
-            acc, _, _ = warpgroup_mma_wait(num_outstanding=1, deps=(acc, w_bufs.index(stage), x_bufs.index(stage)))
+            if MMA:
+                acc = warpgroup_mma(w_bufs.index(stage), x_bufs.index(stage).permute((1, 0)), acc, is_async=True)
+                # at most this MMA in flight: the previous one has read its stage, which can be refilled
+                acc, _, _ = warpgroup_mma_wait(num_outstanding=1,
+                                               deps=(acc, w_bufs.index(stage), x_bufs.index(stage)))
             if WS:
                 mbarrier.arrive(empty.index((i + STAGES - 1) % STAGES), pred=i > 0)
             else:
@@ -224,15 +227,15 @@ if gl is not None:
     @gluon.jit
     def _consumer(w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k, bias_ptr, y_ptr, part_ptr,
                   arrived_ptr, M, N, HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, WS: gl.constexpr,
-                  layout: gl.constexpr, num_warps: gl.constexpr):
+                  MMA: gl.constexpr, layout: gl.constexpr, num_warps: gl.constexpr):
         """The K loop and the epilogue (Gluon 3.6's warp_specialize returns nothing from its default partition)."""
-        acc = _mma_loop(w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k, WS, layout)
+        acc = _mma_loop(w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k, WS, MMA, layout)
         _epilogue(acc, x_bufs, bias_ptr, y_ptr, part_ptr, arrived_ptr, off_w, off_x, M, N, HAS_BIAS, SPLIT, num_warps)
 
     @gluon.jit
     def _hopper_linear_kernel(w_desc, x_desc, bias_ptr, y_ptr, part_ptr, arrived_ptr, M, N, k_steps, k_per_slice,
                               HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, STAGES: gl.constexpr, WS: gl.constexpr,
-                              num_warps: gl.constexpr):
+                              MMA: gl.constexpr, num_warps: gl.constexpr):
         """Program (weight tile, x tile, slice): y[x tile, weight tile] over K steps [slice · k_per_slice, ...)."""
         BW: gl.constexpr = w_desc.block_type.shape[0]
         BK: gl.constexpr = w_desc.block_type.shape[1]
@@ -254,12 +257,12 @@ if gl is not None:
         if WS:  # the default partition (num_warps) runs the MMAs and the epilogue, one worker warp the loads
             gl.warp_specialize([
                 (_consumer, (w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k, bias_ptr, y_ptr,
-                             part_ptr, arrived_ptr, M, N, HAS_BIAS, SPLIT, WS, layout, num_warps)),
+                             part_ptr, arrived_ptr, M, N, HAS_BIAS, SPLIT, WS, MMA, layout, num_warps)),
                 (_loader, (w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k)),
             ], [1], [24])
         else:
             _consumer(w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k, bias_ptr, y_ptr,
-                      part_ptr, arrived_ptr, M, N, HAS_BIAS, SPLIT, WS, layout, num_warps)
+                      part_ptr, arrived_ptr, M, N, HAS_BIAS, SPLIT, WS, MMA, layout, num_warps)
 
 
 def _descriptors(x2: torch.Tensor, weight: torch.Tensor, config) -> tuple:
@@ -274,9 +277,10 @@ def _descriptors(x2: torch.Tensor, weight: torch.Tensor, config) -> tuple:
 
 
 def hopper_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                  config=DEFAULT_CONFIG) -> torch.Tensor:
+                  config=DEFAULT_CONFIG, mma: bool = True) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` for bf16/fp16 x ``[..., K]``, weight ``[N, K]``, bias ``[N]`` on a Hopper GPU,
-    by the kernel with ``config`` = (BW, BX, BK, SPLIT, STAGES, WS): ``[..., N]`` in x's dtype."""
+    by the kernel with ``config`` = (BW, BX, BK, SPLIT, STAGES, WS): ``[..., N]`` in x's dtype. ``mma=False``
+    probes the load path: the same loads, waits and stores, no MMA (the output is the bias, or zero)."""
     if gl is None:
         raise RuntimeError("hopper_linear needs Triton >= 3.6 (Gluon); use torch.nn.functional.linear")
     config = check_config(config)
@@ -305,12 +309,13 @@ def hopper_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     bias_arg = weight if bias is None else bias
     _hopper_linear_kernel[grid](w_desc, x_desc, bias_arg, y, part, arrived, M, N, -(-K // config[2]),
                                 launch["k_steps_per_slice"], HAS_BIAS=bias is not None, SPLIT=slices,
-                                STAGES=config[4], WS=config[5], num_warps=launch["num_warps"],
+                                STAGES=config[4], WS=config[5], MMA=mma, num_warps=launch["num_warps"],
                                 **({"maxnreg": 168} if config[5] and launch["num_warps"] == 8 else {}))
     return y.view(*x.shape[:-1], N)
 
 
-def compile_for(M: int, N: int, K: int, config=DEFAULT_CONFIG, bias: bool = False, capability: int = 90):
+def compile_for(M: int, N: int, K: int, config=DEFAULT_CONFIG, bias: bool = False, capability: int = 90,
+                mma: bool = True):
     """Compile the kernel for ``config`` and a product's shape for sm_``capability`` without a GPU (no launch):
     Triton's compiled kernel (``.asm`` holds its PTX and cubin, ``.metadata.shared`` its shared memory)."""
     import triton
@@ -327,7 +332,7 @@ def compile_for(M: int, N: int, K: int, config=DEFAULT_CONFIG, bias: bool = Fals
             "part_ptr": torch.empty(1, dtype=torch.float32), "arrived_ptr": torch.empty(1, dtype=torch.int32),
             "M": M, "N": N, "k_steps": -(-K // config[2]), "k_per_slice": launch["k_steps_per_slice"]}
     signature = {name: mangle_type(value) for name, value in args.items()}
-    constants = {"HAS_BIAS": bias, "SPLIT": launch["slices"], "STAGES": config[4], "WS": config[5],
+    constants = {"HAS_BIAS": bias, "SPLIT": launch["slices"], "STAGES": config[4], "WS": config[5], "MMA": mma,
                  "num_warps": launch["num_warps"]}
     names = list(_hopper_linear_kernel.arg_names)
     signature.update({name: "constexpr" for name in constants})

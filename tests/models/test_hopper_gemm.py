@@ -113,3 +113,26 @@ def test_on_the_gpu_the_kernel_is_linear_eagerly_again_and_in_graphs(rows, N, K,
             torch.cuda.synchronize()
             assert torch.equal(replayed, y), config
     assert sum(int(t.count_nonzero()) for t in _ARRIVALS.values()) == 0
+
+
+def test_the_load_probe_compiles_without_the_mmas():
+    """``mma=False`` (``hopper_gemm_probe.py``'s load path) keeps the TMA loads and drops every wgmma."""
+    if hg.gl is None:
+        pytest.skip("needs Triton >= 3.6 (Gluon)")
+    for config in [(64, 64, 128, 1, 6, 1), (64, 128, 64, 2, 6, 0)]:
+        ptx = hg.compile_for(128, 4096, 4096, config, mma=False).asm["ptx"]
+        assert "cp.async.bulk.tensor" in ptx and "wgmma.mma_async" not in ptx, config
+
+
+def test_the_probe_fits_fixed_and_per_step_costs():
+    probe = experiment_script("hopper_gemm_probe")
+    ks = [512, 1024, 4096, 8192]
+    fit = probe.fit_line(ks, [3.0 + 2.5 * k / 1024 for k in ks])  # 3 µs once, 2.5 µs per 1024 of K
+    assert fit["fixed_us"] == pytest.approx(3.0) and fit["us_per_1k_k"] == pytest.approx(2.5)
+    assert fit["rms_us"] == pytest.approx(0.0, abs=1e-9)
+    # the line through (1024, 4.83), (2048, 6.33), (3072, 7.83); residuals -1/6, +1/3, -1/6
+    noisy = probe.fit_line([1024, 2048, 3072], [5.0, 6.0, 8.0])
+    assert noisy["us_per_1k_k"] == pytest.approx(1.5) and noisy["fixed_us"] == pytest.approx(10 / 3)
+    assert noisy["rms_us"] == pytest.approx((1 / 18) ** 0.5)
+    with pytest.raises(ValueError, match="two or more distinct K"):
+        probe.fit_line([1024, 1024], [1.0, 2.0])
