@@ -87,8 +87,9 @@ def plan_launch(M: int, N: int, K: int, config) -> dict:
 def sweep_configs(rows: int, N: int, K: int, processors: int = 132, ws=(0, 1)) -> list[tuple[int, ...]]:
     """Candidates for a ``rows`` × K · [N, K]ᵀ product (``experiments/split_k_sweep.py --kernel hopper``): BW 64
     or 128, BX 32-256 (not twice the rows or more, nor under an eighth of them), 64- or 128-deep K steps, with and
-    without the loader warp (``ws``: the values offered); the slice counts whose grids come nearest one and two
-    waves of ``processors`` programs from 0.7 waves up (1-8 slices of at least four K steps each), each with the
+    without the loader warp (``ws``: the values offered); the largest slice count whose grid fills 0.7-1 wave of
+    ``processors`` programs (one program per SM: the spread reduction) and the one whose grid comes nearest two
+    waves from 0.7 up (1-8 slices of at least four K steps each), each with the
     deepest stage count (at most 6) shared memory holds and the deepest that leaves room for two programs per
     SM (at most ``SHARED_MEMORY_BYTES`` / 2 each, where the two differ)."""
     out = []
@@ -97,8 +98,9 @@ def sweep_configs(rows: int, N: int, K: int, processors: int = 132, ws=(0, 1)) -
             continue
         tiles = -(-N // bw) * -(-rows // bx)
         waves = {s: tiles * s / processors for s in range(1, 9) if K // s >= 4 * bk}
-        splits = {min((s for s in waves if waves[s] >= 0.7), key=lambda s: abs(waves[s] - target), default=None)
-                  for target in (1, 2)} - {None}
+        one_wave = max((s for s in waves if 0.7 <= waves[s] <= 1), default=None)  # fits the SMs: spread reduction
+        two_waves = min((s for s in waves if waves[s] >= 0.7), key=lambda s: abs(waves[s] - 2), default=None)
+        splits = {one_wave, two_waves} - {None}
         for split in sorted(splits):
             fitting = []
             for stages in range(6, 1, -1):
@@ -171,10 +173,25 @@ if gl is not None:
         gl.store(dest + rows[:, None] * N + cols[None, :], total.to(dest.dtype.element_ty), mask=inside)
 
     @gluon.jit
+    def _sum_slices(part_ptr, y_ptr, bias, row0, cols, M, N, HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr,
+                    CH: gl.constexpr, out_layout: gl.constexpr):
+        """y rows [row0, row0 + CH) = the slices' partials summed in slice order (+ bias), rounded once."""
+        rows = row0 + gl.arange(0, CH, layout=gl.SliceLayout(1, out_layout))  # [CH]
+        at = rows[:, None] * N + cols[None, :]  # [CH, BW]
+        inside = (rows < M)[:, None] & (cols < N)[None, :]
+        total = gl.load(part_ptr + at, mask=inside, other=0.0, cache_modifier=".cg")
+        for j in gl.static_range(1, SPLIT):
+            total += gl.load(part_ptr + j * M * N + at, mask=inside, other=0.0, cache_modifier=".cg")
+        if HAS_BIAS:
+            total += bias[None, :]
+        _store_rows(total, rows, cols, y_ptr, M, N)
+
+    @gluon.jit
     def _epilogue(acc, x_bufs, bias_ptr, y_ptr, part_ptr, arrived_ptr, off_w, off_x, M, N,
-                  HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, num_warps: gl.constexpr):
+                  HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, SPREAD: gl.constexpr, num_warps: gl.constexpr):
         """Store ``acc`` (weight rows × x rows) transposed into y ``[M, N]`` (+ bias), or, with slices, into this
-        slice's partial; the tile's last slice to arrive sums the partials in slice order into y. The tile goes
+        slice's partial; then the tile's last slice to arrive sums the partials in slice order into y, or, with
+        ``SPREAD``, every slice waits for the others and sums its share of the rows (slice order again). The tile goes
         through shared memory (the x stages, free once the MMAs are done) and out in chunks of 32 x rows, each
         thread writing 8 consecutive columns, so few registers hold addresses at a time."""
         BW: gl.constexpr = acc.type.shape[0]
@@ -192,29 +209,36 @@ if gl is not None:
         scratch.store(gl.permute(acc, (1, 0)))
         _cta_barrier()
         cols = off_w + gl.arange(0, BW, layout=gl.SliceLayout(0, out_layout))  # [BW]
-        if HAS_BIAS:
-            bias = gl.load(bias_ptr + cols, mask=cols < N, other=0.0).to(gl.float32)  # [BW]
+        bias = gl.load(bias_ptr + cols, mask=(cols < N) & HAS_BIAS, other=0.0).to(gl.float32)  # [BW] (0: no bias)
         if SPLIT > 1:
             split = gl.program_id(2)
             for c in gl.static_range(BX // CH):
                 rows = off_x + c * CH + gl.arange(0, CH, layout=gl.SliceLayout(1, out_layout))  # [CH]
                 chunk = scratch.slice(c * CH, CH, dim=0).load(out_layout)  # [CH, BW]
                 _store_rows(chunk, rows, cols, part_ptr + split * M * N, M, N)
-            # every thread's stores before the counter's release; the last arrival reads the partials from L2
+            # every thread's stores before the counter's release; the partials are read from L2 after an acquire
             _cta_barrier()
+            tiles = gl.num_programs(0) * gl.num_programs(1)
             counter = arrived_ptr + gl.program_id(1) * gl.num_programs(0) + gl.program_id(0)
-            if gl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") == SPLIT - 1:
+            arrived = gl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") + 1
+            if SPREAD:
+                # every slice of the tile is resident (the grid fits the SMs: hopper_linear checks), so each waits
+                # for the others and sums every SPLIT-th chunk of rows: the reduction's reads spread over them
+                while arrived < SPLIT:  # a compare-and-swap that never matches: a read the compiler cannot fold
+                    arrived = gl.atomic_cas(counter, -1, -1, sem="acquire", scope="gpu")
+                departed = arrived_ptr + tiles + gl.program_id(1) * gl.num_programs(0) + gl.program_id(0)
+                if gl.atomic_add(departed, 1, sem="acq_rel", scope="gpu") == SPLIT - 1:
+                    gl.atomic_xchg(counter, 0)  # every slice has seen them all: zero both for the next launch
+                    gl.atomic_xchg(departed, 0)
                 _cta_barrier()
                 for c in gl.static_range(BX // CH):
-                    rows = off_x + c * CH + gl.arange(0, CH, layout=gl.SliceLayout(1, out_layout))  # [CH]
-                    at = rows[:, None] * N + cols[None, :]  # [CH, BW]
-                    inside = (rows < M)[:, None] & (cols < N)[None, :]
-                    total = gl.load(part_ptr + at, mask=inside, other=0.0, cache_modifier=".cg")
-                    for j in gl.static_range(1, SPLIT):
-                        total += gl.load(part_ptr + j * M * N + at, mask=inside, other=0.0, cache_modifier=".cg")
-                    if HAS_BIAS:
-                        total += bias[None, :]
-                    _store_rows(total, rows, cols, y_ptr, M, N)
+                    if c % SPLIT == split:
+                        _sum_slices(part_ptr, y_ptr, bias, off_x + c * CH, cols, M, N, HAS_BIAS, SPLIT, CH,
+                                    out_layout)
+            elif arrived == SPLIT:  # the tile's last slice to arrive sums them all
+                _cta_barrier()
+                for c in gl.static_range(BX // CH):
+                    _sum_slices(part_ptr, y_ptr, bias, off_x + c * CH, cols, M, N, HAS_BIAS, SPLIT, CH, out_layout)
                 gl.atomic_xchg(counter, 0)  # zero for the next launch (graph replays included)
         else:
             for c in gl.static_range(BX // CH):
@@ -226,16 +250,17 @@ if gl is not None:
 
     @gluon.jit
     def _consumer(w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k, bias_ptr, y_ptr, part_ptr,
-                  arrived_ptr, M, N, HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, WS: gl.constexpr,
-                  MMA: gl.constexpr, layout: gl.constexpr, num_warps: gl.constexpr):
+                  arrived_ptr, M, N, HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, SPREAD: gl.constexpr,
+                  WS: gl.constexpr, MMA: gl.constexpr, layout: gl.constexpr, num_warps: gl.constexpr):
         """The K loop and the epilogue (Gluon 3.6's warp_specialize returns nothing from its default partition)."""
         acc = _mma_loop(w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k, WS, MMA, layout)
-        _epilogue(acc, x_bufs, bias_ptr, y_ptr, part_ptr, arrived_ptr, off_w, off_x, M, N, HAS_BIAS, SPLIT, num_warps)
+        _epilogue(acc, x_bufs, bias_ptr, y_ptr, part_ptr, arrived_ptr, off_w, off_x, M, N, HAS_BIAS, SPLIT, SPREAD,
+                  num_warps)
 
     @gluon.jit
     def _hopper_linear_kernel(w_desc, x_desc, bias_ptr, y_ptr, part_ptr, arrived_ptr, M, N, k_steps, k_per_slice,
-                              HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, STAGES: gl.constexpr, WS: gl.constexpr,
-                              MMA: gl.constexpr, num_warps: gl.constexpr):
+                              HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, SPREAD: gl.constexpr, STAGES: gl.constexpr,
+                              WS: gl.constexpr, MMA: gl.constexpr, num_warps: gl.constexpr):
         """Program (weight tile, x tile, slice): y[x tile, weight tile] over K steps [slice · k_per_slice, ...)."""
         BW: gl.constexpr = w_desc.block_type.shape[0]
         BK: gl.constexpr = w_desc.block_type.shape[1]
@@ -257,12 +282,12 @@ if gl is not None:
         if WS:  # the default partition (num_warps) runs the MMAs and the epilogue, one worker warp the loads
             gl.warp_specialize([
                 (_consumer, (w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k, bias_ptr, y_ptr,
-                             part_ptr, arrived_ptr, M, N, HAS_BIAS, SPLIT, WS, MMA, layout, num_warps)),
+                             part_ptr, arrived_ptr, M, N, HAS_BIAS, SPLIT, SPREAD, WS, MMA, layout, num_warps)),
                 (_loader, (w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k)),
             ], [1], [24])
         else:
             _consumer(w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k, bias_ptr, y_ptr,
-                      part_ptr, arrived_ptr, M, N, HAS_BIAS, SPLIT, WS, MMA, layout, num_warps)
+                      part_ptr, arrived_ptr, M, N, HAS_BIAS, SPLIT, SPREAD, WS, MMA, layout, num_warps)
 
 
 def _descriptors(x2: torch.Tensor, weight: torch.Tensor, config) -> tuple:
@@ -277,10 +302,13 @@ def _descriptors(x2: torch.Tensor, weight: torch.Tensor, config) -> tuple:
 
 
 def hopper_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                  config=DEFAULT_CONFIG, mma: bool = True) -> torch.Tensor:
+                  config=DEFAULT_CONFIG, mma: bool = True, reduce: str = "auto") -> torch.Tensor:
     """``F.linear(x, weight, bias)`` for bf16/fp16 x ``[..., K]``, weight ``[N, K]``, bias ``[N]`` on a Hopper GPU,
     by the kernel with ``config`` = (BW, BX, BK, SPLIT, STAGES, WS): ``[..., N]`` in x's dtype. ``mma=False``
-    probes the load path: the same loads, waits and stores, no MMA (the output is the bias, or zero)."""
+    probes the load path: the same loads, waits and stores, no MMA (the output is the bias, or zero).
+    ``reduce`` (with slices): "last" (the tile's last slice sums them all), "spread" (every slice waits for the
+    others and sums its share of the rows; the grid must fit the SMs, one program each, or the waits could never
+    end), "auto" (spread where the grid fits)."""
     if gl is None:
         raise RuntimeError("hopper_linear needs Triton >= 3.6 (Gluon); use torch.nn.functional.linear")
     config = check_config(config)
@@ -302,20 +330,25 @@ def hopper_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     launch = plan_launch(M, N, K, config)
     slices = launch["slices"]
     grid = launch["grid"]
+    fits = grid[0] * grid[1] * grid[2] <= torch.cuda.get_device_properties(x.device).multi_processor_count
+    if reduce not in ("auto", "last", "spread") or (reduce == "spread" and not fits):
+        raise ValueError(f"hopper_linear: reduce={reduce!r} with grid {grid}: want 'auto', 'last' or 'spread', "
+                         "and 'spread' only where the grid has at most one program per SM")
+    spread = slices > 1 and (reduce == "spread" or (reduce == "auto" and fits))
     part = torch.empty(slices, M, N, dtype=torch.float32, device=x.device) if slices > 1 else y  # [S, M, N]
     from fastdllm.kernels import arrival_counters
-    arrived = arrival_counters(x.device, grid[0] * grid[1]) if slices > 1 else y
+    arrived = arrival_counters(x.device, 2 * grid[0] * grid[1]) if slices > 1 else y  # arrivals, departures
     w_desc, x_desc = _descriptors(x2, weight, config)
     bias_arg = weight if bias is None else bias
     _hopper_linear_kernel[grid](w_desc, x_desc, bias_arg, y, part, arrived, M, N, -(-K // config[2]),
-                                launch["k_steps_per_slice"], HAS_BIAS=bias is not None, SPLIT=slices,
+                                launch["k_steps_per_slice"], HAS_BIAS=bias is not None, SPLIT=slices, SPREAD=spread,
                                 STAGES=config[4], WS=config[5], MMA=mma, num_warps=launch["num_warps"],
                                 **({"maxnreg": 168} if config[5] and launch["num_warps"] == 8 else {}))
     return y.view(*x.shape[:-1], N)
 
 
 def compile_for(M: int, N: int, K: int, config=DEFAULT_CONFIG, bias: bool = False, capability: int = 90,
-                mma: bool = True):
+                mma: bool = True, spread: bool = False):
     """Compile the kernel for ``config`` and a product's shape for sm_``capability`` without a GPU (no launch):
     Triton's compiled kernel (``.asm`` holds its PTX and cubin, ``.metadata.shared`` its shared memory)."""
     import triton
@@ -333,6 +366,7 @@ def compile_for(M: int, N: int, K: int, config=DEFAULT_CONFIG, bias: bool = Fals
             "M": M, "N": N, "k_steps": -(-K // config[2]), "k_per_slice": launch["k_steps_per_slice"]}
     signature = {name: mangle_type(value) for name, value in args.items()}
     constants = {"HAS_BIAS": bias, "SPLIT": launch["slices"], "STAGES": config[4], "WS": config[5], "MMA": mma,
+                 "SPREAD": spread and launch["slices"] > 1,
                  "num_warps": launch["num_warps"]}
     names = list(_hopper_linear_kernel.arg_names)
     signature.update({name: "constexpr" for name in constants})

@@ -4,7 +4,8 @@ At one product width (N) and row count the kernel's grid does not depend on K, s
 fitting time = fixed + per_step · K splits a launch into what every launch pays once (the launch itself, the
 pipeline's fill, the epilogue, the split-K reduction) and what each K step costs (the loads, the MMAs). The same
 fit for PyTorch's default path and cuBLASLt says which of the two parts the kernel loses on; ``mma=False`` runs
-the kernel's loads, waits and epilogue without the MMAs, the load path's share. Timed as ``gemm_plan.tune`` times a
+the kernel's loads, waits and epilogue without the MMAs, the load path's share; "last" the split configurations
+with the last-arriving slice summing the partials (else each slice sums its share of the rows). Timed as ``gemm_plan.tune`` times a
 backend (CUDA graphs over weight copies enough for ~1 GB, interleaved rounds).
 
     python experiments/hopper_gemm_probe.py --out $OUT/probe.json
@@ -27,7 +28,8 @@ import hopper_gemm  # noqa: E402
 from fastdllm.evaluation import torch_info  # noqa: E402
 from fastdllm.kernels import gemm_plan  # noqa: E402
 
-CONFIGS = [(64, 64, 128, 1, 6, 1), (64, 128, 128, 1, 4, 0), (128, 64, 64, 1, 6, 0), (64, 128, 64, 2, 6, 0)]
+CONFIGS = [(64, 64, 128, 1, 6, 1), (64, 128, 128, 1, 4, 0), (128, 64, 64, 1, 6, 0), (64, 128, 64, 2, 6, 0),
+           (128, 128, 64, 4, 6, 0), (128, 256, 64, 4, 4, 0)]
 
 
 def fit_line(ks, times) -> dict:
@@ -66,6 +68,9 @@ def main(argv=None) -> dict:
                 calls[str(list(config))] = lambda v, c=config: hopper_gemm.hopper_linear(x, v, None, c)
                 calls[f"{list(config)} loads only"] = lambda v, c=config: hopper_gemm.hopper_linear(x, v, None, c,
                                                                                                    mma=False)
+                if config[3] > 1:
+                    calls[f"{list(config)} last"] = lambda v, c=config: hopper_gemm.hopper_linear(x, v, None, c,
+                                                                                                 reduce="last")
             us = gemm_plan.graph_times_us(calls, copies, rounds=args.rounds)
             out["points"].append({"rows": M, "K": K, "us": us})
             print(f"rows {M} K {K}: " + ", ".join(f"{c} {t:.1f}" for c, t in us.items()), flush=True)

@@ -79,6 +79,9 @@ def test_the_kernel_compiles_for_hopper_with_tma_and_wgmma(config):
     assert ("atom.global.gpu.acq_rel.add" in ptx) == split and ("atom.global.gpu.acq_rel.exch" in ptx) == split, config
     assert ("setmaxnreg" in ptx) == bool(config[5]), config
     assert compiled.metadata.shared <= HOPPER_SHARED_BYTES, config
+    if split:  # the spread reduction's wait: a compare-and-swap that never matches, in a loop
+        spread = hg.compile_for(224, 4096, 4096, config, spread=True).asm["ptx"]
+        assert "cas" not in ptx and "acquire.gpu.cas" in spread, config
 
 
 def _hopper() -> bool:
@@ -102,17 +105,22 @@ def test_on_the_gpu_the_kernel_is_linear_eagerly_again_and_in_graphs(rows, N, K,
     x = torch.randn(rows, K, device="cuda", dtype=torch.bfloat16, generator=gen)
     ref = F.linear(x.float(), w.float(), None if b is None else b.float())
     for config in CONFIGS:
-        y = hg.hopper_linear(x, w, b, config)
+        y = hg.hopper_linear(x, w, b, config, reduce="last")
         torch.testing.assert_close(y.float(), ref, atol=0.02, rtol=0.02, msg=lambda m, c=config: f"{c}: {m}")
-        assert torch.equal(hg.hopper_linear(x, w, b, config), y), config
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            replayed = hg.hopper_linear(x, w, b, config)
-        for _ in range(3):
-            graph.replay()
-            torch.cuda.synchronize()
-            assert torch.equal(replayed, y), config
+        # the spread reduction (every grid here fits the SMs) sums the same partials in the same order
+        assert torch.equal(hg.hopper_linear(x, w, b, config, reduce="auto"), y), config
+        for reduce in ("last", "auto"):
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                replayed = hg.hopper_linear(x, w, b, config, reduce=reduce)
+            for _ in range(3):
+                graph.replay()
+                torch.cuda.synchronize()
+                assert torch.equal(replayed, y), (config, reduce)
     assert sum(int(t.count_nonzero()) for t in _ARRIVALS.values()) == 0
+    with pytest.raises(ValueError, match="at most one program per SM"):
+        hg.hopper_linear(x, torch.zeros(300 * 128, K, device="cuda", dtype=torch.bfloat16), None,
+                         (128, 256, 64, 2, 4, 0), reduce="spread")
 
 
 def test_the_load_probe_compiles_without_the_mmas():
