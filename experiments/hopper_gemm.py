@@ -12,9 +12,18 @@ The product is computed transposed ("swap AB"): a program multiplies ``BW`` weig
 warpgroup of 4 warps) by ``BX`` rows of x (the wgmma N side, any power of two up to 256) over one slice of K, so a
 window of 224 rows is one 256-wide tile and the weight, the large operand, is read once per column of programs.
 Rows of x past the end are zero-filled by the TMA and never stored. With ``SPLIT`` > 1 slices each program writes
-its fp32 partial; the tile's last program to arrive (an arrival counter, as in ``split_k_gemm.py``) adds the
-partials in slice order, adds the bias, rounds once and resets the counter, so the output does not depend on the
-arrival order.
+its fp32 partial; then either the tile's last program to arrive (an arrival counter, as in ``split_k_gemm.py``)
+adds the partials in slice order, adds the bias and rounds once, or, where the whole grid fits the SMs (every
+program resident, so none can wait forever), every slice waits for the others and does that for its share of the
+rows. Either way the output does not depend on the arrival order.
+
+Measured on an H200 (Triton 3.6.0; docs/speed.md round 15, ``experiments/results/speed/round15_dev/``): correct
+everywhere (bf16 rounding of F.linear in fp32), and never faster than the faster of PyTorch's default path and
+cuBLASLt by more than 0.2 % at any of 84 (product, rows) points of both families' prefix windows: 1.00-1.56× at
+LLaDA-8B's output and down projections, 1.10-2.15× at its wide ones, 1.17-2.58× at Dream-7B's. So it is not a
+``gemm_plan`` backend. ``experiments/hopper_gemm_probe.py`` shows why: the kernel is bound by its loads (the MMAs
+add nothing measurable), and its tiles trade L2 traffic against split-K's fp32 partials. The largest tiles stream K
+15-23 % faster than cuBLAS, but their fp32 partials raise the fixed cost of a launch to 13-20 µs (cuBLAS: ~3).
 
 Gluon has no CPU interpreter: on the CPU ``compile_for`` compiles the kernel for sm_90 without a GPU (what the
 test does where Triton ≥ 3.6 is installed) and ``check_config`` / ``plan_launch`` check the host-side arithmetic;
