@@ -196,13 +196,46 @@ if gl is not None:
         _store_rows(total, rows, cols, y_ptr, M, N)
 
     @gluon.jit
+    def _reduce_slices(part_ptr, y_ptr, arrived_ptr, bias, off_x, cols, M, N, HAS_BIAS: gl.constexpr,
+                       SPLIT: gl.constexpr, SPREAD: gl.constexpr, BX: gl.constexpr, CH: gl.constexpr,
+                       out_layout: gl.constexpr):
+        """After this slice's partial is written: the tile's y from its slices' partials, by the last slice to
+        arrive or (``SPREAD``) by every slice for its share of the rows; the counters are left zero."""
+        split = gl.program_id(2)
+        # every thread's stores before the counter's release; the partials are read from L2 after an acquire
+        _cta_barrier()
+        tiles = gl.num_programs(0) * gl.num_programs(1)
+        counter = arrived_ptr + gl.program_id(1) * gl.num_programs(0) + gl.program_id(0)
+        arrived = gl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") + 1
+        if SPREAD:
+            # every slice of the tile is resident (the grid fits the SMs: hopper_linear checks), so each waits
+            # for the others and sums every SPLIT-th chunk of rows: the reduction's reads spread over them
+            while arrived < SPLIT:  # a compare-and-swap that never matches: a read the compiler cannot fold
+                arrived = gl.atomic_cas(counter, -1, -1, sem="acquire", scope="gpu")
+            departed = arrived_ptr + tiles + gl.program_id(1) * gl.num_programs(0) + gl.program_id(0)
+            if gl.atomic_add(departed, 1, sem="acq_rel", scope="gpu") == SPLIT - 1:
+                gl.atomic_xchg(counter, 0)  # every slice has seen them all: zero both for the next launch
+                gl.atomic_xchg(departed, 0)
+            _cta_barrier()
+            for c in gl.static_range(BX // CH):
+                if c % SPLIT == split:
+                    _sum_slices(part_ptr, y_ptr, bias, off_x + c * CH, cols, M, N, HAS_BIAS, SPLIT, CH, out_layout)
+        elif arrived == SPLIT:  # the tile's last slice to arrive sums them all
+            _cta_barrier()
+            for c in gl.static_range(BX // CH):
+                _sum_slices(part_ptr, y_ptr, bias, off_x + c * CH, cols, M, N, HAS_BIAS, SPLIT, CH, out_layout)
+            gl.atomic_xchg(counter, 0)  # zero for the next launch (graph replays included)
+
+    @gluon.jit
     def _epilogue(acc, x_bufs, bias_ptr, y_ptr, part_ptr, arrived_ptr, off_w, off_x, M, N,
-                  HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, SPREAD: gl.constexpr, num_warps: gl.constexpr):
+                  HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, SPREAD: gl.constexpr, EPI: gl.constexpr,
+                  num_warps: gl.constexpr):
         """Store ``acc`` (weight rows × x rows) transposed into y ``[M, N]`` (+ bias), or, with slices, into this
         slice's partial; then the tile's last slice to arrive sums the partials in slice order into y, or, with
         ``SPREAD``, every slice waits for the others and sums its share of the rows (slice order again). The tile goes
         through shared memory (the x stages, free once the MMAs are done) and out in chunks of 32 x rows, each
-        thread writing 8 consecutive columns, so few registers hold addresses at a time."""
+        thread writing 8 consecutive columns, so few registers hold addresses at a time. ``EPI`` 1 (a probe):
+        the slices' partials are written and not summed."""
         BW: gl.constexpr = acc.type.shape[0]
         BX: gl.constexpr = acc.type.shape[1]
         CH: gl.constexpr = 32 if BX > 32 else BX
@@ -225,30 +258,9 @@ if gl is not None:
                 rows = off_x + c * CH + gl.arange(0, CH, layout=gl.SliceLayout(1, out_layout))  # [CH]
                 chunk = scratch.slice(c * CH, CH, dim=0).load(out_layout)  # [CH, BW]
                 _store_rows(chunk, rows, cols, part_ptr + split * M * N, M, N)
-            # every thread's stores before the counter's release; the partials are read from L2 after an acquire
-            _cta_barrier()
-            tiles = gl.num_programs(0) * gl.num_programs(1)
-            counter = arrived_ptr + gl.program_id(1) * gl.num_programs(0) + gl.program_id(0)
-            arrived = gl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") + 1
-            if SPREAD:
-                # every slice of the tile is resident (the grid fits the SMs: hopper_linear checks), so each waits
-                # for the others and sums every SPLIT-th chunk of rows: the reduction's reads spread over them
-                while arrived < SPLIT:  # a compare-and-swap that never matches: a read the compiler cannot fold
-                    arrived = gl.atomic_cas(counter, -1, -1, sem="acquire", scope="gpu")
-                departed = arrived_ptr + tiles + gl.program_id(1) * gl.num_programs(0) + gl.program_id(0)
-                if gl.atomic_add(departed, 1, sem="acq_rel", scope="gpu") == SPLIT - 1:
-                    gl.atomic_xchg(counter, 0)  # every slice has seen them all: zero both for the next launch
-                    gl.atomic_xchg(departed, 0)
-                _cta_barrier()
-                for c in gl.static_range(BX // CH):
-                    if c % SPLIT == split:
-                        _sum_slices(part_ptr, y_ptr, bias, off_x + c * CH, cols, M, N, HAS_BIAS, SPLIT, CH,
-                                    out_layout)
-            elif arrived == SPLIT:  # the tile's last slice to arrive sums them all
-                _cta_barrier()
-                for c in gl.static_range(BX // CH):
-                    _sum_slices(part_ptr, y_ptr, bias, off_x + c * CH, cols, M, N, HAS_BIAS, SPLIT, CH, out_layout)
-                gl.atomic_xchg(counter, 0)  # zero for the next launch (graph replays included)
+            if EPI == 2:
+                _reduce_slices(part_ptr, y_ptr, arrived_ptr, bias, off_x, cols, M, N, HAS_BIAS, SPLIT, SPREAD, BX,
+                               CH, out_layout)
         else:
             for c in gl.static_range(BX // CH):
                 rows = off_x + c * CH + gl.arange(0, CH, layout=gl.SliceLayout(1, out_layout))  # [CH]
@@ -260,16 +272,23 @@ if gl is not None:
     @gluon.jit
     def _consumer(w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k, bias_ptr, y_ptr, part_ptr,
                   arrived_ptr, M, N, HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, SPREAD: gl.constexpr,
-                  WS: gl.constexpr, MMA: gl.constexpr, layout: gl.constexpr, num_warps: gl.constexpr):
+                  WS: gl.constexpr, MMA: gl.constexpr, EPI: gl.constexpr, layout: gl.constexpr,
+                  num_warps: gl.constexpr):
         """The K loop and the epilogue (Gluon 3.6's warp_specialize returns nothing from its default partition)."""
         acc = _mma_loop(w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k, WS, MMA, layout)
-        _epilogue(acc, x_bufs, bias_ptr, y_ptr, part_ptr, arrived_ptr, off_w, off_x, M, N, HAS_BIAS, SPLIT, SPREAD,
-                  num_warps)
+        if EPI == 0:  # a probe: no epilogue, one element stored so that the MMAs stay
+            w = gl.arange(0, acc.type.shape[0], layout=gl.SliceLayout(1, layout))
+            x = gl.arange(0, acc.type.shape[1], layout=gl.SliceLayout(0, layout))
+            first = (w[:, None] + x[None, :]) == 0  # [BW, BX]
+            gl.store(part_ptr + w[:, None] * 0 + x[None, :] * 0 + gl.program_id(0), acc, mask=first)
+        else:
+            _epilogue(acc, x_bufs, bias_ptr, y_ptr, part_ptr, arrived_ptr, off_w, off_x, M, N, HAS_BIAS, SPLIT,
+                      SPREAD, EPI, num_warps)
 
     @gluon.jit
     def _hopper_linear_kernel(w_desc, x_desc, bias_ptr, y_ptr, part_ptr, arrived_ptr, M, N, k_steps, k_per_slice,
                               HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, SPREAD: gl.constexpr, STAGES: gl.constexpr,
-                              WS: gl.constexpr, MMA: gl.constexpr, num_warps: gl.constexpr):
+                              WS: gl.constexpr, MMA: gl.constexpr, EPI: gl.constexpr, num_warps: gl.constexpr):
         """Program (weight tile, x tile, slice): y[x tile, weight tile] over K steps [slice · k_per_slice, ...)."""
         BW: gl.constexpr = w_desc.block_type.shape[0]
         BK: gl.constexpr = w_desc.block_type.shape[1]
@@ -291,12 +310,12 @@ if gl is not None:
         if WS:  # the default partition (num_warps) runs the MMAs and the epilogue, one worker warp the loads
             gl.warp_specialize([
                 (_consumer, (w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k, bias_ptr, y_ptr,
-                             part_ptr, arrived_ptr, M, N, HAS_BIAS, SPLIT, SPREAD, WS, MMA, layout, num_warps)),
+                             part_ptr, arrived_ptr, M, N, HAS_BIAS, SPLIT, SPREAD, WS, MMA, EPI, layout, num_warps)),
                 (_loader, (w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k)),
             ], [1], [24])
         else:
             _consumer(w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k, bias_ptr, y_ptr,
-                      part_ptr, arrived_ptr, M, N, HAS_BIAS, SPLIT, SPREAD, WS, MMA, layout, num_warps)
+                      part_ptr, arrived_ptr, M, N, HAS_BIAS, SPLIT, SPREAD, WS, MMA, EPI, layout, num_warps)
 
 
 def _descriptors(x2: torch.Tensor, weight: torch.Tensor, config) -> tuple:
@@ -311,13 +330,14 @@ def _descriptors(x2: torch.Tensor, weight: torch.Tensor, config) -> tuple:
 
 
 def hopper_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                  config=DEFAULT_CONFIG, mma: bool = True, reduce: str = "auto") -> torch.Tensor:
+                  config=DEFAULT_CONFIG, mma: bool = True, reduce: str = "auto", epilogue: int = 2) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` for bf16/fp16 x ``[..., K]``, weight ``[N, K]``, bias ``[N]`` on a Hopper GPU,
     by the kernel with ``config`` = (BW, BX, BK, SPLIT, STAGES, WS): ``[..., N]`` in x's dtype. ``mma=False``
     probes the load path: the same loads, waits and stores, no MMA (the output is the bias, or zero).
     ``reduce`` (with slices): "last" (the tile's last slice sums them all), "spread" (every slice waits for the
     others and sums its share of the rows; the grid must fit the SMs, one program each, or the waits could never
-    end), "auto" (spread where the grid fits)."""
+    end), "auto" (spread where the grid fits). ``epilogue`` 0 or 1 (probes; the output is then not the product):
+    no epilogue (one element stored), or the slices' partials written and not summed."""
     if gl is None:
         raise RuntimeError("hopper_linear needs Triton >= 3.6 (Gluon); use torch.nn.functional.linear")
     config = check_config(config)
@@ -351,13 +371,13 @@ def hopper_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     bias_arg = weight if bias is None else bias
     _hopper_linear_kernel[grid](w_desc, x_desc, bias_arg, y, part, arrived, M, N, -(-K // config[2]),
                                 launch["k_steps_per_slice"], HAS_BIAS=bias is not None, SPLIT=slices, SPREAD=spread,
-                                STAGES=config[4], WS=config[5], MMA=mma, num_warps=launch["num_warps"],
+                                STAGES=config[4], WS=config[5], MMA=mma, EPI=epilogue, num_warps=launch["num_warps"],
                                 **({"maxnreg": 168} if config[5] and launch["num_warps"] == 8 else {}))
     return y.view(*x.shape[:-1], N)
 
 
 def compile_for(M: int, N: int, K: int, config=DEFAULT_CONFIG, bias: bool = False, capability: int = 90,
-                mma: bool = True, spread: bool = False):
+                mma: bool = True, spread: bool = False, epilogue: int = 2):
     """Compile the kernel for ``config`` and a product's shape for sm_``capability`` without a GPU (no launch):
     Triton's compiled kernel (``.asm`` holds its PTX and cubin, ``.metadata.shared`` its shared memory)."""
     import triton
@@ -375,6 +395,7 @@ def compile_for(M: int, N: int, K: int, config=DEFAULT_CONFIG, bias: bool = Fals
             "M": M, "N": N, "k_steps": -(-K // config[2]), "k_per_slice": launch["k_steps_per_slice"]}
     signature = {name: mangle_type(value) for name, value in args.items()}
     constants = {"HAS_BIAS": bias, "SPLIT": launch["slices"], "STAGES": config[4], "WS": config[5], "MMA": mma,
+                 "EPI": epilogue,
                  "SPREAD": spread and launch["slices"] > 1,
                  "num_warps": launch["num_warps"]}
     names = list(_hopper_linear_kernel.arg_names)

@@ -5,7 +5,8 @@ fitting time = fixed + per_step · K splits a launch into what every launch pays
 pipeline's fill, the epilogue, the split-K reduction) and what each K step costs (the loads, the MMAs). The same
 fit for PyTorch's default path and cuBLASLt says which of the two parts the kernel loses on; ``mma=False`` runs
 the kernel's loads, waits and epilogue without the MMAs, the load path's share; "last" the split configurations
-with the last-arriving slice summing the partials (else each slice sums its share of the rows). Timed as ``gemm_plan.tune`` times a
+with the last-arriving slice summing the partials (else each slice sums its share of the rows); "partials only"
+writes the slices' partials and stops, "no epilogue" stores nothing (one element): what the epilogue costs. Timed as ``gemm_plan.tune`` times a
 backend (CUDA graphs over weight copies enough for ~1 GB, interleaved rounds).
 
     python experiments/hopper_gemm_probe.py --out $OUT/probe.json
@@ -68,9 +69,13 @@ def main(argv=None) -> dict:
                 calls[str(list(config))] = lambda v, c=config: hopper_gemm.hopper_linear(x, v, None, c)
                 calls[f"{list(config)} loads only"] = lambda v, c=config: hopper_gemm.hopper_linear(x, v, None, c,
                                                                                                    mma=False)
+                calls[f"{list(config)} no epilogue"] = lambda v, c=config: hopper_gemm.hopper_linear(
+                    x, v, None, c, epilogue=0)
                 if config[3] > 1:
                     calls[f"{list(config)} last"] = lambda v, c=config: hopper_gemm.hopper_linear(x, v, None, c,
                                                                                                  reduce="last")
+                    calls[f"{list(config)} partials only"] = lambda v, c=config: hopper_gemm.hopper_linear(
+                        x, v, None, c, epilogue=1)
             us = gemm_plan.graph_times_us(calls, copies, rounds=args.rounds)
             out["points"].append({"rows": M, "K": K, "us": us})
             print(f"rows {M} K {K}: " + ", ".join(f"{c} {t:.1f}" for c, t in us.items()), flush=True)

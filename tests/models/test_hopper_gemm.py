@@ -124,12 +124,17 @@ def test_on_the_gpu_the_kernel_is_linear_eagerly_again_and_in_graphs(rows, N, K,
 
 
 def test_the_load_probe_compiles_without_the_mmas():
-    """``mma=False`` (``hopper_gemm_probe.py``'s load path) keeps the TMA loads and drops every wgmma."""
+    """``mma=False`` (``hopper_gemm_probe.py``'s load path) keeps the TMA loads and drops every wgmma; the
+    epilogue probes keep the MMAs and leave the arrival counters alone."""
     if hg.gl is None:
         pytest.skip("needs Triton >= 3.6 (Gluon)")
     for config in [(64, 64, 128, 1, 6, 1), (64, 128, 64, 2, 6, 0)]:
         ptx = hg.compile_for(128, 4096, 4096, config, mma=False).asm["ptx"]
         assert "cp.async.bulk.tensor" in ptx and "wgmma.mma_async" not in ptx, config
+        # the epilogue probes keep the MMAs; neither touches the arrival counters
+        for epilogue in (0, 1):
+            ptx = hg.compile_for(128, 4096, 4096, config, epilogue=epilogue, spread=True).asm["ptx"]
+            assert "wgmma.mma_async" in ptx and "atom" not in ptx, (config, epilogue)
 
 
 def test_the_probe_fits_fixed_and_per_step_costs():
