@@ -38,6 +38,7 @@ import itertools
 import torch
 
 try:  # Gluon (Triton >= 3.6) and its Hopper modules; absent on the CPU wheel and on older Triton
+    import triton
     from triton.experimental import gluon
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
@@ -124,6 +125,11 @@ def sweep_configs(rows: int, N: int, K: int, processors: int = 132, ws=(0, 1)) -
 
 if gl is not None:
 
+    @triton.constexpr_function
+    def _pow2_floor(n):
+        """The largest power of two at most ``n``: how many equal shares of a tile's weight rows its slices sum."""
+        return 1 << (int(n).bit_length() - 1)
+
     @gluon.jit
     def _issue_load(w_desc, x_desc, w_bufs, x_bufs, ready, stage, off_w, off_x, k, pred):
         """TMA loads of one K step's weight and x tiles into ``stage``; ``ready[stage]`` completes with their bytes."""
@@ -182,25 +188,54 @@ if gl is not None:
         gl.store(dest + rows[:, None] * N + cols[None, :], total.to(dest.dtype.element_ty), mask=inside)
 
     @gluon.jit
-    def _sum_slices(part_ptr, y_ptr, bias, row0, cols, M, N, HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr,
-                    CH: gl.constexpr, out_layout: gl.constexpr):
-        """y rows [row0, row0 + CH) = the slices' partials summed in slice order (+ bias), rounded once."""
-        rows = row0 + gl.arange(0, CH, layout=gl.SliceLayout(1, out_layout))  # [CH]
-        at = rows[:, None] * N + cols[None, :]  # [CH, BW]
-        inside = (rows < M)[:, None] & (cols < N)[None, :]
-        total = gl.load(part_ptr + at, mask=inside, other=0.0, cache_modifier=".cg")
-        for j in gl.static_range(1, SPLIT):
-            total += gl.load(part_ptr + j * M * N + at, mask=inside, other=0.0, cache_modifier=".cg")
-        if HAS_BIAS:
-            total += bias[None, :]
-        _store_rows(total, rows, cols, y_ptr, M, N)
+    def _store_partial(acc, part_ptr, layout: gl.constexpr):
+        """This slice's fp32 ``[BW, BX]`` partial, straight from the MMA's registers, at its place in the partials
+        ``[slices, tiles, BW, BX]`` (the tile's own order, rows past M included: no masks; a warp's store covers 8
+        weight rows × 8 consecutive x rows, whole 32-byte sectors)."""
+        BW: gl.constexpr = acc.type.shape[0]
+        BX: gl.constexpr = acc.type.shape[1]
+        w = gl.arange(0, BW, layout=gl.SliceLayout(1, layout))  # [BW]
+        x = gl.arange(0, BX, layout=gl.SliceLayout(0, layout))  # [BX]
+        tile = gl.program_id(1) * gl.num_programs(0) + gl.program_id(0)
+        tiles = gl.num_programs(0) * gl.num_programs(1)
+        base = part_ptr + (gl.program_id(2) * tiles + tile) * (BW * BX)
+        gl.store(base + w[:, None] * BX + x[None, :], acc)
 
     @gluon.jit
-    def _reduce_slices(part_ptr, y_ptr, arrived_ptr, bias, off_x, cols, M, N, HAS_BIAS: gl.constexpr,
-                       SPLIT: gl.constexpr, SPREAD: gl.constexpr, BX: gl.constexpr, CH: gl.constexpr,
-                       out_layout: gl.constexpr):
+    def _sum_share(part_ptr, y_ptr, bias_ptr, share, off_w, off_x, M, N, HAS_BIAS: gl.constexpr,
+                   SPLIT: gl.constexpr, SHARES: gl.constexpr, BW: gl.constexpr, BX: gl.constexpr,
+                   num_warps: gl.constexpr):
+        """y[x tile, weight rows of ``share``] (one of ``SHARES`` equal groups of the tile's weight rows) = the
+        slices' partials summed in slice order (+ bias), rounded once: read along x (the partials' order), written
+        along the weight rows (y's)."""
+        RW: gl.constexpr = BW // SHARES
+        SPT: gl.constexpr = 8 if RW >= 8 else RW
+        TW: gl.constexpr = RW // SPT if RW // SPT <= 32 else 32
+        read: gl.constexpr = gl.BlockedLayout([1, 4], [1, 32], [num_warps, 1], [1, 0])
+        write: gl.constexpr = gl.BlockedLayout([SPT, 1], [TW, 32 // TW], [1, num_warps], [0, 1])
+        tile = gl.program_id(1) * gl.num_programs(0) + gl.program_id(0)
+        tiles = gl.num_programs(0) * gl.num_programs(1)
+        w = share * RW + gl.arange(0, RW, layout=gl.SliceLayout(1, read))  # [RW]
+        x = gl.arange(0, BX, layout=gl.SliceLayout(0, read))  # [BX]
+        at = w[:, None] * BX + x[None, :]  # [RW, BX] offsets in one slice's tile
+        total = gl.load(part_ptr + tile * (BW * BX) + at, cache_modifier=".cg")
+        for j in gl.static_range(1, SPLIT):
+            total += gl.load(part_ptr + (j * tiles + tile) * (BW * BX) + at, cache_modifier=".cg")
+        out = gl.convert_layout(total, write)  # [RW, BX]
+        ws = off_w + share * RW + gl.arange(0, RW, layout=gl.SliceLayout(1, write))  # [RW] weight rows
+        xs = off_x + gl.arange(0, BX, layout=gl.SliceLayout(0, write))  # [BX] x rows
+        if HAS_BIAS:
+            out += gl.load(bias_ptr + ws, mask=ws < N, other=0.0).to(gl.float32)[:, None]
+        inside = (ws < N)[:, None] & (xs < M)[None, :]
+        gl.store(y_ptr + xs[None, :] * N + ws[:, None], out.to(y_ptr.dtype.element_ty), mask=inside)
+
+    @gluon.jit
+    def _reduce_slices(part_ptr, y_ptr, arrived_ptr, bias_ptr, off_w, off_x, M, N, HAS_BIAS: gl.constexpr,
+                       SPLIT: gl.constexpr, SPREAD: gl.constexpr, BW: gl.constexpr, BX: gl.constexpr,
+                       num_warps: gl.constexpr):
         """After this slice's partial is written: the tile's y from its slices' partials, by the last slice to
-        arrive or (``SPREAD``) by every slice for its share of the rows; the counters are left zero."""
+        arrive or (``SPREAD``) by every slice for its share of the weight rows; the counters are left zero."""
+        SHARES: gl.constexpr = _pow2_floor(SPLIT)
         split = gl.program_id(2)
         # every thread's stores before the counter's release; the partials are read from L2 after an acquire
         _cta_barrier()
@@ -209,7 +244,7 @@ if gl is not None:
         arrived = gl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") + 1
         if SPREAD:
             # every slice of the tile is resident (the grid fits the SMs: hopper_linear checks), so each waits
-            # for the others and sums every SPLIT-th chunk of rows: the reduction's reads spread over them
+            # for the others and sums its share (slices past the last share have none)
             while arrived < SPLIT:  # a compare-and-swap that never matches: a read the compiler cannot fold
                 arrived = gl.atomic_cas(counter, -1, -1, sem="acquire", scope="gpu")
             departed = arrived_ptr + tiles + gl.program_id(1) * gl.num_programs(0) + gl.program_id(0)
@@ -217,25 +252,21 @@ if gl is not None:
                 gl.atomic_xchg(counter, 0)  # every slice has seen them all: zero both for the next launch
                 gl.atomic_xchg(departed, 0)
             _cta_barrier()
-            for c in gl.static_range(BX // CH):
-                if c % SPLIT == split:
-                    _sum_slices(part_ptr, y_ptr, bias, off_x + c * CH, cols, M, N, HAS_BIAS, SPLIT, CH, out_layout)
+            if split < SHARES:
+                _sum_share(part_ptr, y_ptr, bias_ptr, split, off_w, off_x, M, N, HAS_BIAS, SPLIT, SHARES, BW, BX,
+                           num_warps)
         elif arrived == SPLIT:  # the tile's last slice to arrive sums them all
             _cta_barrier()
-            for c in gl.static_range(BX // CH):
-                _sum_slices(part_ptr, y_ptr, bias, off_x + c * CH, cols, M, N, HAS_BIAS, SPLIT, CH, out_layout)
+            for share in gl.static_range(SHARES):
+                _sum_share(part_ptr, y_ptr, bias_ptr, share, off_w, off_x, M, N, HAS_BIAS, SPLIT, SHARES, BW, BX,
+                           num_warps)
             gl.atomic_xchg(counter, 0)  # zero for the next launch (graph replays included)
 
     @gluon.jit
-    def _epilogue(acc, x_bufs, bias_ptr, y_ptr, part_ptr, arrived_ptr, off_w, off_x, M, N,
-                  HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, SPREAD: gl.constexpr, EPI: gl.constexpr,
-                  num_warps: gl.constexpr):
-        """Store ``acc`` (weight rows × x rows) transposed into y ``[M, N]`` (+ bias), or, with slices, into this
-        slice's partial; then the tile's last slice to arrive sums the partials in slice order into y, or, with
-        ``SPREAD``, every slice waits for the others and sums its share of the rows (slice order again). The tile goes
+    def _epilogue(acc, x_bufs, bias_ptr, y_ptr, off_w, off_x, M, N, HAS_BIAS: gl.constexpr, num_warps: gl.constexpr):
+        """One slice: store ``acc`` (weight rows × x rows) transposed into y ``[M, N]`` (+ bias). The tile goes
         through shared memory (the x stages, free once the MMAs are done) and out in chunks of 32 x rows, each
-        thread writing 8 consecutive columns, so few registers hold addresses at a time. ``EPI`` 1 (a probe):
-        the slices' partials are written and not summed."""
+        thread writing 8 consecutive columns, so few registers hold addresses at a time."""
         BW: gl.constexpr = acc.type.shape[0]
         BX: gl.constexpr = acc.type.shape[1]
         CH: gl.constexpr = 32 if BX > 32 else BX
@@ -251,23 +282,14 @@ if gl is not None:
         scratch.store(gl.permute(acc, (1, 0)))
         _cta_barrier()
         cols = off_w + gl.arange(0, BW, layout=gl.SliceLayout(0, out_layout))  # [BW]
-        bias = gl.load(bias_ptr + cols, mask=(cols < N) & HAS_BIAS, other=0.0).to(gl.float32)  # [BW] (0: no bias)
-        if SPLIT > 1:
-            split = gl.program_id(2)
-            for c in gl.static_range(BX // CH):
-                rows = off_x + c * CH + gl.arange(0, CH, layout=gl.SliceLayout(1, out_layout))  # [CH]
-                chunk = scratch.slice(c * CH, CH, dim=0).load(out_layout)  # [CH, BW]
-                _store_rows(chunk, rows, cols, part_ptr + split * M * N, M, N)
-            if EPI == 2:
-                _reduce_slices(part_ptr, y_ptr, arrived_ptr, bias, off_x, cols, M, N, HAS_BIAS, SPLIT, SPREAD, BX,
-                               CH, out_layout)
-        else:
-            for c in gl.static_range(BX // CH):
-                rows = off_x + c * CH + gl.arange(0, CH, layout=gl.SliceLayout(1, out_layout))  # [CH]
-                chunk = scratch.slice(c * CH, CH, dim=0).load(out_layout)  # [CH, BW]
-                if HAS_BIAS:
-                    chunk += bias[None, :]
-                _store_rows(chunk, rows, cols, y_ptr, M, N)
+        if HAS_BIAS:
+            bias = gl.load(bias_ptr + cols, mask=cols < N, other=0.0).to(gl.float32)  # [BW]
+        for c in gl.static_range(BX // CH):
+            rows = off_x + c * CH + gl.arange(0, CH, layout=gl.SliceLayout(1, out_layout))  # [CH]
+            chunk = scratch.slice(c * CH, CH, dim=0).load(out_layout)  # [CH, BW]
+            if HAS_BIAS:
+                chunk += bias[None, :]
+            _store_rows(chunk, rows, cols, y_ptr, M, N)
 
     @gluon.jit
     def _consumer(w_desc, x_desc, w_bufs, x_bufs, ready, empty, off_w, off_x, k_first, n_k, bias_ptr, y_ptr, part_ptr,
@@ -281,9 +303,13 @@ if gl is not None:
             x = gl.arange(0, acc.type.shape[1], layout=gl.SliceLayout(0, layout))
             first = (w[:, None] + x[None, :]) == 0  # [BW, BX]
             gl.store(part_ptr + w[:, None] * 0 + x[None, :] * 0 + gl.program_id(0), acc, mask=first)
+        elif SPLIT > 1:
+            _store_partial(acc, part_ptr, layout)
+            if EPI == 2:
+                _reduce_slices(part_ptr, y_ptr, arrived_ptr, bias_ptr, off_w, off_x, M, N, HAS_BIAS, SPLIT, SPREAD,
+                               acc.type.shape[0], acc.type.shape[1], num_warps)
         else:
-            _epilogue(acc, x_bufs, bias_ptr, y_ptr, part_ptr, arrived_ptr, off_w, off_x, M, N, HAS_BIAS, SPLIT,
-                      SPREAD, EPI, num_warps)
+            _epilogue(acc, x_bufs, bias_ptr, y_ptr, off_w, off_x, M, N, HAS_BIAS, num_warps)
 
     @gluon.jit
     def _hopper_linear_kernel(w_desc, x_desc, bias_ptr, y_ptr, part_ptr, arrived_ptr, M, N, k_steps, k_per_slice,
@@ -364,7 +390,9 @@ def hopper_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         raise ValueError(f"hopper_linear: reduce={reduce!r} with grid {grid}: want 'auto', 'last' or 'spread', "
                          "and 'spread' only where the grid has at most one program per SM")
     spread = slices > 1 and (reduce == "spread" or (reduce == "auto" and fits))
-    part = torch.empty(slices, M, N, dtype=torch.float32, device=x.device) if slices > 1 else y  # [S, M, N]
+    tiles = grid[0] * grid[1]
+    part = (torch.empty(slices, tiles, config[0], config[1], dtype=torch.float32, device=x.device)  # [S, T, BW, BX]
+            if slices > 1 else y)
     from fastdllm.kernels import arrival_counters
     arrived = arrival_counters(x.device, 2 * grid[0] * grid[1]) if slices > 1 else y  # arrivals, departures
     w_desc, x_desc = _descriptors(x2, weight, config)
@@ -400,8 +428,11 @@ def compile_for(M: int, N: int, K: int, config=DEFAULT_CONFIG, bias: bool = Fals
                  "num_warps": launch["num_warps"]}
     names = list(_hopper_linear_kernel.arg_names)
     signature.update({name: "constexpr" for name in constants})
+    # as a launch specialises them: torch's allocations are 16-byte aligned, integers divisible by 16 are marked
+    aligned = [n for n, v in args.items() if isinstance(v, torch.Tensor) or (isinstance(v, int) and v % 16 == 0)]
     source = GluonASTSource(_hopper_linear_kernel, {n: signature[n] for n in names},
-                            constexprs={(names.index(n),): v for n, v in constants.items()})
+                            constexprs={(names.index(n),): v for n, v in constants.items()},
+                            attrs={(names.index(n),): [["tt.divisibility", 16]] for n in aligned})
     options = {"num_warps": launch["num_warps"]}
     if config[5] and launch["num_warps"] == 8:
         options["maxnreg"] = 168
