@@ -17,13 +17,13 @@ adds the partials in slice order, adds the bias and rounds once, or, where the w
 program resident, so none can wait forever), every slice waits for the others and does that for its share of the
 rows. Either way the output does not depend on the arrival order.
 
-Measured on an H200 (Triton 3.6.0; docs/speed.md round 15, ``experiments/results/speed/round15_dev/``): correct
-everywhere (bf16 rounding of F.linear in fp32), and never faster than the faster of PyTorch's default path and
-cuBLASLt by more than 0.2 % at any of 84 (product, rows) points of both families' prefix windows: 1.00-1.56× at
-LLaDA-8B's output and down projections, 1.10-2.15× at its wide ones, 1.17-2.58× at Dream-7B's. So it is not a
-``gemm_plan`` backend. ``experiments/hopper_gemm_probe.py`` shows why: the kernel is bound by its loads (the MMAs
-add nothing measurable), and its tiles trade L2 traffic against split-K's fp32 partials. The largest tiles stream K
-15-23 % faster than cuBLAS, but their fp32 partials raise the fixed cost of a launch to 13-20 µs (cuBLAS: ~3).
+Measured on an H200 (Triton 3.6.0; docs/speed.md round 15, ``experiments/results/speed/round15_dev/``). It was
+correct everywhere (bf16 rounding of F.linear in fp32). At 108 (product, rows) points of both families' prefix
+windows it beat the faster of PyTorch's default path and cuBLASLt at two, by 1.8 % and 0.2 %, under the 3 % that
+``gemm_plan.tune`` asks; elsewhere it took up to 2.6× their time. So it is not a ``gemm_plan`` backend.
+``experiments/hopper_gemm_probe.py`` shows why. The kernel is bound by its loads: the MMAs add nothing measurable.
+Its largest tiles take 15-23 % less time per K step than cuBLAS, but they fill the SMs only with K split, and the
+fp32 partials keep a launch's fixed cost 6-10 µs over cuBLAS's ~3.
 
 Gluon has no CPU interpreter: on the CPU ``compile_for`` compiles the kernel for sm_90 without a GPU (what the
 test does where Triton ≥ 3.6 is installed) and ``check_config`` / ``plan_launch`` check the host-side arithmetic;
