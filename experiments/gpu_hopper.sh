@@ -5,7 +5,7 @@
 # OUT gets: smoke.json (one launch with and one without the loader warp, each in its own process), tests.log,
 # compile.log (the 16 compile shares' results per family), hopper_FAMILY.json / .log (split_k_sweep.py --kernel hopper).
 set -u
-OUT=${1:?usage: gpu_hopper.sh OUT [FAMILIES] [SECONDS_PER_FAMILY]}
+OUT=${1:?usage: gpu_hopper.sh OUT [FAMILIES] [SECONDS_PER_FAMILY] [SHAPES]}
 FAMILIES=${2:-llada,dream}
 SECONDS_PER_FAMILY=${3:-200}
 SHAPES=${4:-qkv,o_proj,gate_up,down}

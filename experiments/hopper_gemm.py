@@ -18,10 +18,11 @@ program resident, so none can wait forever), every slice waits for the others an
 rows. Either way the output does not depend on the arrival order.
 
 Measured on an H200 (Triton 3.6.0; docs/speed.md round 15, ``experiments/results/speed/round15_dev/``). It was
-correct everywhere (bf16 rounding of F.linear in fp32). At 108 (product, rows) points of both families' prefix
-windows it beat the faster of PyTorch's default path and cuBLASLt at two, by 1.8 % and 0.2 %, under the 3 % that
-``gemm_plan.tune`` asks; elsewhere it took up to 2.6× their time. So it is not a ``gemm_plan`` backend.
-``experiments/hopper_gemm_probe.py`` shows why. The kernel is bound by its loads: the MMAs add nothing measurable.
+correct everywhere (bf16 rounding of F.linear in fp32). In 108 measurements of 42 (product, rows) points of both
+families' prefix windows it beat the faster of PyTorch's default path and cuBLASLt twice, by 1.8 % and 0.2 %, within
+the run-to-run spread and under the 3 % that ``gemm_plan.tune`` asks; elsewhere it took up to 2.6× their time. So it
+is not a ``gemm_plan`` backend. ``experiments/hopper_gemm_probe.py`` shows why. The kernel is bound by its loads
+(without the MMAs it is at most 0.2 µs per 1024 of K faster, 0.7 with 128 × 64 tiles).
 Its largest tiles take 15-23 % less time per K step than cuBLAS, but they fill the SMs only with K split, and the
 fp32 partials keep a launch's fixed cost 6-10 µs over cuBLAS's ~3.
 
@@ -46,7 +47,7 @@ try:  # Gluon (Triton >= 3.6) and its Hopper modules; absent on the CPU wheel an
     _tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared  # renamed after Triton 3.6
     _cta_barrier = getattr(gl, "thread_barrier", None) or gl.barrier  # renamed after Triton 3.6
     _PUBLIC_REINTERPRET = gl.constexpr(hasattr(gl.shared_memory_descriptor, "reinterpret"))  # 3.6: _reinterpret
-except ImportError:  # pragma: no cover - depends on the installed Triton
+except (ImportError, AttributeError):  # pragma: no cover - depends on the installed Triton
     gluon = gl = None
 
 # (BW, BX, BK, SPLIT, STAGES, WS): weight rows and x rows per program, K step, K slices, shared-memory stages,
@@ -68,13 +69,28 @@ def check_config(config) -> tuple[int, ...]:
             or not 1 <= split <= 16 or not 2 <= stages <= 8 or ws not in (0, 1):
         raise ValueError(f"hopper_linear: config {config}: want BW in (64, 128), BX a power of two 16-256, BK in "
                          "(32, 64, 128), SPLIT 1-16, STAGES 2-8, WS 0 or 1")
-    if bw * 4 > stages * bk * 2:
-        raise ValueError(f"hopper_linear: config {config}: the fp32 tile (BW × BX × 4 bytes) goes out through the x "
-                         "stages (STAGES × BX × BK × 2 bytes), so BW · 2 must be at most STAGES · BK")
+    if split == 1:
+        _check_one_slice_epilogue(config)
     if stage_bytes(config) * stages > SHARED_MEMORY_BYTES - 4096:
         raise ValueError(f"hopper_linear: config {config}: {stages} stages of {stage_bytes(config)} bytes exceed the "
                          f"{SHARED_MEMORY_BYTES} bytes of shared memory; use fewer stages or smaller tiles")
     return config
+
+
+def _check_one_slice_epilogue(config) -> None:
+    """With one slice the fp32 tile (BW × BX × 4 bytes) goes out to y through the x stages (STAGES × BX × BK × 2
+    bytes): BW · 2 must be at most STAGES · BK. Several slices store their partials from the registers."""
+    bw, bx, bk, split, stages, ws = config
+    if bw * 4 > stages * bk * 2:
+        raise ValueError(f"hopper_linear: config {config}: with one slice the fp32 tile (BW × BX × 4 bytes) goes "
+                         "out through the x stages (STAGES × BX × BK × 2 bytes): BW · 2 must be at most "
+                         "STAGES · BK")
+
+
+def launch_options(config, num_warps: int) -> dict:
+    """Compile options beyond num_warps: with the loader warp and two warpgroups, a register cap (168 × 12 warps
+    of 32 threads fit the SM's 65 536 registers)."""
+    return {"maxnreg": 168} if config[5] and num_warps == 8 else {}
 
 
 def stage_bytes(config) -> int:
@@ -90,6 +106,8 @@ def plan_launch(M: int, N: int, K: int, config) -> dict:
     k_steps = -(-K // bk)
     per = -(-k_steps // split)
     slices = -(-k_steps // per)
+    if slices == 1:  # K too short for the slices asked: the one-slice epilogue runs
+        _check_one_slice_epilogue((bw, bx, bk, 1, stages, ws))
     return {"grid": (-(-N // bw), -(-M // bx), slices), "k_steps_per_slice": per, "slices": slices,
             "num_warps": 4 * bw // 64, "worker_warps": ws}
 
@@ -188,6 +206,11 @@ if gl is not None:
         gl.store(dest + rows[:, None] * N + cols[None, :], total.to(dest.dtype.element_ty), mask=inside)
 
     @gluon.jit
+    def _tile_index():
+        """(this program's tile, the number of tiles): tiles are (weight tile, x tile) pairs, weight tiles fastest."""
+        return gl.program_id(1) * gl.num_programs(0) + gl.program_id(0), gl.num_programs(0) * gl.num_programs(1)
+
+    @gluon.jit
     def _store_partial(acc, part_ptr, layout: gl.constexpr):
         """This slice's fp32 ``[BW, BX]`` partial, straight from the MMA's registers, at its place in the partials
         ``[slices, tiles, BW, BX]`` (the tile's own order, rows past M included: no masks; a warp's store covers 8
@@ -196,8 +219,7 @@ if gl is not None:
         BX: gl.constexpr = acc.type.shape[1]
         w = gl.arange(0, BW, layout=gl.SliceLayout(1, layout))  # [BW]
         x = gl.arange(0, BX, layout=gl.SliceLayout(0, layout))  # [BX]
-        tile = gl.program_id(1) * gl.num_programs(0) + gl.program_id(0)
-        tiles = gl.num_programs(0) * gl.num_programs(1)
+        tile, tiles = _tile_index()
         base = part_ptr + (gl.program_id(2) * tiles + tile) * (BW * BX)
         gl.store(base + w[:, None] * BX + x[None, :], acc)
 
@@ -213,8 +235,7 @@ if gl is not None:
         TW: gl.constexpr = RW // SPT if RW // SPT <= 32 else 32
         read: gl.constexpr = gl.BlockedLayout([1, 4], [1, 32], [num_warps, 1], [1, 0])
         write: gl.constexpr = gl.BlockedLayout([SPT, 1], [TW, 32 // TW], [1, num_warps], [0, 1])
-        tile = gl.program_id(1) * gl.num_programs(0) + gl.program_id(0)
-        tiles = gl.num_programs(0) * gl.num_programs(1)
+        tile, tiles = _tile_index()
         w = share * RW + gl.arange(0, RW, layout=gl.SliceLayout(1, read))  # [RW]
         x = gl.arange(0, BX, layout=gl.SliceLayout(0, read))  # [BX]
         at = w[:, None] * BX + x[None, :]  # [RW, BX] offsets in one slice's tile
@@ -239,15 +260,15 @@ if gl is not None:
         split = gl.program_id(2)
         # every thread's stores before the counter's release; the partials are read from L2 after an acquire
         _cta_barrier()
-        tiles = gl.num_programs(0) * gl.num_programs(1)
-        counter = arrived_ptr + gl.program_id(1) * gl.num_programs(0) + gl.program_id(0)
+        tile, tiles = _tile_index()
+        counter = arrived_ptr + tile
         arrived = gl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") + 1
         if SPREAD:
             # every slice of the tile is resident (the grid fits the SMs: hopper_linear checks), so each waits
             # for the others and sums its share (slices past the last share have none)
             while arrived < SPLIT:  # a compare-and-swap that never matches: a read the compiler cannot fold
                 arrived = gl.atomic_cas(counter, -1, -1, sem="acquire", scope="gpu")
-            departed = arrived_ptr + tiles + gl.program_id(1) * gl.num_programs(0) + gl.program_id(0)
+            departed = arrived_ptr + tiles + tile
             if gl.atomic_add(departed, 1, sem="acq_rel", scope="gpu") == SPLIT - 1:
                 gl.atomic_xchg(counter, 0)  # every slice has seen them all: zero both for the next launch
                 gl.atomic_xchg(departed, 0)
@@ -356,14 +377,16 @@ def _descriptors(x2: torch.Tensor, weight: torch.Tensor, config) -> tuple:
 
 
 def hopper_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                  config=DEFAULT_CONFIG, mma: bool = True, reduce: str = "auto", epilogue: int = 2) -> torch.Tensor:
+                  config=DEFAULT_CONFIG, mma: bool = True, reduce: str = "last", epilogue: int = 2) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` for bf16/fp16 x ``[..., K]``, weight ``[N, K]``, bias ``[N]`` on a Hopper GPU,
     by the kernel with ``config`` = (BW, BX, BK, SPLIT, STAGES, WS): ``[..., N]`` in x's dtype. ``mma=False``
     probes the load path: the same loads, waits and stores, no MMA (the output is the bias, or zero).
     ``reduce`` (with slices): "last" (the tile's last slice sums them all), "spread" (every slice waits for the
-    others and sums its share of the rows; the grid must fit the SMs, one program each, or the waits could never
-    end), "auto" (spread where the grid fits). ``epilogue`` 0 or 1 (probes; the output is then not the product):
-    no epilogue (one element stored), or the slices' partials written and not summed."""
+    others and sums its share of the tile; the grid must fit the SMs, one program each, or the waits could never
+    end), "auto" (spread where the grid fits: what the sweep and the probe ran). "spread" assumes every program of
+    the launch is resident at once: not so under an MPS or green-context limit on the SMs, or beside another
+    spread launch on a second stream, where its waits would never end. ``epilogue`` 0 or 1 (probes; the output is
+    then not the product): no epilogue (one element stored), or the slices' partials written and not summed."""
     if gl is None:
         raise RuntimeError("hopper_linear needs Triton >= 3.6 (Gluon); use torch.nn.functional.linear")
     config = check_config(config)
@@ -378,6 +401,11 @@ def hopper_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     if x2.stride(-1) != 1 or x2.stride(0) != K:
         x2 = x2.contiguous()
     weight = weight if weight.stride() == (K, 1) else weight.contiguous()
+    if bias is not None:
+        if bias.device != x.device or bias.dtype != x.dtype:
+            raise ValueError(f"hopper_linear: bias {bias.dtype} on {bias.device}: want x's dtype {x.dtype} on "
+                             f"{x.device}")
+        bias = bias.contiguous()
     M = x2.shape[0]
     y = torch.empty(M, N, dtype=x.dtype, device=x.device)  # [M, N]
     if M == 0:
@@ -400,7 +428,7 @@ def hopper_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     _hopper_linear_kernel[grid](w_desc, x_desc, bias_arg, y, part, arrived, M, N, -(-K // config[2]),
                                 launch["k_steps_per_slice"], HAS_BIAS=bias is not None, SPLIT=slices, SPREAD=spread,
                                 STAGES=config[4], WS=config[5], MMA=mma, EPI=epilogue, num_warps=launch["num_warps"],
-                                **({"maxnreg": 168} if config[5] and launch["num_warps"] == 8 else {}))
+                                **launch_options(config, launch["num_warps"]))
     return y.view(*x.shape[:-1], N)
 
 
@@ -433,7 +461,5 @@ def compile_for(M: int, N: int, K: int, config=DEFAULT_CONFIG, bias: bool = Fals
     source = GluonASTSource(_hopper_linear_kernel, {n: signature[n] for n in names},
                             constexprs={(names.index(n),): v for n, v in constants.items()},
                             attrs={(names.index(n),): [["tt.divisibility", 16]] for n in aligned})
-    options = {"num_warps": launch["num_warps"]}
-    if config[5] and launch["num_warps"] == 8:
-        options["maxnreg"] = 168
+    options = {"num_warps": launch["num_warps"], **launch_options(config, launch["num_warps"])}
     return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=options)

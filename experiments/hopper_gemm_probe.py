@@ -3,11 +3,12 @@
 At one product width (N) and row count the kernel's grid does not depend on K, so timing it at several K and
 fitting time = fixed + per_step · K splits a launch into what every launch pays once (the launch itself, the
 pipeline's fill, the epilogue, the split-K reduction) and what each K step costs (the loads, the MMAs). The same
-fit for PyTorch's default path and cuBLASLt says which of the two parts the kernel loses on; ``mma=False`` runs
-the kernel's loads, waits and epilogue without the MMAs, the load path's share; "last" the split configurations
-with the last-arriving slice summing the partials (else each slice sums its share of the rows); "partials only"
-writes the slices' partials and stops, "no epilogue" stores nothing (one element): what the epilogue costs. Timed as ``gemm_plan.tune`` times a
-backend (CUDA graphs over weight copies enough for ~1 GB, interleaved rounds).
+fit for PyTorch's default path and cuBLASLt says which of the two parts the kernel loses on. Variants:
+- "loads only" (``mma=False``): the loads, waits and epilogue without the MMAs, the load path's share;
+- a configuration's plain key runs ``reduce="auto"`` (the reduction it ran is recorded under "reduction"), "last"
+  the last-arriving slice summing the partials;
+- "partials only" writes the slices' partials and stops, "no epilogue" stores one element: what the epilogue costs.
+Timed as ``gemm_plan.tune`` times a backend (CUDA graphs over weight copies enough for ~1 GB, interleaved rounds).
 
     python experiments/hopper_gemm_probe.py --out $OUT/probe.json
 """
@@ -25,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_gpu  # noqa: E402
 import hopper_gemm  # noqa: E402
+from split_k_sweep import weight_copies  # noqa: E402
 
 from fastdllm.evaluation import torch_info  # noqa: E402
 from fastdllm.kernels import gemm_plan  # noqa: E402
@@ -45,6 +47,18 @@ def fit_line(ks, times) -> dict:
     return {"fixed_us": fixed, "us_per_1k_k": slope * 1024, "rms_us": rms}
 
 
+def reduction(M: int, N: int, K: int, config, processors: int | None = None) -> str:
+    """Which split-K reduction ``reduce="auto"`` runs for the product: "none" (one slice), "spread" (the grid fits
+    the SMs) or "last"."""
+    launch = hopper_gemm.plan_launch(M, N, K, config)
+    if launch["slices"] == 1:
+        return "none"
+    if processors is None:
+        processors = torch.cuda.get_device_properties(0).multi_processor_count
+    grid = launch["grid"]
+    return "spread" if grid[0] * grid[1] * grid[2] <= processors else "last"
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=None)
@@ -56,17 +70,19 @@ def main(argv=None) -> dict:
     gen = torch.Generator(device="cuda").manual_seed(0)
     out = {"env": torch_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "commit": os.environ.get("FASTDLLM_COMMIT"), "command": "python experiments/hopper_gemm_probe.py "
-           + " ".join(sys.argv[1:] if argv is None else argv), "N": args.n, "points": [], "fits": []}
+           + " ".join(sys.argv[1:] if argv is None else argv), "N": args.n, "points": [], "fits": [],
+           "reduction": {}}
     ks = [int(k) for k in args.ks.split(",")]
     for M in (int(r) for r in args.rows.split(",")):
         for K in ks:
             w = torch.randn(args.n, K, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.02  # [N, K]
-            copies = [w] + [w.clone() for _ in range(min(31, max(3, int(1e9 // (args.n * K * 2)))))]
+            copies = weight_copies(w)
             x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16, generator=gen)  # [M, K]
             calls = {"default": lambda v: gemm_plan.run("default", x, v, None),
                      "cublaslt": lambda v: gemm_plan.run("cublaslt", x, v, None)}
             for config in CONFIGS:
-                calls[str(list(config))] = lambda v, c=config: hopper_gemm.hopper_linear(x, v, None, c)
+                calls[str(list(config))] = lambda v, c=config: hopper_gemm.hopper_linear(x, v, None, c, reduce="auto")
+                out["reduction"][f"{M} {list(config)}"] = reduction(M, args.n, K, config)
                 calls[f"{list(config)} loads only"] = lambda v, c=config: hopper_gemm.hopper_linear(x, v, None, c,
                                                                                                    mma=False)
                 calls[f"{list(config)} no epilogue"] = lambda v, c=config: hopper_gemm.hopper_linear(

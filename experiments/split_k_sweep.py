@@ -1,4 +1,4 @@
-"""The split-K tensor-core GEMMs (``split_k_gemm.py``, ``hopper_gemm.py`` here) against cuBLAS at a prefix window's rows.
+"""The split-K GEMMs (``split_k_gemm.py``, ``hopper_gemm.py`` here) against cuBLAS at a prefix window's rows.
 
 For each projection shape of a family's layer (fused q/k/v, output, fused gate/up, down) and each row count asked
 for, every configuration (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_stages, num_warps) of ``configs`` is checked
@@ -11,10 +11,12 @@ product's floor, max(weight read, matmul time) at the rates measured here (``ben
     python experiments/split_k_sweep.py --family llada --rows 96,128,160,192,224,256 --out $OUT/split_k_llada.json
     python experiments/split_k_sweep.py --pick 6 --from $OUT/split_k_llada.json,$OUT/split_k_dream.json
 
-``--kernel hopper`` sweeps the Gluon kernel of ``hopper_gemm.py`` (TMA, wgmma, optional loader warp; Triton >= 3.6,
-a Hopper GPU, ``hopper_gemm.sweep_configs``) instead of the Triton one (round 13). ``--compile-only I/J`` compiles a share of the configurations into Triton's disk cache (processes side by side, so
-the timing run, one process, finds them compiled); ``--pick N`` names the configurations that together save the
-most over the sweeps' rows. Results and what they showed: docs/speed.md, round 13.
+``--kernel hopper`` sweeps the Gluon kernel of ``hopper_gemm.py`` instead of the Triton one (round 13): TMA, wgmma,
+an optional loader warp, the spread reduction where the grid fits (``reduce="auto"``); Triton >= 3.6 and a Hopper
+GPU; configurations from ``hopper_gemm.sweep_configs``; docs/speed.md, round 15. ``--compile-only I/J`` compiles a
+share of the configurations into Triton's disk cache (processes side by side, so the timing run, one process, finds
+them compiled); ``--pick N`` names the configurations that together save the most over the sweeps' rows. Results and
+what they showed: docs/speed.md, round 13.
 
 On the CPU (``--small``, under ``TRITON_INTERPRET=1``: what the test runs) the shapes are tiny, every product
 is checked and timed by the wall clock: the flow runs, the times mean nothing.
@@ -79,8 +81,15 @@ def kernel_for(name: str, small: bool = False, ws=(0, 1)):
             raise SystemExit("split_k_sweep: --kernel hopper needs a Hopper GPU (Gluon has no interpreter); "
                              "drop --small")
         return (lambda rows, N, K, processors, small=False: hopper_gemm.sweep_configs(rows, N, K, processors, ws),
-                hopper_gemm.hopper_linear)
+                lambda x, w, b, config: hopper_gemm.hopper_linear(x, w, b, config, reduce="auto"))
     raise SystemExit(f"split_k_sweep: unknown kernel {name!r}; choose split_k or hopper")
+
+
+def weight_copies(w: torch.Tensor, cuda: bool = True) -> list[torch.Tensor]:
+    """``w`` and clones of it, ~1 GB in all (4-32 weights), so a graph over them reads every weight from DRAM;
+    on the CPU ``w`` and one clone."""
+    N, K = w.shape
+    return [w] + [w.clone() for _ in range(min(31, max(3, int(1e9 // (N * K * 2)))) if cuda else 1)]
 
 
 def has_bias(name: str, family: str) -> bool:
@@ -203,7 +212,7 @@ def main(argv=None) -> dict:
         bias = has_bias(name, args.family)
         w = torch.randn(N, K, device=device, dtype=dtype, generator=gen) * 0.02  # [N, K]
         b = torch.randn(N, device=device, dtype=dtype, generator=gen) if bias else None  # [N]
-        copies = [w] + [w.clone() for _ in range(min(31, max(3, int(1e9 // (N * K * 2)))) if cuda else 1)]
+        copies = weight_copies(w, cuda)
         for M in rows_list:
             x = torch.randn(M, K, device=device, dtype=dtype, generator=gen)  # [M, K]
             ref = F.linear(x.float(), w.float(), None if b is None else b.float())  # [M, N]

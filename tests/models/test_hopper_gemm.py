@@ -10,6 +10,8 @@ arrival counters left zero."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from checkpoint_helpers import experiment_script
@@ -19,7 +21,7 @@ hg = experiment_script("hopper_gemm")
 
 CONFIGS = [  # (BW, BX, BK, SPLIT, STAGES, WS): each kind the sweep runs
     (64, 32, 64, 1, 6, 0), (64, 128, 128, 2, 4, 1), (128, 256, 64, 4, 4, 0), (128, 64, 128, 3, 4, 1),
-    (128, 128, 64, 2, 4, 1), (64, 256, 64, 1, 4, 0)]
+    (128, 128, 64, 2, 4, 1), (64, 256, 64, 1, 4, 0), (64, 128, 64, 1, 6, 1)]
 
 
 def test_bad_configurations_are_refused_with_the_rule_they_break():
@@ -34,6 +36,11 @@ def test_bad_configurations_are_refused_with_the_rule_they_break():
     with pytest.raises(ValueError, match="BW · 2 must be at most STAGES · BK"):
         hg.check_config((128, 128, 64, 1, 3, 0))  # the fp32 tile (64 KB) does not fit three 16 KB x stages
     assert hg.check_config([128, 128, 64, 1, 4, 0]) == (128, 128, 64, 1, 4, 0)
+    # with slices the partials leave from the registers: no such rule, unless K is too short to split
+    assert hg.check_config((128, 256, 64, 6, 3, 1)) == (128, 256, 64, 6, 3, 1)
+    assert hg.plan_launch(8, 64, 4096, (128, 128, 64, 2, 3, 0))["slices"] == 2
+    with pytest.raises(ValueError, match="with one slice"):
+        hg.plan_launch(8, 64, 64, (128, 128, 64, 2, 3, 0))  # one K step: one slice runs
 
 
 def test_the_launch_splits_k_into_whole_steps_and_covers_every_tile():
@@ -81,7 +88,8 @@ def test_the_kernel_compiles_for_hopper_with_tma_and_wgmma(config):
     assert compiled.metadata.shared <= HOPPER_SHARED_BYTES, config
     if split:  # the spread reduction's wait: a compare-and-swap that never matches, in a loop
         spread = hg.compile_for(224, 4096, 4096, config, spread=True).asm["ptx"]
-        assert "cas" not in ptx and "acquire.gpu.cas" in spread, config
+        cas = re.compile(r"atom\.global\.\S*cas")
+        assert not cas.search(ptx) and cas.search(spread), config
 
 
 def _hopper() -> bool:
@@ -104,12 +112,18 @@ def test_on_the_gpu_the_kernel_is_linear_eagerly_again_and_in_graphs(rows, N, K,
     b = torch.randn(N, device="cuda", dtype=torch.bfloat16, generator=gen) if bias else None
     x = torch.randn(rows, K, device="cuda", dtype=torch.bfloat16, generator=gen)
     ref = F.linear(x.float(), w.float(), None if b is None else b.float())
+    processors = torch.cuda.get_device_properties(0).multi_processor_count
+    spread_ran = 0
     for config in CONFIGS:
         y = hg.hopper_linear(x, w, b, config, reduce="last")
         torch.testing.assert_close(y.float(), ref, atol=0.02, rtol=0.02, msg=lambda m, c=config: f"{c}: {m}")
-        # the spread reduction (every grid here fits the SMs) sums the same partials in the same order
-        assert torch.equal(hg.hopper_linear(x, w, b, config, reduce="auto"), y), config
-        for reduce in ("last", "auto"):
+        launch = hg.plan_launch(rows, N, K, config)
+        fits = launch["grid"][0] * launch["grid"][1] * launch["grid"][2] <= processors
+        reduces = ["last"] + (["spread"] if fits and launch["slices"] > 1 else [])
+        spread_ran += len(reduces) - 1
+        # the spread reduction sums the same partials in the same order
+        assert torch.equal(hg.hopper_linear(x, w, b, config, reduce=reduces[-1]), y), config
+        for reduce in reduces:
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 replayed = hg.hopper_linear(x, w, b, config, reduce=reduce)
@@ -118,6 +132,7 @@ def test_on_the_gpu_the_kernel_is_linear_eagerly_again_and_in_graphs(rows, N, K,
                 torch.cuda.synchronize()
                 assert torch.equal(replayed, y), (config, reduce)
     assert sum(int(t.count_nonzero()) for t in _ARRIVALS.values()) == 0
+    assert spread_ran >= 1, (rows, N, K)  # at these widths the 4-slice 128 × 256 tiles fit the SMs
     with pytest.raises(ValueError, match="at most one program per SM"):
         hg.hopper_linear(x, torch.zeros(300 * 128, K, device="cuda", dtype=torch.bfloat16), None,
                          (128, 256, 64, 2, 4, 0), reduce="spread")
@@ -149,3 +164,7 @@ def test_the_probe_fits_fixed_and_per_step_costs():
     assert noisy["rms_us"] == pytest.approx((1 / 18) ** 0.5)
     with pytest.raises(ValueError, match="two or more distinct K"):
         probe.fit_line([1024, 1024], [1.0, 2.0])
+    # the reduction reduce="auto" runs: 32 × 1 × 4 = 128 programs fit 128 SMs; 32 × 2 × 4 do not fit 132
+    assert probe.reduction(128, 4096, 4096, (128, 128, 64, 4, 6, 0), processors=128) == "spread"
+    assert probe.reduction(224, 4096, 4096, (128, 128, 64, 4, 6, 0), processors=132) == "last"
+    assert probe.reduction(224, 4096, 4096, (64, 128, 128, 1, 4, 0), processors=132) == "none"
