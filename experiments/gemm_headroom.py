@@ -28,6 +28,7 @@ from work_floors import forward_positions  # noqa: E402
 
 import fastdllm  # noqa: E402
 
+
 def product_us(record: dict) -> float:
     """µs per product of the backend the plan chose for this shape and row count (``default`` where none)."""
     return record["us"][record.get("choice") or "default"]

@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_gpu  # noqa: E402
 import hopper_gemm  # noqa: E402
+import hopper_gemm_configs  # noqa: E402
 from split_k_sweep import weight_copies  # noqa: E402
 
 from fastdllm.evaluation import torch_info  # noqa: E402
@@ -50,7 +51,7 @@ def fit_line(ks, times) -> dict:
 def reduction(M: int, N: int, K: int, config, processors: int | None = None) -> str:
     """Which split-K reduction ``reduce="auto"`` runs for the product: "none" (one slice), "spread" (the grid fits
     the SMs) or "last"."""
-    launch = hopper_gemm.plan_launch(M, N, K, config)
+    launch = hopper_gemm_configs.plan_launch(M, N, K, config)
     if launch["slices"] == 1:
         return "none"
     if processors is None:

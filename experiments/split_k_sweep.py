@@ -13,7 +13,7 @@ product's floor, max(weight read, matmul time) at the rates measured here (``ben
 
 ``--kernel hopper`` sweeps the Gluon kernel of ``hopper_gemm.py`` instead of the Triton one (round 13): TMA, wgmma,
 an optional loader warp, the spread reduction where the grid fits (``reduce="auto"``); Triton >= 3.6 and a Hopper
-GPU; configurations from ``hopper_gemm.sweep_configs``; docs/speed.md, round 15. ``--compile-only I/J`` compiles a
+GPU; configurations from ``hopper_gemm_configs.sweep_configs``; docs/speed.md, round 15. ``--compile-only I/J`` compiles a
 share of the configurations into Triton's disk cache (processes side by side, so the timing run, one process, finds
 them compiled); ``--pick N`` names the configurations that together save the most over the sweeps' rows. Results and
 what they showed: docs/speed.md, round 13.
@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_gpu  # noqa: E402
 from gemm_sweep import LAYER_SHAPES  # noqa: E402
 import hopper_gemm  # noqa: E402
+import hopper_gemm_configs  # noqa: E402
 from split_k_gemm import split_k_linear  # noqa: E402
 
 from fastdllm.evaluation import torch_info  # noqa: E402
@@ -80,7 +81,7 @@ def kernel_for(name: str, small: bool = False, ws=(0, 1)):
         if small:
             raise SystemExit("split_k_sweep: --kernel hopper needs a Hopper GPU (Gluon has no interpreter); "
                              "drop --small")
-        return (lambda rows, N, K, processors, small=False: hopper_gemm.sweep_configs(rows, N, K, processors, ws),
+        return (lambda rows, N, K, processors, small=False: hopper_gemm_configs.sweep_configs(rows, N, K, processors, ws),
                 lambda x, w, b, config: hopper_gemm.hopper_linear(x, w, b, config, reduce="auto"))
     raise SystemExit(f"split_k_sweep: unknown kernel {name!r}; choose split_k or hopper")
 

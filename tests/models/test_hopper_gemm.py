@@ -1,5 +1,5 @@
-"""experiments/hopper_gemm.py: the Gluon Hopper GEMM (TMA, wgmma, split-K, optional loader warp) tried for prefix
-windows, docs/speed.md round 15.
+"""experiments/hopper_gemm.py (its host arithmetic: hopper_gemm_configs.py): the Gluon Hopper GEMM (TMA, wgmma,
+split-K, optional loader warp) tried for prefix windows, docs/speed.md round 15.
 
 Gluon has no interpreter, so on the CPU: the configuration checks and the launch arithmetic, the sweep's grid,
 and (where Triton >= 3.6 is installed) the kernel compiled for sm_90 without a GPU: TMA loads, wgmma, the arrival
@@ -18,6 +18,7 @@ from checkpoint_helpers import experiment_script
 from triton_helpers import HOPPER_SHARED_BYTES
 
 hg = experiment_script("hopper_gemm")
+hc = experiment_script("hopper_gemm_configs")
 
 CONFIGS = [  # (BW, BX, BK, SPLIT, STAGES, WS): each kind the sweep runs
     (64, 32, 64, 1, 6, 0), (64, 128, 128, 2, 4, 1), (128, 256, 64, 4, 4, 0), (128, 64, 128, 3, 4, 1),
@@ -26,41 +27,41 @@ CONFIGS = [  # (BW, BX, BK, SPLIT, STAGES, WS): each kind the sweep runs
 
 def test_bad_configurations_are_refused_with_the_rule_they_break():
     with pytest.raises(ValueError, match="BW in \\(64, 128\\)"):
-        hg.check_config((96, 64, 64, 1, 4, 0))
+        hc.check_config((96, 64, 64, 1, 4, 0))
     with pytest.raises(ValueError, match="BX a power of two"):
-        hg.check_config((64, 48, 64, 1, 4, 0))
+        hc.check_config((64, 48, 64, 1, 4, 0))
     with pytest.raises(ValueError, match="must be \\('BW'"):
-        hg.check_config((64, 64, 64, 1))
+        hc.check_config((64, 64, 64, 1))
     with pytest.raises(ValueError, match="exceed the 232448 bytes"):
-        hg.check_config((128, 256, 128, 1, 3, 0))  # 3 × 96 KB stages
+        hc.check_config((128, 256, 128, 1, 3, 0))  # 3 × 96 KB stages
     with pytest.raises(ValueError, match="BW · 2 must be at most STAGES · BK"):
-        hg.check_config((128, 128, 64, 1, 3, 0))  # the fp32 tile (64 KB) does not fit three 16 KB x stages
-    assert hg.check_config([128, 128, 64, 1, 4, 0]) == (128, 128, 64, 1, 4, 0)
+        hc.check_config((128, 128, 64, 1, 3, 0))  # the fp32 tile (64 KB) does not fit three 16 KB x stages
+    assert hc.check_config([128, 128, 64, 1, 4, 0]) == (128, 128, 64, 1, 4, 0)
     # with slices the partials leave from the registers: no such rule, unless K is too short to split
-    assert hg.check_config((128, 256, 64, 6, 3, 1)) == (128, 256, 64, 6, 3, 1)
-    assert hg.plan_launch(8, 64, 4096, (128, 128, 64, 2, 3, 0))["slices"] == 2
+    assert hc.check_config((128, 256, 64, 6, 3, 1)) == (128, 256, 64, 6, 3, 1)
+    assert hc.plan_launch(8, 64, 4096, (128, 128, 64, 2, 3, 0))["slices"] == 2
     with pytest.raises(ValueError, match="with one slice"):
-        hg.plan_launch(8, 64, 64, (128, 128, 64, 2, 3, 0))  # one K step: one slice runs
+        hc.plan_launch(8, 64, 64, (128, 128, 64, 2, 3, 0))  # one K step: one slice runs
 
 
 def test_the_launch_splits_k_into_whole_steps_and_covers_every_tile():
-    launch = hg.plan_launch(224, 4096, 4096, (128, 128, 64, 3, 4, 0))
+    launch = hc.plan_launch(224, 4096, 4096, (128, 128, 64, 3, 4, 0))
     # 64 steps of 64 in 3 slices: 22 steps each, the last slice 20; 32 weight tiles × 2 x tiles
     assert launch == {"grid": (32, 2, 3), "k_steps_per_slice": 22, "slices": 3, "num_warps": 8, "worker_warps": 0}
     # K = 200: 4 steps of 64 (the last partly past K, zero-filled); 8 slices asked, 4 run of one step each
-    assert hg.plan_launch(1, 100, 200, (64, 32, 64, 8, 4, 1))["grid"] == (2, 1, 4)
-    assert hg.plan_launch(257, 4608, 3584, (64, 256, 128, 2, 2, 0))["grid"] == (72, 2, 2)
-    assert hg.plan_launch(97, 64, 64, (64, 128, 64, 1, 4, 1))["num_warps"] == 4
+    assert hc.plan_launch(1, 100, 200, (64, 32, 64, 8, 4, 1))["grid"] == (2, 1, 4)
+    assert hc.plan_launch(257, 4608, 3584, (64, 256, 128, 2, 2, 0))["grid"] == (72, 2, 2)
+    assert hc.plan_launch(97, 64, 64, (64, 128, 64, 1, 4, 1))["num_warps"] == 4
 
 
 def test_the_sweep_grid_fits_shared_memory_and_fills_the_gpu():
     for rows, (N, K) in [(96, (4096, 4096)), (224, (4096, 12288)), (257, (37888, 3584)), (97, (4608, 3584))]:
-        grid = hg.sweep_configs(rows, N, K)
+        grid = hc.sweep_configs(rows, N, K)
         assert {c[5] for c in grid} == {0, 1} and {c[0] for c in grid} == {64, 128}
         for config in grid:
-            bw, bx, bk, split, stages, ws = hg.check_config(config)
+            bw, bx, bk, split, stages, ws = hc.check_config(config)
             assert (bx < 2 * rows or bx == 32) and bx * 8 >= rows, (rows, config)
-            waves = hg.plan_launch(rows, N, K, config)["grid"]
+            waves = hc.plan_launch(rows, N, K, config)["grid"]
             assert waves[0] * waves[1] * waves[2] >= 0.7 * 132 and K // split >= 4 * bk, (rows, config)
 
 
@@ -81,7 +82,7 @@ def test_the_kernel_compiles_for_hopper_with_tma_and_wgmma(config):
     compiled = hg.compile_for(224, 4096, 4096, config, bias=config[0] == 64)
     ptx = compiled.asm["ptx"]
     assert "cp.async.bulk.tensor" in ptx and "wgmma.mma_async" in ptx
-    split = hg.plan_launch(224, 4096, 4096, config)["slices"] > 1
+    split = hc.plan_launch(224, 4096, 4096, config)["slices"] > 1
     # the arrival (an acquire-release add) and the counter's reset
     assert ("atom.global.gpu.acq_rel.add" in ptx) == split and ("atom.global.gpu.acq_rel.exch" in ptx) == split, config
     assert ("setmaxnreg" in ptx) == bool(config[5]), config
@@ -117,7 +118,7 @@ def test_on_the_gpu_the_kernel_is_linear_eagerly_again_and_in_graphs(rows, N, K,
     for config in CONFIGS:
         y = hg.hopper_linear(x, w, b, config, reduce="last")
         torch.testing.assert_close(y.float(), ref, atol=0.02, rtol=0.02, msg=lambda m, c=config: f"{c}: {m}")
-        launch = hg.plan_launch(rows, N, K, config)
+        launch = hc.plan_launch(rows, N, K, config)
         fits = launch["grid"][0] * launch["grid"][1] * launch["grid"][2] <= processors
         reduces = ["last"] + (["spread"] if fits and launch["slices"] > 1 else [])
         spread_ran += len(reduces) - 1
