@@ -131,9 +131,7 @@ def time_replays(replays: dict[str, Callable[[], None]], device: torch.device, r
 
 def probe_batch(model, batch: int, args, floors: Floors | None) -> dict:
     """The three variants at one batch size: times, floor, and the logits' checks."""
-    splits = args.splits
-    if batch % splits:
-        raise ValueError(f"--batches {batch} does not split into --splits {splits} equal parts; pick a multiple")
+    splits = args.splits  # parse() checked that it divides every batch
     device = model.device
     whole = Problem(model, batch, args.prompt_length, args.gen_length, args.block_length, seed=batch)
     size = batch // splits
@@ -185,8 +183,9 @@ def parse(argv) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse(argv)
-    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
-    model = build_model(args.family, args.small, args.device, dtype)
+    model = build_model(args.family, args.small, args.device,
+                        torch.bfloat16 if args.device == "cuda" else torch.float32)
+    dtype = model.dtype
     set_mode(model, args.mode)
     model.use_cuda_graphs(False)  # this probe captures its own graphs
     params = sum(t.numel() for t in model.parameters())
