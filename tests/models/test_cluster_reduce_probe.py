@@ -1,0 +1,33 @@
+"""experiments/cluster_reduce_probe.py compiles for sm_90 without a GPU (where NVRTC is found: the CUDA toolkit's,
+a pip wheel's next to torch, or ``FASTDLLM_NVRTC``): the kernel is a cluster of four CTAs that reduces through
+distributed shared memory behind cluster barriers, which is what the probe claims to measure."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from checkpoint_helpers import experiment_script
+
+
+def _nvrtc(probe):
+    try:
+        return probe.nvrtc_library(os.environ.get("FASTDLLM_NVRTC"))
+    except (OSError, RuntimeError):
+        pytest.skip("no NVRTC library (install nvidia-cuda-nvrtc-cu12 or set FASTDLLM_NVRTC)")
+
+
+def test_the_kernel_is_a_four_cta_cluster_reducing_through_distributed_shared_memory():
+    probe = experiment_script("cluster_reduce_probe")
+    ptx = probe.compile_ptx(_nvrtc(probe))
+    assert ".reqnctapercluster 4, 1, 1" in ptx and ".explicitcluster" in ptx
+    assert ptx.count("mapa.shared::cluster.u32") == 16  # 4 quarters' float4s x 4 slices, unrolled
+    assert ptx.count("ld.shared::cluster.v4.f32") == 16
+    assert ptx.count("barrier.cluster.arrive.release.aligned") == 3  # dsmem: before and after the reads; global: one
+    assert ptx.count("ld.global.cg.v4.f32") == 16  # the global variant reads past L1
+
+
+def test_bad_tiles_are_refused():
+    probe = experiment_script("cluster_reduce_probe")
+    with pytest.raises(SystemExit):
+        probe.main(["--tiles", "0", "--compile-only"])
