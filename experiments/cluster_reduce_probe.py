@@ -61,13 +61,23 @@ __device__ __forceinline__ float4 load_remote(unsigned local, unsigned rank) {
     unsigned remote; float4 v;
     asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
     asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];"
-                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(remote) : "memory");
+                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(remote));
     return v;
 }
 __device__ __forceinline__ float4 load_cg(const float4* p) {
     float4 v;
     asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "l"(p));
     return v;
+}
+__device__ __forceinline__ void add_slices(float4* sum, const float4* v) {  // sum[j] = v[4j] + ... + v[4j + 3], in order
+    #pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        sum[j] = v[4 * j];
+        #pragma unroll
+        for (int s = 1; s < 4; ++s) {
+            sum[j].x += v[4 * j + s].x; sum[j].y += v[4 * j + s].y; sum[j].z += v[4 * j + s].z; sum[j].w += v[4 * j + s].w;
+        }
+    }
 }
 __device__ __forceinline__ bf16_bits to_bf16(float f) {  // round to nearest even (no NaNs here)
     unsigned b = __float_as_uint(f);
@@ -92,30 +102,21 @@ cluster_reduce(const float4* __restrict__ src, float4* part, unsigned long long*
         #pragma unroll
         for (int i = 0; i < 16; ++i) out[i * 256 + t] = acc[i];
         cluster_sync();
+        float4 v[16];  // every load issued before the first add: 16 in flight per thread
         #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            sum[j] = make_float4(0.f, 0.f, 0.f, 0.f);
-            #pragma unroll
-            for (int s = 0; s < 4; ++s) {
-                float4 v = load_cg(part + ((size_t)tile * 4 + s) * (TILE / 4) + rank * 1024 + j * 256 + t);
-                sum[j].x += v.x; sum[j].y += v.y; sum[j].z += v.z; sum[j].w += v.w;
-            }
-        }
+        for (int k = 0; k < 16; ++k)
+            v[k] = load_cg(part + ((size_t)tile * 4 + k % 4) * (TILE / 4) + rank * 1024 + (k / 4) * 256 + t);
+        add_slices(sum, v);
     } else {
         #pragma unroll
         for (int i = 0; i < 16; ++i) smem[i * 256 + t] = acc[i];
         if (mode == 1) {
             cluster_sync();
+            float4 v[16];  // every load issued before the first add
             #pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                sum[j] = make_float4(0.f, 0.f, 0.f, 0.f);
-                unsigned local = shared_address(&smem[rank * 1024 + j * 256 + t]);
-                #pragma unroll
-                for (int s = 0; s < 4; ++s) {
-                    float4 v = load_remote(local, s);
-                    sum[j].x += v.x; sum[j].y += v.y; sum[j].z += v.z; sum[j].w += v.w;
-                }
-            }
+            for (int k = 0; k < 16; ++k)
+                v[k] = load_remote(shared_address(&smem[rank * 1024 + (k / 4) * 256 + t]), k % 4);
+            add_slices(sum, v);
             cluster_sync();  // no CTA leaves while another still reads its shared memory
         } else {
             __syncthreads();
