@@ -9,7 +9,9 @@
 - With ``--fp8``: the same GEMMs with the weight in fp8 (``fastdllm.kernels.fp8_weights``: e4m3, a scale per
   output row) through the few-row kernel, in several configurations, against the bf16 path a forward runs
   (the rule: few-row kernel or cuBLAS) and against the fp8 weight's read time; the relative error of each
-  against the fp32 product with the bf16 weight (what the rounding costs) and with the dequantized weight.
+  against the fp32 product with the bf16 weight (what the rounding costs) and with the dequantized weight; and the
+  same configurations with x given in fp16 (``fp8_fp16x_us``: e4m3 widens to fp16 in one conversion, where bf16
+  takes a second; the products are the same wherever x is a normal fp16 number).
 - The greedy proposal over ``[rows, V]`` bf16 logits: PyTorch's path (``propose`` on the CPU branch: float copy,
   argmax, log-sum-exp, gather) against the fused kernel (``fastdllm.kernels.greedy_proposal``); token equality
   and the confidence's max relative difference.
@@ -96,7 +98,7 @@ def gemms(bandwidth: float) -> list[dict]:
 
 
 FP8_CANDIDATES = (FP8_CONFIG, (32, 256, 3, 4), (16, 256, 4, 4), (16, 512, 3, 4), (64, 256, 4, 4), (128, 256, 3, 8),
-                  (64, 512, 3, 4), (32, 512, 3, 4))
+                  (64, 512, 3, 4), (32, 512, 3, 4), (64, 256, 3, 8), (64, 128, 4, 4), (128, 128, 4, 8), (64, 256, 5, 4))
 
 
 def fp8_gemms(bandwidth: float) -> list[dict]:
@@ -119,21 +121,32 @@ def fp8_gemms(bandwidth: float) -> list[dict]:
                "bf16_rule_us": graph_time_us(lambda: linear(x, copies[next(turn) % len(copies)]), len(copies)),
                "fp8_us": {}}
         del copies
+        # fp16 x (converted before the timing): the kernel widens e4m3 to fp16 in one conversion, not fp16 then bf16
+        x16, row["fp8_fp16x_us"] = x.half(), {}
         for config in FP8_CANDIDATES:
-            try:
-                row["fp8_us"][str(list(config))] = graph_time_us(
-                    lambda c=config: fp8_linear(x, *copies8[next(turn) % len(copies8)], config=c), len(copies8))
-            except Exception as err:  # noqa: BLE001 - e.g. out of shared memory: not a candidate
-                row["fp8_us"][str(list(config))] = f"{type(err).__name__}: {str(err)[:80]}"
+            for key, xin in (("fp8_us", x), ("fp8_fp16x_us", x16)):
+                try:
+                    row[key][str(list(config))] = graph_time_us(
+                        lambda c=config, xin=xin: fp8_linear(xin, *copies8[next(turn) % len(copies8)], config=c),
+                        len(copies8))
+                except Exception as err:  # noqa: BLE001 - e.g. out of shared memory: not a candidate
+                    row[key][str(list(config))] = f"{type(err).__name__}: {str(err)[:80]}"
+        y16 = fp8_linear(x16, w8, scale).float()
         y = fp8_linear(x, w8, scale).float()
         row["fp8_rel_diff_vs_bf16_weight"] = (y - exact).abs().max().item() / top
         row["fp8_rel_diff_vs_dequantized"] = (y - dequantized).abs().max().item() / top
+        row["fp8_fp16x_rel_diff_vs_dequantized"] = (y16 - dequantized).abs().max().item() / top
+        row["fp8_fp16x_max_abs_diff_vs_bf16x"] = (y16 - y).abs().max().item()  # products equal: summation order only
         row["bf16_rel_diff"] = (linear(x, w).float() - exact).abs().max().item() / top
         timed = [(us, c) for c, us in row["fp8_us"].items() if isinstance(us, float)]
         if timed:
             best_us, best = min(timed)
             row.update(fp8_best=best, fp8_best_us=best_us, fp8_speedup=row["bf16_rule_us"] / best_us,
                        fp8_read_ratio=best_us / row["fp8_read_us"])
+        timed16 = [(us, c) for c, us in row["fp8_fp16x_us"].items() if isinstance(us, float)]
+        if timed16:
+            best_us, best = min(timed16)
+            row.update(fp8_fp16x_best=best, fp8_fp16x_best_us=best_us, fp8_fp16x_read_ratio=best_us / row["fp8_read_us"])
         del copies8
         out.append(row)
         print("fp8", name, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items() if k != "gemm"},
