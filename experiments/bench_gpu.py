@@ -47,7 +47,7 @@ from fastdllm.evaluation import torch_info
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_floors import Floors, Work, build_model, canvas_arguments, ceilings, held_matmul_rate, model_arguments  # noqa: E402 - also read as bench_gpu.X by the other scripts
-from bench_modes import CUDA_MODES, MODES, TUNED_MODES, set_mode  # noqa: E402 - set_mode also read as bench_gpu.set_mode
+from bench_modes import CUDA_MODES, FP8_MODES, MODES, TUNED_MODES, set_mode  # noqa: E402 - set_mode also read as bench_gpu.set_mode
 from bench_forwards import _logit_agreement, forward_records, store_bytes, time_forwards  # noqa: E402, F401 - the tests read them here
 from bench_profile import profile_decode  # noqa: E402
 from gpu_clocks import ClockSampler  # noqa: E402
@@ -102,7 +102,7 @@ def run_setting(model, prompt, cache: str, k: int, args, mode: str, floors: Floo
             row["floor_sum_sustained_s"] = sum(sustained)
             row["floor_ratio_sustained"] = wall / row["floor_sum_sustained_s"]
         work_floors(row, [end - start for start, end in plans], batch, floors)
-        if mode == "fp8":  # its own floor: forwards of at most 32 rows read the fp8 copies (1 byte) instead
+        if mode in FP8_MODES:  # its own floor: forwards of at most 32 rows read the fp8 copies (1 byte) instead
             from fastdllm.kernels.fp8_weights import MAX_ROWS
 
             saved = sum(w.numel() * (w.element_size() - 1) - 4 * w.shape[0] for w in model.net._fp8_weights)

@@ -15,7 +15,8 @@
   among PyTorch's cuBLAS and cuBLASLt paths, the few-row kernel and cuBLASLt's ranked candidates (``lt0``, …);
 - ``tuned-torch``: ``tuned`` without cuBLASLt's ranked candidates (the plan as it was before they were added);
 - ``fp8``: ``kernels`` with fp8 copies of the wide weights for products of at most 32 rows (``use_fp8_weights()``;
-  not exact: the weights are rounded to e4m3);
+  not exact: the weights are rounded to e4m3), normed inputs given to the kernel in fp16;
+- ``fp8-bf16x``: ``fp8`` with every input in bf16 (``use_fp8_weights(fp16_inputs=False)``, the mode before round 17);
 - ``kernels-unfused-rope``: ``kernels`` with RoPE in the compiled layer function, as before ``use_rope_write``;
 - ``kernels-unpacked``: ``kernels`` with the split-KV kernel's programs one query head each, as before
   ``pack_gqa`` (the same for LLaDA, whose heads are not grouped);
@@ -32,9 +33,10 @@ from __future__ import annotations
 from fastdllm.kernels import gemm_plan
 
 MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "tuned-torch",
-         "fp8", "kernels-unfused-rope", "kernels-round7", "kernels-unpacked")
+         "fp8", "fp8-bf16x", "kernels-unfused-rope", "kernels-round7", "kernels-unpacked")
 TUNED_MODES = {"tuned": None, "tuned-torch": gemm_plan.BACKENDS}  # mode -> tune_gemms' backends (None: all)
-ROPE_WRITE_MODES = ("kernels", *TUNED_MODES, "fp8", "kernels-unpacked")  # RoPE applied in the KV write (use_rope_write)
+FP8_MODES = ("fp8", "fp8-bf16x")
+ROPE_WRITE_MODES = ("kernels", *TUNED_MODES, *FP8_MODES, "kernels-unpacked")  # RoPE applied in the KV write (use_rope_write)
 KERNEL_MODES = (*ROPE_WRITE_MODES, "kernels-unfused-rope", "kernels-round7")
 CUDA_MODES = ("graphs", "compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)  # dropped on the CPU
 GRAPHED_MODES = ("graphs", "fused", "compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)
@@ -50,7 +52,7 @@ def set_mode(model, mode: str) -> None:
     model.use_split_kv_attention(mode in ("split-kv", *KERNEL_MODES), pack_gqa=mode != "kernels-unpacked")
     model.use_skinny_matmul(mode in KERNEL_MODES)
     model.use_tuned_gemms(mode in TUNED_MODES)
-    model.use_fp8_weights(mode == "fp8")
+    model.use_fp8_weights(mode in FP8_MODES, fp16_inputs=mode != "fp8-bf16x")
     model.use_rope_write(mode in ROPE_WRITE_MODES)
     model.net.defer_residual = mode != "kernels-round7"
     model.use_cuda_graphs(mode in GRAPHED_MODES)

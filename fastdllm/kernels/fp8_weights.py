@@ -47,9 +47,10 @@ def dequantize_rows(w8: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -
 
 
 def fp8_linear(x: torch.Tensor, w8: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None,
-               config=FP8_CONFIG) -> torch.Tensor:
+               config=FP8_CONFIG, out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """``F.linear(x, dequantize_rows(w8, scale), bias)`` for x ``[..., K]`` (bf16/fp16, at most ``ONE_TILE_ROWS``
-    rows, or any number with a BLOCK_M in ``config``) through the few-row Triton kernel: ``[..., N]`` in x's dtype."""
+    rows, or any number with a BLOCK_M in ``config``) through the few-row Triton kernel: ``[..., N]`` in
+    ``out_dtype`` (x's dtype by default), rounded once from the fp32 accumulator."""
     if triton is None:
         raise RuntimeError("fp8_linear needs Triton (pip install triton)")
     K, N = x.shape[-1], w8.shape[0]
@@ -64,16 +65,22 @@ def fp8_linear(x: torch.Tensor, w8: torch.Tensor, scale: torch.Tensor, bias: tor
     if x2.shape[0] > ONE_TILE_ROWS and len(config) < 5:
         raise ValueError(f"fp8_linear takes at most {ONE_TILE_ROWS} rows without a BLOCK_M in its config, got "
                          f"{x2.shape[0]}")
-    return _launch(x2, w8, bias, config, scale).view(*x.shape[:-1], N)
+    return _launch(x2, w8, bias, config, scale, out_dtype).view(*x.shape[:-1], N)
 
 
 MIN_FP8_COLUMNS = MIN_COLUMNS  # weights with fewer output columns keep bf16 only: at 32 rows LLaDA's output and
 # down projections ran no faster in fp8 (15.3 / 39.2 µs against 14.7 / 40.9, round5_dev/kernels_fp8_*.json)
 
-# ---- the registry of fp8 copies: weight (address, shape, strides, dtype, device) -> (token, w8, scale, version) ----
+FP16_INPUT_LIMIT = 32768.0  # a proven bound on |x| at most this (half of fp16's largest finite 65504) lets a
+# product's bf16 activations go to the kernel in fp16: e4m3 widens to fp16 in one conversion where bf16 takes two, and
+# the products are the same (x and the weight are exact in fp16, accumulation in fp32). On an H200 that took LLaDA-8B's
+# gate/up product at 32 rows from 42.3 to 32.2 µs and its LM head from 182.5 to 150.3 (results/speed/round17_dev/)
+
+# ---- the registry of fp8 copies: weight (address, shape, strides, dtype, device) -> (token, w8, scale, version,
+# fp16_inputs) ----
 # An entry lives as long as the tensor it was registered for (a finaliser drops it, so a discarded model frees its
 # copies and its address cannot be mistaken for a later tensor's); the model keeps that tensor (``_fp8_weights``).
-_REGISTRY: dict[tuple, tuple[object, torch.Tensor, torch.Tensor, int | None]] = {}
+_REGISTRY: dict[tuple, tuple[object, torch.Tensor, torch.Tensor, int | None, bool]] = {}
 
 
 def _key(weight: torch.Tensor) -> tuple:
@@ -93,15 +100,21 @@ def _drop(key: tuple, token: object) -> None:
         del _REGISTRY[key]
 
 
-def register(weights) -> list[torch.Tensor]:
+def register(weights, input_bounds=None) -> list[torch.Tensor]:
     """Make and register the fp8 copy of every weight ``[N, K]`` with ``N >= MIN_FP8_COLUMNS``; returns those weights.
-    Each entry lasts while its weight tensor object does: keep the returned tensors."""
+    ``input_bounds`` (parallel to ``weights``; None for none): a proven bound on |x| of each weight's inputs, or
+    None where there is none; a weight whose bound is at most ``FP16_INPUT_LIMIT`` takes its bf16 inputs in fp16
+    (``takes_fp16_inputs``). Each entry lasts while its weight tensor object does: keep the returned tensors."""
     done = []
-    for weight in weights:
+    weights = list(weights)
+    bounds = [None] * len(weights) if input_bounds is None else list(input_bounds)
+    if len(bounds) != len(weights):
+        raise ValueError(f"register: {len(bounds)} input bounds for {len(weights)} weights; give one per weight")
+    for weight, bound in zip(weights, bounds):
         if weight.dim() == 2 and weight.shape[0] >= MIN_FP8_COLUMNS and weight.device.type != "meta":
             w8, scale = quantize_rows(weight)
             key, token = _key(weight), object()
-            _REGISTRY[key] = (token, w8, scale, _version(weight))
+            _REGISTRY[key] = (token, w8, scale, _version(weight), bound is not None and bound <= FP16_INPUT_LIMIT)
             weakref.finalize(weight, _drop, key, token)
             done.append(weight)
     return done
@@ -121,11 +134,17 @@ def lookup(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     entry = _REGISTRY.get(_key(weight))
     if entry is None:
         return None
-    _, w8, scale, version = entry
+    _, w8, scale, version, _ = entry
     if version is not None and _version(weight) not in (None, version):
         raise RuntimeError(f"a weight {tuple(weight.shape)} changed in place after its fp8 copy was made; call "
                            "model.use_fp8_weights() again after changing weights")
     return w8, scale
+
+
+def takes_fp16_inputs(weight: torch.Tensor) -> bool:
+    """Whether ``weight``'s registered copy takes bf16 inputs in fp16 (its inputs' bound, ``register``)."""
+    entry = _REGISTRY.get(_key(weight))
+    return entry is not None and entry[4]
 
 
 @torch.library.custom_op("fastdllm::fp8_or_bf16_linear", mutates_args=())
@@ -135,6 +154,10 @@ def _fp8_or_bf16_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
         return skinny_matmul.linear(x, weight, bias).clone()  # a fresh tensor (an op's output may not alias)
     w8, scale = hit
     if x.is_cuda and triton is not None and x.dtype in (torch.bfloat16, torch.float16):
+        # bf16 x is exact in fp16 from 2^-14 up to the proven bound, far below fp16's largest; smaller values keep
+        # fp16's subnormal step, 2^-24
+        if x.dtype == torch.bfloat16 and takes_fp16_inputs(weight):
+            return fp8_linear(x.to(torch.float16), w8, scale, bias, out_dtype=torch.bfloat16)
         return fp8_linear(x, w8, scale, bias)
     return torch.nn.functional.linear(x, dequantize_rows(w8, scale, x.dtype), bias)
 

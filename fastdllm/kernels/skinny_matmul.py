@@ -82,14 +82,15 @@ def _block_m(M: int) -> int:
 
 
 def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, config,
-            scale: torch.Tensor | None = None) -> torch.Tensor:
+            scale: torch.Tensor | None = None, out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Run the kernel with ``config`` = (BLOCK_N, BLOCK_K, num_stages, num_warps[, BLOCK_M]); without BLOCK_M one
-    row tile holds every row. ``scale`` ``[N]`` fp32 multiplies each output column (fp8 weights)."""
+    row tile holds every row. ``scale`` ``[N]`` fp32 multiplies each output column (fp8 weights); the fp32
+    result is rounded once to ``out_dtype`` (x's dtype by default)."""
     M, K = x2.shape
     N = weight.shape[0]
     block_n, block_k, stages, warps = config[:4]
     block_m = config[4] if len(config) > 4 else _block_m(M)
-    y = torch.empty(M, N, dtype=x2.dtype, device=x2.device)  # [M, N]
+    y = torch.empty(M, N, dtype=out_dtype or x2.dtype, device=x2.device)  # [M, N]
     _skinny_kernel[(triton.cdiv(M, block_m), triton.cdiv(N, block_n))](
         x2, weight, weight if bias is None else bias, weight if scale is None else scale, y, M, N, K, x2.stride(0),
         weight.stride(0), y.stride(0), HAS_BIAS=bias is not None, HAS_SCALE=scale is not None, BLOCK_M=block_m,

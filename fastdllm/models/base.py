@@ -187,7 +187,7 @@ class DiffusionLM(nn.Module):
             self._recapture()
         return self
 
-    def use_fp8_weights(self, enabled: bool = True) -> "DiffusionLM":
+    def use_fp8_weights(self, enabled: bool = True, fp16_inputs: bool = True) -> "DiffusionLM":
         """Give the wide weights (at least 12288 output columns: LLaDA's fused q/k/v, the gate/up projections, the LM
         head) an fp8 (e4m3) copy with one scale per output row, and run products of at most 32 rows by them
         (cached steps at batch 1) from the copy: half the bytes to read (``fastdllm.kernels.fp8_weights``).
@@ -195,9 +195,12 @@ class DiffusionLM(nn.Module):
         On the CPU the same products use the dequantized copy (the same numbers, no kernel). Not exact: each such
         product differs from bf16 by the weight rounding (~3 % of its largest output), so tokens can differ;
         ``experiments/fp8_weight_accuracy.py`` measures what that costs. The copies follow ``to()``/``cuda()``
-        and ``fuse_projections()``; after changing weights in place, call this again (a stale copy raises)."""
+        and ``fuse_projections()``; after changing weights in place, call this again (a stale copy raises).
+        ``fp16_inputs`` (the default): where a product's bf16 inputs are an RMSNorm's output, bounded far inside
+        fp16's range (``Transformer.input_bounds``), the kernel takes them in fp16, which widens the fp8 weight in one
+        conversion instead of two (the same products; faster on an H200); False keeps every input in bf16."""
         if self.net.fp8 != enabled or enabled:
-            self.net.use_fp8(enabled)
+            self.net.use_fp8(enabled, fp16_inputs)
             self._recapture()
         return self
 

@@ -11,6 +11,8 @@ and gate/up weights into one matrix each (one GEMM instead of three / two), keep
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 
 import torch
@@ -172,6 +174,7 @@ class Transformer(nn.Module):
         self.skinny = False  # few-row Triton GEMMs on CUDA, where faster than cuBLAS (``use_skinny_matmul``)
         self.fp8 = False  # few-row products by the wide weights through their fp8 copies (``use_fp8_weights``)
         self._fp8_weights: list[torch.Tensor] = []  # the weights registered in fastdllm.kernels.fp8_weights
+        self.fp8_fp16_inputs = True  # normed bf16 inputs go to the fp8 kernel in fp16 (``use_fp8_weights``)
         self.tuned = False  # products through the timed GEMM plan on CUDA (``DiffusionLM.tune_gemms``)
         self.rope_write = False  # RoPE fused into the KV-store write on CUDA (``DiffusionLM.use_rope_write``)
         self.defer_residual = True  # each layer's MLP output added by the next layer's function (``residual``);
@@ -214,13 +217,36 @@ class Transformer(nn.Module):
         """Every projection weight as the layer functions pass it (fused tensors where fused) and the LM head's."""
         return [w for w, _ in self.products()]
 
-    def use_fp8(self, enabled: bool = True) -> None:
-        """Make (or drop) the fp8 copies of the wide weights (``fastdllm.kernels.fp8_weights.register``)."""
+    def input_bounds(self) -> list[float | None]:
+        """Parallel to ``products()``: a bound on |x| of each product's inputs where one is proven, else None. The
+        q/k/v and gate/up projections and the LM head read an RMSNorm's output, x / rms(x) · g, whose entries are
+        at most √d · max |g| (x_i² ≤ Σ x² = d · rms²); ×1.01 covers its two bf16 roundings. The output and down
+        projections read the attention's output and the gated MLP's: no bound."""
+        def normed(norm: RMSNorm) -> float | None:
+            if norm.weight.device.type == "meta":  # no values yet: nothing proven
+                return None
+            return 1.01 * math.sqrt(self.arch.d_model) * norm.weight.detach().abs().max().item()
+
+        bounds = []
+        for layer in self.layers:
+            a, mlp = layer.attn, layer.mlp
+            bounds += [normed(layer.attn_norm)] * (1 if a.qkv_weight is not None else 3) + [None]
+            bounds += [normed(layer.mlp_norm)] * (1 if mlp.gate_up_weight is not None else 2) + [None]
+        return bounds + [normed(self.norm)]
+
+    def use_fp8(self, enabled: bool = True, fp16_inputs: bool | None = None) -> None:
+        """Make (or drop) the fp8 copies of the wide weights (``fastdllm.kernels.fp8_weights.register``); with
+        ``fp16_inputs`` each with its inputs' bound (``input_bounds``: where it is small, bf16 inputs go to the fp8
+        kernel in fp16). None keeps the last choice (copies made again after ``to()`` or fusion)."""
         from fastdllm.kernels import fp8_weights
 
+        if fp16_inputs is not None:
+            self.fp8_fp16_inputs = fp16_inputs
         fp8_weights.unregister(self._fp8_weights)
+        weights = [w.detach() for w in self.wide_weights()]
+        bounds = self.input_bounds() if enabled and getattr(self, "fp8_fp16_inputs", True) else None
         # the registry's entries last as long as these tensor objects: the model keeps them
-        self._fp8_weights = fp8_weights.register(w.detach() for w in self.wide_weights()) if enabled else []
+        self._fp8_weights = fp8_weights.register(weights, bounds) if enabled else []
         self.fp8 = enabled
 
     def fuse_projections(self, enabled: bool = True) -> bool:

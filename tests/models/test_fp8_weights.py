@@ -98,3 +98,90 @@ def test_fp8_copies_follow_fusion_and_refuse_stale_weights(every_width):
         _forwards(model)
     finally:
         model.use_fp8_weights(False)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_only_normed_inputs_go_to_fp16(every_width, fused):
+    """The q/k/v and gate/up projections and the LM head read an RMSNorm's output, bounded by √d · max |g|, and
+    take their bf16 inputs in fp16; the output and down projections (no bound) never do; a norm weight large enough
+    to break fp16's range takes its products off the route when the copies are made again."""
+    model = _tiny("llada")
+    model.net.fuse_projections(fused)
+    model.use_fp8_weights()
+    try:
+        net = model.net
+        weights, bounds = net.wide_weights(), net.input_bounds()
+        assert len(weights) == len(bounds) and all(fp8_weights.registered(w) for w in weights)
+        d = net.arch.d_model
+        for (weight, _), bound in zip(net.products(), bounds):
+            normed = bound is not None
+            assert fp8_weights.takes_fp16_inputs(weight) == normed
+        a, mlp = net.layers[0].attn, net.layers[0].mlp
+        assert not fp8_weights.takes_fp16_inputs(a.o_proj.weight) and not fp8_weights.takes_fp16_inputs(mlp.down_proj.weight)
+        assert fp8_weights.takes_fp16_inputs(net.lm_head.weight)
+        assert bounds[-1] == pytest.approx(1.01 * d ** 0.5 * net.norm.weight.abs().max().item())
+        # x_i / rms(x) reaches √d when one entry carries all the energy: the bound is tight, not a guess
+        spike = torch.zeros(1, d)
+        spike[0, 3] = 5.0
+        assert fastdllm.models.layer_functions.rms_norm(spike, torch.ones(d), 0.0).abs().max() == pytest.approx(d ** 0.5)
+        with torch.no_grad():
+            net.layers[0].mlp_norm.weight[0] = fp8_weights.FP16_INPUT_LIMIT  # √d · this exceeds the limit
+        model.use_fp8_weights()
+        gate_up = mlp.gate_up_weight if fused else mlp.gate_proj.weight
+        assert not fp8_weights.takes_fp16_inputs(gate_up)
+        assert fp8_weights.takes_fp16_inputs(net.layers[0].attn.qkv_weight if fused else a.q_proj.weight)
+    finally:
+        model.use_fp8_weights(False)
+
+
+def test_register_wants_one_bound_per_weight(every_width):
+    w = torch.randn(8, 4)
+    with pytest.raises(ValueError, match="2 input bounds for 1 weights"):
+        fp8_weights.register([w], [1.0, 2.0])
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available() or fp8_weights.triton is None,
+                                reason="the fp8 kernel runs on CUDA with Triton")
+
+
+@needs_cuda
+def test_fp16_inputs_give_the_kernel_the_same_products_on_cuda():
+    """On the GPU, normed bf16 inputs handed to the fp8 kernel in fp16 (bf16 out) give what bf16 inputs give:
+    x and the e4m3 weight are exact in either type, the accumulation is fp32; and no farther from the fp32 product
+    with the dequantized weight."""
+    torch.manual_seed(0)
+    M, N, K = 32, 2048, 1024
+    x = (torch.randn(M, K, device="cuda") * 3).bfloat16()  # [M, K]: normal fp16 numbers
+    w8, scale = fp8_weights.quantize_rows(torch.randn(N, K, device="cuda") / K ** 0.5)
+    via_bf16 = fp8_weights.fp8_linear(x, w8, scale)  # [M, N] bf16
+    via_fp16 = fp8_weights.fp8_linear(x.half(), w8, scale, out_dtype=torch.bfloat16)  # [M, N] bf16
+    want = x.float() @ fp8_weights.dequantize_rows(w8, scale, torch.float32).T
+    assert via_fp16.dtype == torch.bfloat16
+    top = want.abs().max()
+    assert (via_fp16.float() - want).abs().max() <= (via_bf16.float() - want).abs().max() + 1e-6 * top
+    assert (via_fp16.float() - via_bf16.float()).abs().max() <= 2 ** -8 * top
+    print("fp16 route bit-equal to bf16 route:", torch.equal(via_fp16, via_bf16))
+
+
+@needs_cuda
+def test_a_cached_step_with_fp16_inputs_matches_bf16_inputs_on_cuda(every_width):
+    """A tiny model's cached step on the GPU with the fp16 route and without it: the same logits up to bf16 rounding
+    of the products' outputs (the route is taken: the registry says so for the normed products)."""
+    model = _tiny("llada").to(device="cuda", dtype=torch.bfloat16)
+    gen = torch.Generator().manual_seed(1)
+    canvas = torch.randint(3, 60, (1, L), generator=gen).cuda()
+    canvas[:, P:] = model.mask_token_id
+    pos = torch.arange(L, device="cuda")[None]
+    out = {}
+    try:
+        for fp16 in (False, True):
+            model.use_fp8_weights(fp16_inputs=fp16)
+            assert fp8_weights.takes_fp16_inputs(model.net.lm_head.weight) == fp16
+            store = model.new_kv_store(1, L)
+            with torch.no_grad():
+                model.forward_step(canvas, 0, L, store, pos, None, P, P + BLOCK)
+                out[fp16] = model.forward_step(canvas, P, P + BLOCK, store, pos, None, P, P + BLOCK).float()
+    finally:
+        model.use_fp8_weights(False)
+    assert (out[True] - out[False]).abs().max() <= 0.02 * out[False].abs().max()
+    print("cached step bit-equal:", torch.equal(out[True], out[False]))

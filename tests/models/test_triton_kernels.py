@@ -279,21 +279,24 @@ def test_fp8_linear_equals_linear_with_dequantized_weights():
         from fastdllm.kernels.fp8_weights import fp8_linear, quantize_rows, dequantize_rows, FP8_CONFIG
         torch.manual_seed(0)
         results = []
-        for M, N, K, bias, config in ((32, 200, 512, True, FP8_CONFIG), (1, 64, 300, False, FP8_CONFIG),
-                                      (17, 70, 129, True, (32, 64, 2, 4)), (100, 70, 200, False, (64, 64, 2, 4, 32))):
+        for M, N, K, bias, config, out in ((32, 200, 512, True, FP8_CONFIG, None), (1, 64, 300, False, FP8_CONFIG, None),
+                                           (17, 70, 129, True, (32, 64, 2, 4), None),
+                                           (100, 70, 200, False, (64, 64, 2, 4, 32), None),
+                                           (32, 96, 256, True, FP8_CONFIG, torch.bfloat16)):  # fp16 in, bf16 out
             x = torch.randn(M, K).half()
             w = torch.randn(N, K) * torch.rand(N, 1)  # rows of different scales
             w8, scale = quantize_rows(w)
             b = torch.randn(N).half() if bias else None
-            y = fp8_linear(x.view(1, M, K), w8, scale, b, config)
+            y = fp8_linear(x.view(1, M, K), w8, scale, b, config, out_dtype=out)
             want = torch.nn.functional.linear(x.float(), dequantize_rows(w8, scale, torch.float32),
                                               None if b is None else b.float())
-            results.append([list(y.shape) == [1, M, N], y.dtype == torch.float16,
-                            ((y[0].float() - want).abs().max() / want.abs().max()).item()])
+            results.append([list(y.shape) == [1, M, N], y.dtype == (out or torch.float16),
+                            ((y[0].float() - want).abs().max() / want.abs().max()).item(),
+                            2 ** -7 if out == torch.bfloat16 else 2e-3])  # bf16 out: one rounding of 8 bits
         print(json.dumps(results))
         """)
-    for ok_shape, ok_dtype, rel in out:
-        assert ok_shape and ok_dtype and rel < 2e-3, (ok_shape, ok_dtype, rel)
+    for ok_shape, ok_dtype, rel, tolerance in out:
+        assert ok_shape and ok_dtype and rel < tolerance, (ok_shape, ok_dtype, rel)
 
 
 def test_fp8_linear_rejects_bad_inputs():
