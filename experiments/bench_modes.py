@@ -17,6 +17,7 @@
 - ``fp8``: ``kernels`` with fp8 copies of the wide weights for products of at most 32 rows (``use_fp8_weights()``;
   not exact: the weights are rounded to e4m3), normed inputs given to the kernel in fp16;
 - ``fp8-bf16x``: ``fp8`` with every input in bf16 (``use_fp8_weights(fp16_inputs=False)``, the mode before round 17);
+- ``fp8-tuned``: ``tuned`` with ``fp8``'s copies: the products fp8 does not serve run by the tuned plan;
 - ``kernels-unfused-rope``: ``kernels`` with RoPE in the compiled layer function, as before ``use_rope_write``;
 - ``kernels-unpacked``: ``kernels`` with the split-KV kernel's programs one query head each, as before
   ``pack_gqa`` (the same for LLaDA, whose heads are not grouped);
@@ -33,10 +34,10 @@ from __future__ import annotations
 from fastdllm.kernels import gemm_plan
 
 MODES = ("plain", "eager", "graphs", "fused", "compiled-unfused", "compiled", "split-kv", "kernels", "tuned", "tuned-torch",
-         "fp8", "fp8-bf16x", "kernels-unfused-rope", "kernels-round7", "kernels-unpacked")
-TUNED_MODES = {"tuned": None, "tuned-torch": gemm_plan.BACKENDS}  # mode -> tune_gemms' backends (None: all)
-FP8_MODES = ("fp8", "fp8-bf16x")
-ROPE_WRITE_MODES = ("kernels", *TUNED_MODES, *FP8_MODES, "kernels-unpacked")  # RoPE applied in the KV write (use_rope_write)
+         "fp8", "fp8-bf16x", "fp8-tuned", "kernels-unfused-rope", "kernels-round7", "kernels-unpacked")
+TUNED_MODES = {"tuned": None, "tuned-torch": gemm_plan.BACKENDS, "fp8-tuned": None}  # mode -> tune_gemms' backends (None: all)
+FP8_MODES = ("fp8", "fp8-bf16x", "fp8-tuned")
+ROPE_WRITE_MODES = tuple(dict.fromkeys(("kernels", *TUNED_MODES, *FP8_MODES, "kernels-unpacked")))  # RoPE applied in the KV write (use_rope_write)
 KERNEL_MODES = (*ROPE_WRITE_MODES, "kernels-unfused-rope", "kernels-round7")
 CUDA_MODES = ("graphs", "compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)  # dropped on the CPU
 GRAPHED_MODES = ("graphs", "fused", "compiled-unfused", "compiled", "split-kv", *KERNEL_MODES)

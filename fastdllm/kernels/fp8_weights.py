@@ -24,7 +24,7 @@ import weakref
 
 import torch
 
-from fastdllm.kernels import skinny_matmul, triton
+from fastdllm.kernels import gemm_plan, skinny_matmul, triton
 from fastdllm.kernels.skinny_matmul import MAX_ROWS, MIN_COLUMNS, ONE_TILE_ROWS, _launch
 
 E4M3_MAX = 448.0  # the largest finite float8_e4m3fn
@@ -167,11 +167,24 @@ def _(x, weight, bias):
     return x.new_empty(*x.shape[:-1], weight.shape[0])
 
 
+def _serves(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether a product goes to the fp8 op: at most ``MAX_ROWS`` rows by a weight of ``MIN_FP8_COLUMNS`` or more."""
+    rows = x.numel() // max(x.shape[-1], 1)
+    return 0 < rows <= MAX_ROWS and weight.shape[0] >= MIN_FP8_COLUMNS
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear`` for a model with fp8 copies: products of at most ``MAX_ROWS`` rows by a weight of at least
     ``MIN_FP8_COLUMNS`` output columns go through an opaque op that finds the weight's fp8 copy at run time (by
     address), every other product through ``skinny_matmul.linear``."""
-    rows = x.numel() // max(x.shape[-1], 1)
-    if 0 < rows <= MAX_ROWS and weight.shape[0] >= MIN_FP8_COLUMNS:
+    if _serves(x, weight):
         return _fp8_or_bf16_linear(x, weight, bias)
     return skinny_matmul.linear(x, weight, bias)
+
+
+def linear_tuned(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``linear`` for a model with a tuned GEMM plan as well: the products the fp8 copies do not serve run by the
+    plan (``gemm_plan.linear``)."""
+    if _serves(x, weight):
+        return _fp8_or_bf16_linear(x, weight, bias)
+    return gemm_plan.linear(x, weight, bias)

@@ -32,12 +32,12 @@ def skinny_or_cublas():
     return linear
 
 
-def fp8_or_bf16():
+def fp8_or_bf16(tuned: bool = False):
     """``F.linear`` through the registered fp8 weight copies where they apply (``fastdllm.kernels.fp8_weights.linear``),
-    else as ``skinny_or_cublas``."""
-    from fastdllm.kernels.fp8_weights import linear
+    else as ``skinny_or_cublas``, or with ``tuned`` by the tuned GEMM plan (``fp8_weights.linear_tuned``)."""
+    from fastdllm.kernels.fp8_weights import linear, linear_tuned
 
-    return linear
+    return linear_tuned if tuned else linear
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ class Transformer(nn.Module):
 
             if self._fp8_weights and not fp8_weights.registered(self._fp8_weights[0]):
                 self.use_fp8()  # a deep copy (or unpickled) model: its copies are not registered yet
-            return fp8_or_bf16()
+            return fp8_or_bf16(self.tuned)
         if self.tuned:
             from fastdllm.kernels.gemm_plan import linear
 
