@@ -149,22 +149,25 @@ def takes_fp16_inputs(weight: torch.Tensor) -> bool:
 
 @torch.library.custom_op("fastdllm::fp8_or_bf16_linear", mutates_args=())
 def _fp8_or_bf16_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The product by ``weight``'s fp8 copy, in ``weight``'s dtype. ``x`` comes in the weight's dtype, or in fp16
+    from a caller that converted it (``linear_fp16x``: every copy's inputs are bounded)."""
     hit = lookup(weight)
     if hit is None:  # a wide weight of a model without fp8 copies
-        return skinny_matmul.linear(x, weight, bias).clone()  # a fresh tensor (an op's output may not alias)
+        return skinny_matmul.linear(x.to(weight.dtype), weight, bias).clone()  # fresh (an op's output may not alias)
     w8, scale = hit
     if x.is_cuda and triton is not None and x.dtype in (torch.bfloat16, torch.float16):
         # bf16 x is exact in fp16 from 2^-14 up to the proven bound, far below fp16's largest; smaller values keep
         # fp16's subnormal step, 2^-24
         if x.dtype == torch.bfloat16 and takes_fp16_inputs(weight):
-            return fp8_linear(x.to(torch.float16), w8, scale, bias, out_dtype=torch.bfloat16)
-        return fp8_linear(x, w8, scale, bias)
+            x = x.to(torch.float16)
+        return fp8_linear(x, w8, scale, bias, out_dtype=weight.dtype)
+    x = x.to(weight.dtype)  # the CPU: the dequantized copy in the model's dtype (bf16 from fp16 is exact here)
     return torch.nn.functional.linear(x, dequantize_rows(w8, scale, x.dtype), bias)
 
 
 @_fp8_or_bf16_linear.register_fake
 def _(x, weight, bias):
-    return x.new_empty(*x.shape[:-1], weight.shape[0])
+    return x.new_empty(*x.shape[:-1], weight.shape[0], dtype=weight.dtype)
 
 
 def _serves(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -188,3 +191,30 @@ def linear_tuned(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     if _serves(x, weight):
         return _fp8_or_bf16_linear(x, weight, bias)
     return gemm_plan.linear(x, weight, bias)
+
+
+def _fp16(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.float16) if x.is_cuda and x.dtype == torch.bfloat16 else x
+
+
+def linear_fp16x(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``linear`` for a model every one of whose copies takes fp16 inputs (``takes_fp16_inputs``): bf16 x is
+    converted before the opaque op, in the caller's code, where ``torch.compile`` fuses the conversion into the
+    kernel that makes x (the RMSNorm's); the op then skips its own conversion launch."""
+    if _serves(x, weight):
+        return _fp8_or_bf16_linear(_fp16(x), weight, bias)
+    return skinny_matmul.linear(x, weight, bias)
+
+
+def linear_tuned_fp16x(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``linear_fp16x`` with the tuned plan for the other products (``linear_tuned``)."""
+    if _serves(x, weight):
+        return _fp8_or_bf16_linear(_fp16(x), weight, bias)
+    return gemm_plan.linear(x, weight, bias)
+
+
+def all_take_fp16_inputs(weights) -> bool:
+    """Whether every registered copy among ``weights`` takes fp16 inputs (and there is one): a model's fp8
+    products can then convert x before the op (``linear_fp16x``)."""
+    registered_weights = [w for w in weights if registered(w)]
+    return bool(registered_weights) and all(takes_fp16_inputs(w) for w in registered_weights)

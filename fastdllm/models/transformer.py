@@ -32,12 +32,14 @@ def skinny_or_cublas():
     return linear
 
 
-def fp8_or_bf16(tuned: bool = False):
+def fp8_or_bf16(tuned: bool = False, fp16x: bool = False):
     """``F.linear`` through the registered fp8 weight copies where they apply (``fastdllm.kernels.fp8_weights.linear``),
-    else as ``skinny_or_cublas``, or with ``tuned`` by the tuned GEMM plan (``fp8_weights.linear_tuned``)."""
-    from fastdllm.kernels.fp8_weights import linear, linear_tuned
+    else as ``skinny_or_cublas``, or with ``tuned`` by the tuned GEMM plan (``fp8_weights.linear_tuned``); with
+    ``fp16x`` (every copy takes fp16 inputs) converting x before the op (``linear_fp16x``, ``linear_tuned_fp16x``)."""
+    from fastdllm.kernels import fp8_weights as f
 
-    return linear_tuned if tuned else linear
+    return {(False, False): f.linear, (True, False): f.linear_tuned, (False, True): f.linear_fp16x,
+            (True, True): f.linear_tuned_fp16x}[(tuned, fp16x)]
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ class Transformer(nn.Module):
         self.fp8 = False  # few-row products by the wide weights through their fp8 copies (``use_fp8_weights``)
         self._fp8_weights: list[torch.Tensor] = []  # the weights registered in fastdllm.kernels.fp8_weights
         self.fp8_fp16_inputs = True  # normed bf16 inputs go to the fp8 kernel in fp16 (``use_fp8_weights``)
+        self._fp8_all_fp16 = False  # every fp8 copy takes fp16 inputs: the traced code converts x (``use_fp8``)
         self.tuned = False  # products through the timed GEMM plan on CUDA (``DiffusionLM.tune_gemms``)
         self.rope_write = False  # RoPE fused into the KV-store write on CUDA (``DiffusionLM.use_rope_write``)
         self.defer_residual = True  # each layer's MLP output added by the next layer's function (``residual``);
@@ -188,7 +191,7 @@ class Transformer(nn.Module):
 
             if self._fp8_weights and not fp8_weights.registered(self._fp8_weights[0]):
                 self.use_fp8()  # a deep copy (or unpickled) model: its copies are not registered yet
-            return fp8_or_bf16(self.tuned)
+            return fp8_or_bf16(self.tuned, getattr(self, "_fp8_all_fp16", False))
         if self.tuned:
             from fastdllm.kernels.gemm_plan import linear
 
@@ -247,6 +250,7 @@ class Transformer(nn.Module):
         bounds = self.input_bounds() if enabled and getattr(self, "fp8_fp16_inputs", True) else None
         # the registry's entries last as long as these tensor objects: the model keeps them
         self._fp8_weights = fp8_weights.register(weights, bounds) if enabled else []
+        self._fp8_all_fp16 = fp8_weights.all_take_fp16_inputs(self._fp8_weights)  # convert x before the op
         self.fp8 = enabled
 
     def fuse_projections(self, enabled: bool = True) -> bool:

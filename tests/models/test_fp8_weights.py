@@ -134,25 +134,36 @@ def test_only_normed_inputs_go_to_fp16(every_width, fused):
         model.use_fp8_weights(False)
 
 
-def test_with_a_tuned_plan_the_products_fp8_does_not_serve_run_by_the_plan(every_width, monkeypatch):
-    """fp8 copies and a tuned GEMM plan together: the few-row products by the wide weights go to the fp8 copies,
-    every other product (a refresh's 40 rows) to the plan's ``linear``; without the plan, none reach it."""
+@pytest.mark.parametrize("widths", ["every", "normed"])
+def test_with_a_tuned_plan_the_products_fp8_does_not_serve_run_by_the_plan(monkeypatch, widths):
+    """fp8 copies and a tuned GEMM plan together: the few-row products by registered weights go to the fp8 copies,
+    every other product (a refresh's 40 rows; in a cached step the weights too narrow for a copy) to the plan's
+    ``linear``; without the plan, none reach it. With copies of the normed products only ("normed": q/k/v, gate/up,
+    LM head), every copy takes fp16 inputs and the model converts x before the op (``linear_tuned_fp16x``)."""
     from fastdllm.kernels import gemm_plan
 
+    model = _tiny("llada").use_compile(False)
+    model.net.fuse_projections()
+    d = model.net.arch.d_model
+    monkeypatch.setattr(fp8_weights, "MIN_FP8_COLUMNS", 1 if widths == "every" else d + 1)  # o/down are d wide
     seen = []
     real = gemm_plan.linear
-    monkeypatch.setattr(gemm_plan, "linear", lambda x, w, b=None: seen.append(x.shape[-2]) or real(x, w, b))
-    model = _tiny("llada").use_fp8_weights()
+    monkeypatch.setattr(gemm_plan, "linear", lambda x, w, b=None: seen.append((x.shape[-2], w.shape[0])) or real(x, w, b))
+    model.use_fp8_weights()
     try:
+        assert model.net._fp8_all_fp16 == (widths == "normed")
         for tuned in (False, True):
             model.use_tuned_gemms(tuned)
+            assert model.net.linear() is {(False, "every"): fp8_weights.linear, (True, "every"): fp8_weights.linear_tuned,
+                                          (False, "normed"): fp8_weights.linear_fp16x,
+                                          (True, "normed"): fp8_weights.linear_tuned_fp16x}[(tuned, widths)]
             seen.clear()
             store = _forwards(model)[1]  # a refresh (40 rows: the plan's when tuned), then a cached step
-            assert bool(seen) == tuned and all(rows > fp8_weights.MAX_ROWS for rows in seen)
+            assert bool(seen) == tuned and any(rows > fp8_weights.MAX_ROWS for rows, _ in seen) == tuned
             seen.clear()
-            with torch.no_grad():  # a cached step alone: every product is few-row and wide, fp8's
+            with torch.no_grad():  # a cached step alone: few-row products; the plan gets the unregistered weights
                 model.forward_step(*_step_args(model), store, torch.arange(L)[None], None, P, P + BLOCK)
-            assert seen == []
+            assert all(n == d for _, n in seen) and bool(seen) == (tuned and widths == "normed")
     finally:
         model.use_fp8_weights(False)
         model.use_tuned_gemms(False)
@@ -200,10 +211,15 @@ def test_fp16_inputs_give_the_kernel_the_same_products_on_cuda():
 
 
 @needs_cuda
-def test_a_cached_step_with_fp16_inputs_matches_bf16_inputs_on_cuda(every_width):
+@pytest.mark.parametrize("widths", ["every", "normed"])
+def test_a_cached_step_with_fp16_inputs_matches_bf16_inputs_on_cuda(monkeypatch, widths):
     """A tiny model's cached step on the GPU with the fp16 route and without it: the same logits, bit for bit (the
-    route is taken: the registry says so for the normed products)."""
+    route is taken: the registry says so for the normed products). "every": the op converts x for the copies
+    that take fp16 (o/down have copies and no bound); "normed": only bounded products have copies, and the eager
+    caller converts x before the op (``linear_fp16x``)."""
     model = _tiny("llada").to(device="cuda", dtype=torch.bfloat16)
+    model.net.fuse_projections()
+    monkeypatch.setattr(fp8_weights, "MIN_FP8_COLUMNS", 1 if widths == "every" else model.net.arch.d_model + 1)
     gen = torch.Generator().manual_seed(1)
     canvas = torch.randint(3, 60, (1, L), generator=gen).cuda()
     canvas[:, P:] = model.mask_token_id
@@ -213,6 +229,7 @@ def test_a_cached_step_with_fp16_inputs_matches_bf16_inputs_on_cuda(every_width)
         for fp16 in (False, True):
             model.use_fp8_weights(fp16_inputs=fp16)
             assert fp8_weights.takes_fp16_inputs(model.net.lm_head.weight) == fp16
+            assert model.net._fp8_all_fp16 == (fp16 and widths == "normed")
             store = model.new_kv_store(1, L)
             with torch.no_grad():
                 model.forward_step(canvas, 0, L, store, pos, None, P, P + BLOCK)
