@@ -191,6 +191,8 @@ class Transformer(nn.Module):
 
             if self._fp8_weights and not fp8_weights.registered(self._fp8_weights[0]):
                 self.use_fp8()  # a deep copy (or unpickled) model: its copies are not registered yet
+            elif self._norm_versions() != getattr(self, "_fp8_norm_versions", None):
+                self.use_fp8()  # a norm weight changed in place: its products' input bounds are made again
             return fp8_or_bf16(self.tuned, getattr(self, "_fp8_all_fp16", False))
         if self.tuned:
             from fastdllm.kernels.gemm_plan import linear
@@ -251,7 +253,14 @@ class Transformer(nn.Module):
         # the registry's entries last as long as these tensor objects: the model keeps them
         self._fp8_weights = fp8_weights.register(weights, bounds) if enabled else []
         self._fp8_all_fp16 = fp8_weights.all_take_fp16_inputs(self._fp8_weights)  # convert x before the op
+        self._fp8_norm_versions = self._norm_versions()  # what the bounds were computed from
         self.fp8 = enabled
+
+    def _norm_versions(self) -> tuple:
+        """The in-place version of every RMSNorm weight (None where a tensor keeps none, as inference-mode ones)."""
+        from fastdllm.kernels.fp8_weights import _version
+
+        return tuple(_version(m.weight) for m in self.modules() if isinstance(m, RMSNorm))
 
     def fuse_projections(self, enabled: bool = True) -> bool:
         """Fuse each layer's q/k/v weights (and Dream's q/k/v biases) into one ``[(H + 2·H_kv)·D, d]`` matrix
