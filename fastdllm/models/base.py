@@ -99,6 +99,8 @@ class DiffusionLM(nn.Module):
         if extra is not None:
             index = torch.cat([index, extra.to(device=canvas.device, dtype=torch.long)])  # [n + n_extra]
         rows = self._positions(first, first + m, canvas.device)  # [m]
+        if self.net.fp8 and self.net.sync_fp8():  # copies made again: the graphs hold the old ones' addresses
+            self._recapture()
         if self.cuda_graphs is not None and self.cuda_graphs.supports(canvas):
             window = None if extra is not None else (start, end, first, m)  # what index and rows hold
             return self.cuda_graphs(canvas, start, index, store, position_ids, key_mask, rows, window)
@@ -195,7 +197,8 @@ class DiffusionLM(nn.Module):
         On the CPU the same products use the dequantized copy (the same numbers, no kernel). Not exact: each such
         product differs from bf16 by the weight rounding (~3 % of its largest output), so tokens can differ;
         ``experiments/fp8_weight_accuracy.py`` measures what that costs. The copies follow ``to()``/``cuda()``
-        and ``fuse_projections()``; after changing weights in place, call this again (a stale copy raises).
+        and ``fuse_projections()``; after changing projection weights in place, call this again (a stale copy
+        raises); a norm weight changed in place makes the copies again at the next forward.
         ``fp16_inputs`` (the default): where a product's bf16 inputs are an RMSNorm's output, bounded far inside
         fp16's range (``Transformer.input_bounds``), the kernel takes them in fp16, which widens the fp8 weight in one
         conversion instead of two (the same products; faster on an H200); False keeps every input in bf16."""

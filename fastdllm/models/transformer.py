@@ -187,12 +187,7 @@ class Transformer(nn.Module):
         """The ``F.linear`` the layers and the LM head use: fp8 copies, the tuned GEMM plan, the few-row GEMM, or
         plain."""
         if self.fp8:
-            from fastdllm.kernels import fp8_weights
-
-            if self._fp8_weights and not fp8_weights.registered(self._fp8_weights[0]):
-                self.use_fp8()  # a deep copy (or unpickled) model: its copies are not registered yet
-            elif self._norm_versions() != getattr(self, "_fp8_norm_versions", None):
-                self.use_fp8()  # a norm weight changed in place: its products' input bounds are made again
+            self.sync_fp8()
             return fp8_or_bf16(self.tuned, getattr(self, "_fp8_all_fp16", False))
         if self.tuned:
             from fastdllm.kernels.gemm_plan import linear
@@ -256,11 +251,30 @@ class Transformer(nn.Module):
         self._fp8_norm_versions = self._norm_versions()  # what the bounds were computed from
         self.fp8 = enabled
 
+    def sync_fp8(self) -> bool:
+        """Make the fp8 copies again where they are out of date: a deep copy (or unpickled) model, whose copies are
+        not registered yet, or a norm weight changed in place (its products' input bounds, on which the fp16 route
+        rests, are made again). Returns whether it did: captured CUDA graphs then read freed copies and must be
+        captured again (``DiffusionLM.forward_step`` does). Norm weights made under inference mode keep no
+        version counter: a change to those is not seen."""
+        from fastdllm.kernels import fp8_weights
+
+        if not self.fp8 or not self._fp8_weights:
+            return False
+        if fp8_weights.registered(self._fp8_weights[0]) and \
+                self._norm_versions() == getattr(self, "_fp8_norm_versions", None):
+            return False
+        self.use_fp8()
+        return True
+
     def _norm_versions(self) -> tuple:
         """The in-place version of every RMSNorm weight (None where a tensor keeps none, as inference-mode ones)."""
         from fastdllm.kernels.fp8_weights import _version
 
-        return tuple(_version(m.weight) for m in self.modules() if isinstance(m, RMSNorm))
+        norms = self.__dict__.get("_norms")
+        if norms is None:
+            norms = self.__dict__["_norms"] = [m for m in self.modules() if isinstance(m, RMSNorm)]
+        return tuple(_version(m.weight) for m in norms)
 
     def fuse_projections(self, enabled: bool = True) -> bool:
         """Fuse each layer's q/k/v weights (and Dream's q/k/v biases) into one ``[(H + 2·H_kv)·D, d]`` matrix

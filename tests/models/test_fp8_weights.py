@@ -183,6 +183,38 @@ def _step_args(model):
     return canvas, P - model.logit_shift, P + BLOCK
 
 
+def test_a_norm_changed_in_place_remakes_the_copies_and_the_graphs(every_width):
+    """Replays of captured graphs never reach ``Transformer.linear()``: ``forward_step`` itself notices a norm weight
+    changed in place, makes the copies (and bounds) again and drops the graphs, which hold the old copies'
+    addresses (the CPU stands in for CUDA through the recording capture backend)."""
+    from test_cuda_graphs import RecordingGraphs
+
+    model = _tiny("llada").use_fp8_weights()
+    model.use_cuda_graphs(backend=RecordingGraphs())
+    try:
+        gen = torch.Generator().manual_seed(1)
+        canvas = torch.randint(3, 60, (1, L), generator=gen)
+        canvas[:, P:] = model.mask_token_id
+        pos, store = torch.arange(L)[None], model.new_kv_store(1, L)
+        step = lambda: model.forward_step(canvas, P, P + BLOCK, store, pos, None, P, P + BLOCK)  # noqa: E731
+        with torch.no_grad():
+            model.forward_step(canvas, 0, L, store, pos, None, P, P + BLOCK)
+            step()
+            step()
+            graphs, head = model.cuda_graphs, model.net.lm_head.weight
+            captures = graphs.captures
+            assert captures >= 1 and fp8_weights.takes_fp16_inputs(head)
+            step()
+            assert model.cuda_graphs is graphs and graphs.captures == captures  # nothing changed: replayed
+            model.net.norm.weight.mul_(fp8_weights.FP16_INPUT_LIMIT)  # the LM head's bound now exceeds the limit
+            step()
+        assert not fp8_weights.takes_fp16_inputs(head)  # the copies were made again with the new bound
+        assert model.cuda_graphs is not graphs and model.cuda_graphs.captures == 1  # the graphs dropped, one new
+    finally:
+        model.use_cuda_graphs(False)
+        model.use_fp8_weights(False)
+
+
 def test_register_wants_one_bound_per_weight(every_width):
     w = torch.randn(8, 4)
     with pytest.raises(ValueError, match="2 input bounds for 1 weights"):
@@ -224,9 +256,12 @@ def test_a_cached_step_with_fp16_inputs_matches_bf16_inputs_on_cuda(monkeypatch,
     canvas = torch.randint(3, 60, (1, L), generator=gen).cuda()
     canvas[:, P:] = model.mask_token_id
     pos = torch.arange(L, device="cuda")[None]
-    out = {}
+    out, dtypes = {}, set()
+    real = fp8_weights.fp8_linear
+    monkeypatch.setattr(fp8_weights, "fp8_linear", lambda x, *a, **k: dtypes.add(x.dtype) or real(x, *a, **k))
     try:
         for fp16 in (False, True):
+            dtypes.clear()
             model.use_fp8_weights(fp16_inputs=fp16)
             assert fp8_weights.takes_fp16_inputs(model.net.lm_head.weight) == fp16
             assert model.net._fp8_all_fp16 == (fp16 and widths == "normed")
@@ -234,6 +269,9 @@ def test_a_cached_step_with_fp16_inputs_matches_bf16_inputs_on_cuda(monkeypatch,
             with torch.no_grad():
                 model.forward_step(canvas, 0, L, store, pos, None, P, P + BLOCK)
                 out[fp16] = model.forward_step(canvas, P, P + BLOCK, store, pos, None, P, P + BLOCK).float()
+            # the kernel got fp16 where the route is on ("every": o/down have copies and keep bf16)
+            assert dtypes == ({torch.float16} if fp16 and widths == "normed" else
+                              {torch.float16, torch.bfloat16} if fp16 else {torch.bfloat16}), (fp16, widths, dtypes)
     finally:
         model.use_fp8_weights(False)
     assert torch.equal(out[True], out[False])
