@@ -201,7 +201,8 @@ class DiffusionLM(nn.Module):
         raises); a norm weight changed in place makes the copies again at the next forward.
         ``fp16_inputs`` (the default): where a product's bf16 inputs are an RMSNorm's output, bounded far inside
         fp16's range (``Transformer.input_bounds``), the kernel takes them in fp16, which widens the fp8 weight in one
-        conversion instead of two (the same products; faster on an H200); False keeps every input in bf16."""
+        conversion instead of two (the same products wherever x's entries are at least 2^-14, fp16's smallest normal;
+        faster on an H200); False keeps every input in bf16."""
         if self.net.fp8 != enabled or enabled:
             self.net.use_fp8(enabled, fp16_inputs)
             self._recapture()
