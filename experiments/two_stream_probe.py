@@ -39,6 +39,7 @@ from bench_floors import Floors, build_model, canvas_arguments, ceilings, model_
 from bench_modes import MODES, set_mode  # noqa: E402
 
 from fastdllm.evaluation import torch_info  # noqa: E402
+from fastdllm.models.cuda_graphs import TorchCudaGraphs  # noqa: E402
 
 
 class Problem:
@@ -75,19 +76,13 @@ class Problem:
         return model.step_logits(self.canvas, self.start, self.index, self.store, self.position_ids, None, self.rows)
 
 
-def capture(run: Callable[[], torch.Tensor], device: torch.device, pool=None):
-    """(replay, output) of ``run`` captured in a CUDA graph after a warm-up on a side stream; on the CPU, run."""
+def capture(run: Callable[[], torch.Tensor], device: torch.device):
+    """(replay, output) of ``run``: the library's own capture (``TorchCudaGraphs``: a warm-up on a side stream, then
+    one CUDA graph); on the CPU, ``run`` itself."""
     if device.type != "cuda":
         return run, run()
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        run()
-    torch.cuda.current_stream(device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, pool=pool):
-        out = run()
-    return graph.replay, out
+    replay, out, _ = TorchCudaGraphs().capture(run, device, None)
+    return replay, out
 
 
 def on_streams(model, parts: list[Problem], streams: list | None) -> torch.Tensor:

@@ -177,41 +177,31 @@ def _serves(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return 0 < rows <= MAX_ROWS and weight.shape[0] >= MIN_FP8_COLUMNS
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear`` for a model with fp8 copies: products of at most ``MAX_ROWS`` rows by a weight of at least
-    ``MIN_FP8_COLUMNS`` output columns go through an opaque op that finds the weight's fp8 copy at run time (by
-    address), every other product through ``skinny_matmul.linear``."""
-    if _serves(x, weight):
-        return _fp8_or_bf16_linear(x, weight, bias)
-    return skinny_matmul.linear(x, weight, bias)
-
-
-def linear_tuned(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``linear`` for a model with a tuned GEMM plan as well: the products the fp8 copies do not serve run by the
-    plan (``gemm_plan.linear``)."""
-    if _serves(x, weight):
-        return _fp8_or_bf16_linear(x, weight, bias)
-    return gemm_plan.linear(x, weight, bias)
-
-
 def _fp16(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float16) if x.is_cuda and x.dtype == torch.bfloat16 else x
 
 
-def linear_fp16x(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``linear`` for a model every one of whose copies takes fp16 inputs (``takes_fp16_inputs``): bf16 x is
-    converted before the opaque op, in the caller's code, where ``torch.compile`` fuses the conversion into the
-    kernel that makes x (the RMSNorm's); the op then skips its own conversion launch."""
-    if _serves(x, weight):
-        return _fp8_or_bf16_linear(_fp16(x), weight, bias)
-    return skinny_matmul.linear(x, weight, bias)
+def _linear_for(tuned: bool, fp16x: bool):
+    """``F.linear`` for a model with fp8 copies: products of at most ``MAX_ROWS`` rows by a weight of at least
+    ``MIN_FP8_COLUMNS`` output columns go through an opaque op that finds the weight's fp8 copy at run time (by
+    address); every other product through ``skinny_matmul.linear``, or with ``tuned`` by the tuned plan
+    (``gemm_plan.linear``). With ``fp16x`` (every copy of the model takes fp16 inputs, ``all_take_fp16_inputs``)
+    bf16 x is converted before the op, in the caller's code, where ``torch.compile`` fuses the conversion into the
+    kernel that makes x (the RMSNorm's); without it the op converts x for the copies that take fp16."""
+
+    def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        if _serves(x, weight):
+            return _fp8_or_bf16_linear(_fp16(x) if fp16x else x, weight, bias)
+        if tuned:
+            return gemm_plan.linear(x, weight, bias)
+        return skinny_matmul.linear(x, weight, bias)
+
+    return linear
 
 
-def linear_tuned_fp16x(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``linear_fp16x`` with the tuned plan for the other products (``linear_tuned``)."""
-    if _serves(x, weight):
-        return _fp8_or_bf16_linear(_fp16(x), weight, bias)
-    return gemm_plan.linear(x, weight, bias)
+# one function per choice, made once (``torch.compile``'d callers are compiled per function object)
+linear, linear_tuned = _linear_for(False, False), _linear_for(True, False)
+linear_fp16x, linear_tuned_fp16x = _linear_for(False, True), _linear_for(True, True)
 
 
 def all_take_fp16_inputs(weights) -> bool:

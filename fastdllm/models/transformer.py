@@ -12,7 +12,6 @@ and gate/up weights into one matrix each (one GEMM instead of three / two), keep
 from __future__ import annotations
 
 import math
-
 from dataclasses import asdict, dataclass
 
 import torch
@@ -248,7 +247,9 @@ class Transformer(nn.Module):
         # the registry's entries last as long as these tensor objects: the model keeps them
         self._fp8_weights = fp8_weights.register(weights, bounds) if enabled else []
         self._fp8_all_fp16 = fp8_weights.all_take_fp16_inputs(self._fp8_weights)  # convert x before the op
-        self._fp8_norm_versions = self._norm_versions()  # what the bounds were computed from
+        # the norm weights the bounds were computed from (listed again here after ``to()``, which may replace them)
+        self.__dict__["_fp8_norm_weights"] = [m.weight for m in self.modules() if isinstance(m, RMSNorm)]
+        self._fp8_norm_versions = self._norm_versions()
         self.fp8 = enabled
 
     def sync_fp8(self) -> bool:
@@ -268,13 +269,15 @@ class Transformer(nn.Module):
         return True
 
     def _norm_versions(self) -> tuple:
-        """The in-place version of every RMSNorm weight (None where a tensor keeps none, as inference-mode ones)."""
+        """The in-place version of every RMSNorm weight (None where a tensor keeps none, as inference-mode ones),
+        read from the weights ``use_fp8`` listed (module attribute lookups would cost ~70 µs a step, this ~4)."""
         from fastdllm.kernels.fp8_weights import _version
 
-        norms = self.__dict__.get("_norms")
-        if norms is None:
-            norms = self.__dict__["_norms"] = [m for m in self.modules() if isinstance(m, RMSNorm)]
-        return tuple(_version(m.weight) for m in norms)
+        weights = self.__dict__.get("_fp8_norm_weights", ())
+        try:
+            return tuple([w._version for w in weights])
+        except RuntimeError:  # an inference-mode tensor among them
+            return tuple(_version(w) for w in weights)
 
     def fuse_projections(self, enabled: bool = True) -> bool:
         """Fuse each layer's q/k/v weights (and Dream's q/k/v biases) into one ``[(H + 2·H_kv)·D, d]`` matrix
