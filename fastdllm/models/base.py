@@ -99,8 +99,7 @@ class DiffusionLM(nn.Module):
         if extra is not None:
             index = torch.cat([index, extra.to(device=canvas.device, dtype=torch.long)])  # [n + n_extra]
         rows = self._positions(first, first + m, canvas.device)  # [m]
-        if self.net.fp8 and self.net.sync_fp8():  # copies made again: the graphs hold the old ones' addresses
-            self._recapture()
+        self.sync_fp8()
         if self.cuda_graphs is not None and self.cuda_graphs.supports(canvas):
             window = None if extra is not None else (start, end, first, m)  # what index and rows hold
             return self.cuda_graphs(canvas, start, index, store, position_ids, key_mask, rows, window)
@@ -294,6 +293,13 @@ class DiffusionLM(nn.Module):
             self._recapture()
         return self
 
+    def sync_fp8(self) -> None:
+        """Before a forward with fp8 copies: make the copies again where they are out of date
+        (``Transformer.sync_fp8``: a deep copy, or a norm weight changed in place) and then drop the captured CUDA
+        graphs, which hold the old copies' addresses. Every entry point that runs the layers calls it, once."""
+        if self.net.fp8 and self.net.sync_fp8():
+            self._recapture()
+
     def _recapture(self) -> None:
         """Drop the captured CUDA graphs (they hold the old kernels); each is captured again at its next use."""
         if self.cuda_graphs is not None:
@@ -318,6 +324,7 @@ class DiffusionLM(nn.Module):
         position_ids = (real.long().cumsum(-1) - 1).clamp_min(0)  # [B, L]
         key_mask = None if bool(real.all()) else real
         L = input_ids.shape[1]
+        self.sync_fp8()  # a forward of at most 32 positions runs its products from the fp8 copies
         logits = self.net.lm_head(self.net.hidden(input_ids, 0, L, NoStore(), position_ids, key_mask))  # [B, L, V]
         if self.logit_shift:
             logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)

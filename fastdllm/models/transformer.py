@@ -177,6 +177,8 @@ class Transformer(nn.Module):
         self._fp8_weights: list[torch.Tensor] = []  # the weights registered in fastdllm.kernels.fp8_weights
         self.fp8_fp16_inputs = True  # normed bf16 inputs go to the fp8 kernel in fp16 (``use_fp8_weights``)
         self._fp8_all_fp16 = False  # every fp8 copy takes fp16 inputs: the traced code converts x (``use_fp8``)
+        self._fp8_norm_weights: list[torch.Tensor] = []  # the norm weights the copies' input bounds come from
+        self._fp8_norm_versions: tuple = ()  # their in-place versions when the copies were made (``sync_fp8``)
         self.tuned = False  # products through the timed GEMM plan on CUDA (``DiffusionLM.tune_gemms``)
         self.rope_write = False  # RoPE fused into the KV-store write on CUDA (``DiffusionLM.use_rope_write``)
         self.defer_residual = True  # each layer's MLP output added by the next layer's function (``residual``);
@@ -185,9 +187,8 @@ class Transformer(nn.Module):
     def linear(self):
         """The ``F.linear`` the layers and the LM head use: fp8 copies, the tuned GEMM plan, the few-row GEMM, or
         plain."""
-        if self.fp8:
-            self.sync_fp8()
-            return fp8_or_bf16(self.tuned, getattr(self, "_fp8_all_fp16", False))
+        if self.fp8:  # the copies are brought up to date by the callers (``DiffusionLM.sync_fp8``)
+            return fp8_or_bf16(self.tuned, self._fp8_all_fp16)
         if self.tuned:
             from fastdllm.kernels.gemm_plan import linear
 
@@ -243,12 +244,12 @@ class Transformer(nn.Module):
             self.fp8_fp16_inputs = fp16_inputs
         fp8_weights.unregister(self._fp8_weights)
         weights = [w.detach() for w in self.wide_weights()]
-        bounds = self.input_bounds() if enabled and getattr(self, "fp8_fp16_inputs", True) else None
+        bounds = self.input_bounds() if enabled and self.fp8_fp16_inputs else None
         # the registry's entries last as long as these tensor objects: the model keeps them
         self._fp8_weights = fp8_weights.register(weights, bounds) if enabled else []
         self._fp8_all_fp16 = fp8_weights.all_take_fp16_inputs(self._fp8_weights)  # convert x before the op
         # the norm weights the bounds were computed from (listed again here after ``to()``, which may replace them)
-        self.__dict__["_fp8_norm_weights"] = [m.weight for m in self.modules() if isinstance(m, RMSNorm)]
+        self._fp8_norm_weights = [m.weight for m in self.modules() if isinstance(m, RMSNorm)]
         self._fp8_norm_versions = self._norm_versions()
         self.fp8 = enabled
 
@@ -256,14 +257,13 @@ class Transformer(nn.Module):
         """Make the fp8 copies again where they are out of date: a deep copy (or unpickled) model, whose copies are
         not registered yet, or a norm weight changed in place (its products' input bounds, on which the fp16 route
         rests, are made again). Returns whether it did: captured CUDA graphs then read freed copies and must be
-        captured again (``DiffusionLM.forward_step`` does). Norm weights made under inference mode keep no
-        version counter: a change to those is not seen."""
+        captured again (``DiffusionLM.sync_fp8`` does, before every forward). Norm weights made under inference
+        mode keep no version counter: a change to those is not seen."""
         from fastdllm.kernels import fp8_weights
 
         if not self.fp8 or not self._fp8_weights:
             return False
-        if fp8_weights.registered(self._fp8_weights[0]) and \
-                self._norm_versions() == getattr(self, "_fp8_norm_versions", None):
+        if fp8_weights.registered(self._fp8_weights[0]) and self._norm_versions() == self._fp8_norm_versions:
             return False
         self.use_fp8()
         return True
@@ -273,11 +273,10 @@ class Transformer(nn.Module):
         read from the weights ``use_fp8`` listed (module attribute lookups would cost ~70 µs a step, this ~4)."""
         from fastdllm.kernels.fp8_weights import _version
 
-        weights = self.__dict__.get("_fp8_norm_weights", ())
         try:
-            return tuple([w._version for w in weights])
+            return tuple([w._version for w in self._fp8_norm_weights])
         except RuntimeError:  # an inference-mode tensor among them
-            return tuple(_version(w) for w in weights)
+            return tuple(_version(w) for w in self._fp8_norm_weights)
 
     def fuse_projections(self, enabled: bool = True) -> bool:
         """Fuse each layer's q/k/v weights (and Dream's q/k/v biases) into one ``[(H + 2·H_kv)·D, d]`` matrix

@@ -126,7 +126,7 @@ def test_only_normed_inputs_go_to_fp16(every_width, fused):
         assert fastdllm.models.layer_functions.rms_norm(spike, torch.ones(d), 0.0).abs().max() == pytest.approx(d ** 0.5)
         with torch.no_grad():
             net.layers[0].mlp_norm.weight[0] = fp8_weights.FP16_INPUT_LIMIT  # √d · this exceeds the limit
-        net.linear()  # the next forward's: a norm weight changed in place, so the bounds are made again
+        model.sync_fp8()  # what the next forward runs first: a norm weight changed in place, so the bounds are made again
         gate_up = mlp.gate_up_weight if fused else mlp.gate_proj.weight
         assert not fp8_weights.takes_fp16_inputs(gate_up)
         assert fp8_weights.takes_fp16_inputs(net.layers[0].attn.qkv_weight if fused else a.q_proj.weight)
@@ -210,6 +210,33 @@ def test_a_norm_changed_in_place_remakes_the_copies_and_the_graphs(every_width):
             step()
         assert not fp8_weights.takes_fp16_inputs(head)  # the copies were made again with the new bound
         assert model.cuda_graphs is not graphs and model.cuda_graphs.captures == 1  # the graphs dropped, one new
+    finally:
+        model.use_cuda_graphs(False)
+        model.use_fp8_weights(False)
+
+
+def test_a_full_forward_after_a_norm_change_remakes_the_copies_and_drops_the_graphs(every_width):
+    """``model(ids)`` of at most 32 positions runs its products from the fp8 copies too: after a norm weight changed
+    in place it makes them again (with the new bound) and drops the captured graphs, which read the old copies, so
+    the next cached step captures afresh rather than replaying freed memory."""
+    from test_cuda_graphs import RecordingGraphs
+
+    model = _tiny("llada").use_fp8_weights()
+    model.use_cuda_graphs(backend=RecordingGraphs())
+    try:
+        gen = torch.Generator().manual_seed(1)
+        canvas = torch.randint(3, 60, (1, L), generator=gen)
+        canvas[:, P:] = model.mask_token_id
+        pos, store = torch.arange(L)[None], model.new_kv_store(1, L)
+        with torch.no_grad():
+            model.forward_step(canvas, 0, L, store, pos, None, P, P + BLOCK)
+            model.forward_step(canvas, P, P + BLOCK, store, pos, None, P, P + BLOCK)
+            graphs, head = model.cuda_graphs, model.net.lm_head.weight
+            assert graphs.captures >= 1 and fp8_weights.takes_fp16_inputs(head)
+            model.net.norm.weight.mul_(fp8_weights.FP16_INPUT_LIMIT)
+            model(canvas[:, :P])  # 8 positions: every product goes to the fp8 op
+        assert not fp8_weights.takes_fp16_inputs(head)  # the copies were made again with the new bound
+        assert model.cuda_graphs is not graphs  # and the graphs holding the old ones dropped
     finally:
         model.use_cuda_graphs(False)
         model.use_fp8_weights(False)
