@@ -5,6 +5,7 @@ the numbers the GPU kernel computes (``tests/models/test_triton_kernels.py`` che
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import pytest
@@ -183,10 +184,10 @@ def _step_args(model):
     return canvas, P - model.logit_shift, P + BLOCK
 
 
-def test_a_norm_changed_in_place_remakes_the_copies_and_the_graphs(every_width):
-    """Replays of captured graphs never reach ``Transformer.linear()``: ``forward_step`` itself notices a norm weight
-    changed in place, makes the copies (and bounds) again and drops the graphs, which hold the old copies'
-    addresses (the CPU stands in for CUDA through the recording capture backend)."""
+@contextlib.contextmanager
+def _graphed_fp8_llada():
+    """A tiny LLaDA with fp8 copies and CUDA graphs through the recording capture backend (the CPU stands in for
+    CUDA), with a canvas, position ids and a store: ``(model, canvas, pos, store)``; fp8 and graphs off after."""
     from test_cuda_graphs import RecordingGraphs
 
     model = _tiny("llada").use_fp8_weights()
@@ -195,7 +196,17 @@ def test_a_norm_changed_in_place_remakes_the_copies_and_the_graphs(every_width):
         gen = torch.Generator().manual_seed(1)
         canvas = torch.randint(3, 60, (1, L), generator=gen)
         canvas[:, P:] = model.mask_token_id
-        pos, store = torch.arange(L)[None], model.new_kv_store(1, L)
+        yield model, canvas, torch.arange(L)[None], model.new_kv_store(1, L)
+    finally:
+        model.use_cuda_graphs(False)
+        model.use_fp8_weights(False)
+
+
+def test_a_norm_changed_in_place_remakes_the_copies_and_the_graphs(every_width):
+    """Replays of captured graphs run no Python: ``forward_step`` itself notices a norm weight
+    changed in place, makes the copies (and bounds) again and drops the graphs, which hold the old copies'
+    addresses."""
+    with _graphed_fp8_llada() as (model, canvas, pos, store):
         step = lambda: model.forward_step(canvas, P, P + BLOCK, store, pos, None, P, P + BLOCK)  # noqa: E731
         with torch.no_grad():
             model.forward_step(canvas, 0, L, store, pos, None, P, P + BLOCK)
@@ -210,24 +221,13 @@ def test_a_norm_changed_in_place_remakes_the_copies_and_the_graphs(every_width):
             step()
         assert not fp8_weights.takes_fp16_inputs(head)  # the copies were made again with the new bound
         assert model.cuda_graphs is not graphs and model.cuda_graphs.captures == 1  # the graphs dropped, one new
-    finally:
-        model.use_cuda_graphs(False)
-        model.use_fp8_weights(False)
 
 
 def test_a_full_forward_after_a_norm_change_remakes_the_copies_and_drops_the_graphs(every_width):
     """``model(ids)`` of at most 32 positions runs its products from the fp8 copies too: after a norm weight changed
     in place it makes them again (with the new bound) and drops the captured graphs, which read the old copies, so
     the next cached step captures afresh rather than replaying freed memory."""
-    from test_cuda_graphs import RecordingGraphs
-
-    model = _tiny("llada").use_fp8_weights()
-    model.use_cuda_graphs(backend=RecordingGraphs())
-    try:
-        gen = torch.Generator().manual_seed(1)
-        canvas = torch.randint(3, 60, (1, L), generator=gen)
-        canvas[:, P:] = model.mask_token_id
-        pos, store = torch.arange(L)[None], model.new_kv_store(1, L)
+    with _graphed_fp8_llada() as (model, canvas, pos, store):
         with torch.no_grad():
             model.forward_step(canvas, 0, L, store, pos, None, P, P + BLOCK)
             model.forward_step(canvas, P, P + BLOCK, store, pos, None, P, P + BLOCK)
@@ -237,9 +237,6 @@ def test_a_full_forward_after_a_norm_change_remakes_the_copies_and_drops_the_gra
             model(canvas[:, :P])  # 8 positions: every product goes to the fp8 op
         assert not fp8_weights.takes_fp16_inputs(head)  # the copies were made again with the new bound
         assert model.cuda_graphs is not graphs  # and the graphs holding the old ones dropped
-    finally:
-        model.use_cuda_graphs(False)
-        model.use_fp8_weights(False)
 
 
 def test_register_wants_one_bound_per_weight(every_width):
